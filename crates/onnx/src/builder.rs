@@ -1,0 +1,199 @@
+use crate::proto::{self, attribute_type, data_type};
+use crate::{IR_VERSION, OPSET};
+
+/// A graph input/output dimension: fixed, or named (dynamic, e.g. the batch).
+#[derive(Clone, Debug)]
+pub enum Dim {
+    Fixed(i64),
+    Named(&'static str),
+}
+
+/// A node attribute.
+#[derive(Clone, Debug)]
+pub enum Attr {
+    Int(&'static str, i64),
+    Ints(&'static str, Vec<i64>),
+    Float(&'static str, f32),
+    Floats(&'static str, Vec<f32>),
+    Str(&'static str, String),
+}
+
+impl Attr {
+    fn into_proto(self) -> proto::AttributeProto {
+        let mut a = proto::AttributeProto::default();
+        match self {
+            Attr::Int(n, v) => {
+                a.name = n.into();
+                a.i = v;
+                a.r#type = attribute_type::INT;
+            }
+            Attr::Ints(n, v) => {
+                a.name = n.into();
+                a.ints = v;
+                a.r#type = attribute_type::INTS;
+            }
+            Attr::Float(n, v) => {
+                a.name = n.into();
+                a.f = v;
+                a.r#type = attribute_type::FLOAT;
+            }
+            Attr::Floats(n, v) => {
+                a.name = n.into();
+                a.floats = v;
+                a.r#type = attribute_type::FLOATS;
+            }
+            Attr::Str(n, v) => {
+                a.name = n.into();
+                a.s = v.into_bytes();
+                a.r#type = attribute_type::STRING;
+            }
+        }
+        a
+    }
+}
+
+/// Builds an ONNX graph node by node. Values are named by the builder (`prefix/op_N`) so
+/// that graphs are reproducible byte for byte.
+#[derive(Default)]
+pub struct GraphBuilder {
+    graph: proto::GraphProto,
+    counter: usize,
+}
+
+fn value_info(name: &str, elem_type: i32, dims: &[Dim]) -> proto::ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(v) => proto::Dimension {
+                dim_value: Some(*v),
+                dim_param: None,
+            },
+            Dim::Named(p) => proto::Dimension {
+                dim_value: None,
+                dim_param: Some((*p).to_string()),
+            },
+        })
+        .collect();
+    proto::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(proto::TypeProto {
+            tensor_type: Some(proto::TypeProtoTensor {
+                elem_type,
+                shape: Some(proto::TensorShapeProto { dim }),
+            }),
+        }),
+    }
+}
+
+impl GraphBuilder {
+    pub fn new(name: &str) -> Self {
+        let mut b = Self::default();
+        b.graph.name = name.into();
+        b
+    }
+
+    fn fresh(&mut self, hint: &str) -> String {
+        self.counter += 1;
+        format!("{hint}_{}", self.counter)
+    }
+
+    pub fn input_f32(&mut self, name: &str, dims: &[Dim]) -> String {
+        self.input(name, data_type::FLOAT, dims)
+    }
+
+    pub fn input_u8(&mut self, name: &str, dims: &[Dim]) -> String {
+        self.input(name, data_type::UINT8, dims)
+    }
+
+    fn input(&mut self, name: &str, ty: i32, dims: &[Dim]) -> String {
+        self.graph.input.push(value_info(name, ty, dims));
+        name.to_string()
+    }
+
+    /// Declares `value` as a graph output under `name` (an Identity renames it).
+    pub fn output_f32(&mut self, value: &str, name: &str, dims: &[Dim]) {
+        if value != name {
+            self.graph.node.push(proto::NodeProto {
+                input: vec![value.into()],
+                output: vec![name.into()],
+                name: format!("{name}_identity"),
+                op_type: "Identity".into(),
+                ..Default::default()
+            });
+        }
+        self.graph
+            .output
+            .push(value_info(name, data_type::FLOAT, dims));
+    }
+
+    /// Adds a float32 constant tensor, stored as raw little-endian bytes.
+    pub fn constant_f32(&mut self, hint: &str, dims: &[usize], data: &[f32]) -> String {
+        debug_assert_eq!(dims.iter().product::<usize>(), data.len());
+        let name = self.fresh(hint);
+        let mut raw = Vec::with_capacity(data.len() * 4);
+        for v in data {
+            raw.extend_from_slice(&v.to_le_bytes());
+        }
+        self.graph.initializer.push(proto::TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::FLOAT,
+            name: name.clone(),
+            raw_data: raw,
+            ..Default::default()
+        });
+        name
+    }
+
+    pub fn constant_i64(&mut self, hint: &str, data: &[i64]) -> String {
+        let name = self.fresh(hint);
+        self.graph.initializer.push(proto::TensorProto {
+            dims: vec![data.len() as i64],
+            data_type: data_type::INT64,
+            name: name.clone(),
+            int64_data: data.to_vec(),
+            ..Default::default()
+        });
+        name
+    }
+
+    /// Adds a single-output node and returns its output's name.
+    pub fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<Attr>) -> String {
+        let out = self.fresh(&op.to_ascii_lowercase());
+        self.graph.node.push(proto::NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.clone()],
+            name: format!("{out}_node"),
+            op_type: op.into(),
+            attribute: attrs.into_iter().map(Attr::into_proto).collect(),
+            ..Default::default()
+        });
+        out
+    }
+
+    /// Number of nodes so far (for tests and diagnostics).
+    pub fn node_count(&self) -> usize {
+        self.graph.node.len()
+    }
+
+    /// Finishes the graph as a standalone model with the given metadata.
+    pub fn finish(self, metadata: &[(String, String)]) -> proto::ModelProto {
+        proto::ModelProto {
+            ir_version: IR_VERSION,
+            producer_name: "retrain".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            graph: Some(self.graph),
+            opset_import: vec![proto::OperatorSetIdProto {
+                domain: String::new(),
+                version: OPSET,
+            }],
+            metadata_props: metadata
+                .iter()
+                .map(|(k, v)| proto::StringStringEntryProto {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+}

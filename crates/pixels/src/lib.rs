@@ -1,0 +1,295 @@
+//! Files to pixels: decoding any common image file to RGB and preparing it exactly as a
+//! backbone was trained (resize of the shorter side, center crop), the first stage of the flow.
+
+mod resample;
+pub use resample::resize_rgb8;
+
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PixelError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: empty file")]
+    Empty { path: PathBuf },
+    #[error("{path}: not an image (unrecognised format)")]
+    NotImage { path: PathBuf },
+    #[error("{path}: corrupt or truncated image: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+impl PixelError {
+    pub fn path(&self) -> &Path {
+        match self {
+            PixelError::Io { path, .. }
+            | PixelError::Empty { path }
+            | PixelError::NotImage { path }
+            | PixelError::Corrupt { path, .. } => path,
+        }
+    }
+
+    /// The problem without the path, for reports that list the path separately.
+    pub fn reason(&self) -> String {
+        let full = self.to_string();
+        let prefix = format!("{}: ", self.path().display());
+        full.strip_prefix(&prefix).unwrap_or(&full).to_string()
+    }
+}
+
+/// Resize-then-crop geometry, as torchvision's `Resize(resize)` + `CenterCrop(crop)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Geometry {
+    pub resize: u32,
+    pub crop: u32,
+}
+
+/// Decodes a file to 8-bit RGB, whatever its format (JPEG, PNG, GIF, BMP, WebP), colour
+/// type (grey, RGBA, CMYK, 16-bit) or EXIF orientation.
+pub fn decode(path: &Path) -> Result<RgbImage, PixelError> {
+    let bytes = std::fs::read(path).map_err(|source| PixelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_bytes(&bytes, path)
+}
+
+/// As [`decode`], from bytes already read; `path` names the source in errors.
+pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage, PixelError> {
+    if bytes.is_empty() {
+        return Err(PixelError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let corrupt = |e: image::ImageError| PixelError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|source| PixelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if reader.format().is_none() {
+        return Err(PixelError::NotImage {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    img.apply_orientation(orientation);
+    if img.width() == 0 || img.height() == 0 {
+        return Err(PixelError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "zero-sized image".into(),
+        });
+    }
+    Ok(match img {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => other.to_rgb8(),
+    })
+}
+
+/// The resized size for a shorter side of `resize`: the longer side scaled and rounded
+/// half-to-even, as torchvision computes it for the reference logits (451×300 → 385×256,
+/// 773×512 → 386×256).
+fn resized_size(w: u32, h: u32, resize: u32) -> (u32, u32) {
+    let scale = |long: u32, short: u32| {
+        let num = resize as u64 * long as u64;
+        let (q, r) = (num / short as u64, num % short as u64);
+        let up = 2 * r > short as u64 || (2 * r == short as u64 && q % 2 == 1);
+        (q + up as u64) as u32
+    };
+    if w <= h {
+        (resize, scale(h, w))
+    } else {
+        (scale(w, h), resize)
+    }
+}
+
+/// torchvision's CenterCrop offset: `int(round((size - crop) / 2))`, with Python's
+/// round-half-to-even.
+fn crop_offset(size: u32, crop: u32) -> u32 {
+    let twice = size.saturating_sub(crop);
+    let (q, r) = (twice / 2, twice % 2);
+    if r == 1 && q % 2 == 1 {
+        q + 1
+    } else {
+        q
+    }
+}
+
+/// Resizes the shorter side to `g.resize` with an antialiased bilinear filter (PIL's
+/// `BILINEAR`), then takes the center `g.crop`² square. Returns `crop*crop*3` RGB bytes (HWC).
+pub fn prepare(img: &RgbImage, g: Geometry) -> Vec<u8> {
+    let (w, h) = resized_size(img.width(), img.height(), g.resize);
+    let src = resize_rgb8(
+        img.as_raw(),
+        img.width() as usize,
+        img.height() as usize,
+        w as usize,
+        h as usize,
+    );
+    let (left, top) = (crop_offset(w, g.crop), crop_offset(h, g.crop));
+    let c = g.crop as usize;
+    let mut out = vec![0u8; c * c * 3];
+    // Images smaller than the crop are zero-padded, as CenterCrop does.
+    let (pad_x, pad_y) = (g.crop.saturating_sub(w) / 2, g.crop.saturating_sub(h) / 2);
+    for y in 0..c.min(h as usize) {
+        let sy = y + top as usize;
+        let n = c.min(w as usize);
+        let s = (sy * w as usize + left as usize) * 3;
+        let d = ((y + pad_y as usize) * c + pad_x as usize) * 3;
+        out[d..d + n * 3].copy_from_slice(&src[s..s + n * 3]);
+    }
+    out
+}
+
+/// Decodes and prepares one file.
+pub fn load(path: &Path, g: Geometry) -> Result<Vec<u8>, PixelError> {
+    Ok(prepare(&decode(path)?, g))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared")
+            .join(rel)
+    }
+
+    #[test]
+    fn torchvision_geometry() {
+        assert_eq!(resized_size(500, 375, 256), (341, 256));
+        assert_eq!(resized_size(375, 500, 256), (256, 341));
+        assert_eq!(resized_size(451, 300, 256), (385, 256));
+        assert_eq!(resized_size(773, 512, 256), (386, 256));
+        assert_eq!(crop_offset(341, 224), 58); // 58.5 rounds to even
+        assert_eq!(crop_offset(343, 224), 60); // 59.5 rounds to even
+        assert_eq!(crop_offset(256, 224), 16);
+    }
+
+    #[test]
+    fn decodes_png_and_jpeg_to_a_crop() {
+        for f in ["images/chelsea.png", "images/dog.jpg"] {
+            let px = load(
+                &shared(f),
+                Geometry {
+                    resize: 256,
+                    crop: 224,
+                },
+            )
+            .unwrap();
+            assert_eq!(px.len(), 224 * 224 * 3);
+            let mean = px.iter().map(|&v| v as f64).sum::<f64>() / px.len() as f64;
+            assert!(mean > 20.0 && mean < 235.0, "{f}: mean {mean}");
+        }
+    }
+
+    #[test]
+    fn colour_types_become_rgb() {
+        let dir = tempfile::tempdir().unwrap();
+        let grey = image::GrayImage::from_fn(40, 30, |x, _| image::Luma([(x * 6) as u8]));
+        let p = dir.path().join("grey.png");
+        grey.save(&p).unwrap();
+        let rgb = decode(&p).unwrap();
+        assert_eq!(rgb.get_pixel(10, 5).0, [60, 60, 60]);
+
+        let rgba = image::RgbaImage::from_pixel(8, 8, image::Rgba([200, 100, 50, 10]));
+        let p = dir.path().join("rgba.png");
+        rgba.save(&p).unwrap();
+        assert_eq!(decode(&p).unwrap().get_pixel(0, 0).0, [200, 100, 50]);
+
+        let deep = image::ImageBuffer::<image::Rgb<u16>, _>::from_pixel(
+            8,
+            8,
+            image::Rgb([65535u16, 0, 32896]),
+        );
+        let p = dir.path().join("deep.png");
+        deep.save(&p).unwrap();
+        assert_eq!(decode(&p).unwrap().get_pixel(0, 0).0, [255, 0, 128]);
+
+        let bmp = dir.path().join("x.bmp");
+        image::RgbImage::from_pixel(5, 7, image::Rgb([1, 2, 3]))
+            .save(&bmp)
+            .unwrap();
+        assert_eq!(decode(&bmp).unwrap().dimensions(), (5, 7));
+        let webp = dir.path().join("x.webp");
+        image::RgbImage::from_pixel(5, 7, image::Rgb([1, 2, 3]))
+            .save(&webp)
+            .unwrap();
+        assert_eq!(decode(&webp).unwrap().dimensions(), (5, 7));
+    }
+
+    #[test]
+    fn bad_files_are_typed_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.jpg");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(matches!(decode(&empty), Err(PixelError::Empty { .. })));
+
+        let text = dir.path().join("notes.jpg");
+        std::fs::write(&text, b"just some text, not pixels").unwrap();
+        let e = decode(&text).unwrap_err();
+        assert!(matches!(e, PixelError::NotImage { .. }));
+        assert!(e.to_string().contains("notes.jpg"));
+
+        let full = std::fs::read(shared("images/dog.jpg")).unwrap();
+        let cut = dir.path().join("cut.jpg");
+        std::fs::write(&cut, &full[..full.len() / 3]).unwrap();
+        // A truncated JPEG either fails or decodes what is there; it never panics.
+        if let Err(e) = decode(&cut) {
+            assert!(e.to_string().contains("cut.jpg"));
+        }
+        let cut_png = dir.path().join("cut.png");
+        let png = std::fs::read(shared("images/chelsea.png")).unwrap();
+        std::fs::write(&cut_png, &png[..png.len() / 2]).unwrap();
+        assert!(matches!(decode(&cut_png), Err(PixelError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // A 2x1 JPEG with orientation 6 (rotate 90° clockwise) must come out 1x2.
+        let dir = tempfile::tempdir().unwrap();
+        let img = image::RgbImage::from_fn(16, 8, |x, _| {
+            if x < 8 {
+                image::Rgb([255, 0, 0])
+            } else {
+                image::Rgb([0, 0, 255])
+            }
+        });
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+            .encode_image(&img)
+            .unwrap();
+        // Insert an APP1 Exif segment after SOI.
+        let exif: Vec<u8> = [
+            b"Exif\0\0".as_slice(),
+            &[
+                b'I', b'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0,
+                0, 0, 0,
+            ],
+        ]
+        .concat();
+        let mut out = jpeg[..2].to_vec();
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(&exif);
+        out.extend_from_slice(&jpeg[2..]);
+        let p = dir.path().join("rotated.jpg");
+        std::fs::write(&p, out).unwrap();
+        let d = decode(&p).unwrap();
+        assert_eq!(d.dimensions(), (8, 16));
+        // Rotated clockwise: the left (red) half is now on top.
+        assert!(d.get_pixel(4, 2).0[0] > 200 && d.get_pixel(4, 13).0[2] > 200);
+    }
+}

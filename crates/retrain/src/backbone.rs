@@ -1,0 +1,122 @@
+//! A backbone with its weights in hand: resolved from `--weights` or the cache (downloading
+//! when needed), checked, and built into ONNX graphs.
+
+use crate::{Error, Result};
+use retrain_pixels::Geometry;
+use retrain_weights::StateDict;
+use retrain_zoo::{Backbone, GraphOutputs, LinearHead};
+use std::path::{Path, PathBuf};
+
+pub struct LoadedBackbone {
+    pub info: &'static Backbone,
+    pub state: StateDict,
+    pub weights_path: PathBuf,
+    pub weights_sha256: String,
+}
+
+/// Bumped whenever the feature graph changes numerically, to retire cached features.
+const FEATURE_VERSION: &str = "features-v1";
+
+impl LoadedBackbone {
+    /// Loads `name`'s weights from `weights` if given, else from the cache, downloading them
+    /// from the official source on first use.
+    pub fn load(name: &str, weights: Option<&Path>, quiet: bool) -> Result<Self> {
+        let info = retrain_zoo::find(name).map_err(Error::UnknownModel)?;
+        let path = match weights {
+            Some(p) => p.to_path_buf(),
+            None => retrain_weights::fetch(&info.weights, quiet)?,
+        };
+        let weights_sha256 = retrain_weights::sha256_file(&path)?;
+        let state = retrain_weights::load_state_dict(&path)?;
+        let me = Self {
+            info,
+            state,
+            weights_path: path,
+            weights_sha256,
+        };
+        // Building once checks every tensor's name and shape before any long work starts.
+        me.graph(
+            &GraphOutputs {
+                features: true,
+                ..Default::default()
+            },
+            &[],
+        )?;
+        Ok(me)
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        geometry(self.info)
+    }
+
+    /// Names this backbone, its weights and preprocessing: the feature cache's key.
+    pub fn cache_key(&self) -> String {
+        let p = self.info.preprocess;
+        let desc = format!(
+            "{FEATURE_VERSION}|{}|{}|{:?}",
+            self.info.name, self.weights_sha256, p
+        );
+        format!(
+            "{}-{}",
+            self.info.name,
+            &blake3::hash(desc.as_bytes()).to_hex()[..16]
+        )
+    }
+
+    /// The backbone as an ONNX model with the given outputs and metadata.
+    pub fn graph(
+        &self,
+        outputs: &GraphOutputs,
+        metadata: &[(String, String)],
+    ) -> Result<retrain_onnx::ModelProto> {
+        retrain_zoo::build(self.info, &self.state, outputs, metadata).map_err(|source| Error::Zoo {
+            path: self.weights_path.clone(),
+            source,
+        })
+    }
+
+    /// Serialised feature extractor (`features` output only).
+    pub fn feature_model(&self) -> Result<Vec<u8>> {
+        Ok(retrain_onnx::encode(&self.graph(
+            &GraphOutputs {
+                features: true,
+                ..Default::default()
+            },
+            &[],
+        )?))
+    }
+
+    /// Serialised ImageNet classifier (`imagenet_logits` output).
+    pub fn imagenet_model(&self) -> Result<Vec<u8>> {
+        Ok(retrain_onnx::encode(&self.graph(
+            &GraphOutputs {
+                imagenet_logits: true,
+                ..Default::default()
+            },
+            &[],
+        )?))
+    }
+
+    /// The full classifier: backbone + trained head + softmax.
+    pub fn classifier(
+        &self,
+        head: LinearHead,
+        metadata: &[(String, String)],
+    ) -> Result<retrain_onnx::ModelProto> {
+        self.graph(
+            &GraphOutputs {
+                features: true,
+                head: Some(head),
+                ..Default::default()
+            },
+            metadata,
+        )
+    }
+}
+
+pub fn geometry(info: &Backbone) -> Geometry {
+    Geometry {
+        resize: info.preprocess.resize,
+        crop: info.preprocess.crop,
+    }
+}

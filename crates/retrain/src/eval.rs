@@ -1,0 +1,67 @@
+//! `retrain eval`: a trained model's metrics on a labelled folder.
+
+use crate::dataset;
+use crate::metrics::{self, argmax, Metrics};
+use crate::model::Classifier;
+use crate::report::Skipped;
+use crate::{Error, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    pub data: PathBuf,
+    pub images: usize,
+    #[serde(flatten)]
+    pub metrics: Metrics,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Evaluates on `dir`'s class folders (its `val/` folder when it has train/val folders).
+/// Every class folder must be one of the model's classes.
+pub fn evaluate(
+    classifier: &mut Classifier,
+    dir: &Path,
+    progress: &indicatif::ProgressBar,
+) -> Result<Evaluation> {
+    let root = ["val", "valid", "validation"]
+        .iter()
+        .map(|v| dir.join(v))
+        .find(|p| p.is_dir() && dir.join("train").is_dir())
+        .unwrap_or_else(|| dir.to_path_buf());
+    let names = classifier.info.class_names.clone();
+    let mut files = Vec::new();
+    let mut truth = Vec::new();
+    for (name, fs) in dataset::class_folders(&root)? {
+        let label = names
+            .iter()
+            .position(|c| *c == name)
+            .ok_or_else(|| Error::Data {
+                path: root.join(&name),
+                reason: format!("class `{name}` is not one of the model's classes {names:?}"),
+            })?;
+        truth.extend(std::iter::repeat_n(label, fs.len()));
+        files.extend(fs);
+    }
+    progress.set_length(files.len() as u64);
+    let probs = classifier.classify(&files, progress)?;
+    let (mut t, mut p, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    for ((path, label), r) in files.into_iter().zip(truth).zip(probs) {
+        match r {
+            Ok(pr) => {
+                t.push(label);
+                p.push(argmax(&pr));
+            }
+            Err(e) => skipped.push(Skipped {
+                reason: e.reason(),
+                path,
+            }),
+        }
+    }
+    Ok(Evaluation {
+        data: root,
+        images: t.len(),
+        metrics: metrics::compute(&t, &p, &names),
+        skipped,
+    })
+}

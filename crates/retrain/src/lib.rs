@@ -1,0 +1,76 @@
+//! retrain: a folder of labelled photos in, a trained image classifier out.
+//!
+//! The flow, one stage per module or crate: [`dataset`] (files) → `retrain_pixels` (decode,
+//! preprocess) → `retrain_features` (frozen backbone in ONNX Runtime, cache) → `retrain_head`
+//! (burn) → [`model`] (one `.onnx` file) → [`predict`], [`eval`], [`report`].
+
+pub mod backbone;
+pub mod dataset;
+pub mod eval;
+pub mod metrics;
+pub mod model;
+pub mod predict;
+pub mod report;
+pub mod train;
+
+pub use retrain_head::HeadConfig;
+pub use retrain_zoo::{find as find_backbone, registry, Backbone};
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong, each naming the file or folder concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {reason}")]
+    Data { path: PathBuf, reason: String },
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a retrain model ({reason})")]
+    NotAModel { path: PathBuf, reason: String },
+    #[error("--val-fraction must be between 0 and 1 (exclusive), got {0}")]
+    ValFraction(f64),
+    #[error(transparent)]
+    Weights(#[from] retrain_weights::WeightsError),
+    #[error("{path}: {source}")]
+    Zoo {
+        path: PathBuf,
+        source: retrain_zoo::ZooError,
+    },
+    #[error(transparent)]
+    UnknownModel(retrain_zoo::ZooError),
+    #[error(transparent)]
+    Features(#[from] retrain_features::FeatureError),
+    #[error(transparent)]
+    Onnx(#[from] retrain_onnx::OnnxError),
+    #[error("training the head: {0}")]
+    Head(#[from] retrain_head::HeadError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Threads to use by default: all cores.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// A progress bar with ETA, or a hidden one when `quiet`.
+pub fn progress_bar(len: u64, what: &str, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}

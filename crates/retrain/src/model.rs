@@ -1,0 +1,121 @@
+//! The model file: one `.onnx` holding backbone + head + softmax, with everything needed to
+//! use it (class names, preprocessing, backbone, weights checksum) in its metadata, so any
+//! ONNX Runtime gives the same answers as `retrain predict`.
+
+use crate::{Error, Result};
+use retrain_features::{LazySession, Session};
+use retrain_pixels::{Geometry, PixelError};
+use retrain_zoo::Preprocess;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Metadata format version; readers refuse files without it.
+pub const FORMAT: &str = "1";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    pub class_names: Vec<String>,
+    pub backbone: String,
+    pub weights_sha256: String,
+    pub preprocess: Preprocess,
+}
+
+impl ModelInfo {
+    /// `metadata_props` entries. Each value is plain text or JSON, readable from Python with
+    /// `onnxruntime.InferenceSession(p).get_modelmeta().custom_metadata_map`.
+    pub fn metadata(&self) -> Vec<(String, String)> {
+        let p = self.preprocess;
+        vec![
+            ("retrain.format".into(), FORMAT.into()),
+            ("retrain.class_names".into(), serde_json::to_string(&self.class_names).expect("strings serialise")),
+            ("retrain.backbone".into(), self.backbone.clone()),
+            ("retrain.weights_sha256".into(), self.weights_sha256.clone()),
+            ("retrain.preprocess".into(), serde_json::to_string(&p).expect("numbers serialise")),
+            (
+                "retrain.input".into(),
+                format!(
+                    "`image`: uint8 RGB [batch, {c}, {c}, 3]; resize the shorter side to {r} (bilinear, antialiased, as PIL), center-crop {c}; normalisation (x - mean) / std happens inside the graph",
+                    c = p.crop,
+                    r = p.resize
+                ),
+            ),
+            ("retrain.outputs".into(), "`probabilities` [batch, classes] (softmax), `logits` [batch, classes], `features` [batch, dim]".into()),
+        ]
+    }
+
+    /// Reads the metadata back from a decoded model.
+    pub fn from_model(model: &retrain_onnx::ModelProto, path: &Path) -> Result<Self> {
+        let not = |reason: &str| Error::NotAModel {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        };
+        let get = |k: &str| {
+            retrain_onnx::metadata(model, k).ok_or_else(|| {
+                not(&format!(
+                    "its metadata has no `{k}`; was it made by `retrain train`?"
+                ))
+            })
+        };
+        if get("retrain.format")? != FORMAT {
+            return Err(not("it was written by another retrain version"));
+        }
+        Ok(Self {
+            class_names: serde_json::from_str(get("retrain.class_names")?)
+                .map_err(|e| not(&format!("bad class names: {e}")))?,
+            backbone: get("retrain.backbone")?.to_string(),
+            weights_sha256: get("retrain.weights_sha256")?.to_string(),
+            preprocess: serde_json::from_str(get("retrain.preprocess")?)
+                .map_err(|e| not(&format!("bad preprocessing: {e}")))?,
+        })
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        Geometry {
+            resize: self.preprocess.resize,
+            crop: self.preprocess.crop,
+        }
+    }
+}
+
+/// A trained model opened for prediction.
+pub struct Classifier {
+    pub info: ModelInfo,
+    pub path: PathBuf,
+    session: Option<Session>,
+}
+
+impl Classifier {
+    pub fn open(path: &Path, threads: usize) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::NotAModel {
+            path: path.to_path_buf(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let model = retrain_onnx::decode(&bytes, path).map_err(|_| Error::NotAModel {
+            path: path.to_path_buf(),
+            reason: "not an ONNX file".into(),
+        })?;
+        let info = ModelInfo::from_model(&model, path)?;
+        let session = Session::new(&bytes, &path.display().to_string(), threads)?;
+        Ok(Self {
+            info,
+            path: path.to_path_buf(),
+            session: Some(session),
+        })
+    }
+
+    /// Class probabilities for each file, in order; a file that cannot be decoded gets its
+    /// error in its slot.
+    pub fn classify(
+        &mut self,
+        files: &[PathBuf],
+        progress: &indicatif::ProgressBar,
+    ) -> Result<Vec<Result<Vec<f32>, PixelError>>> {
+        let g = self.info.geometry();
+        let mut lazy =
+            LazySession::ready(self.session.take().expect("session present between calls"));
+        let out =
+            retrain_features::extract(&mut lazy, "probabilities", files, g, None, 32, progress);
+        self.session = lazy.into_inner();
+        Ok(out?.features)
+    }
+}

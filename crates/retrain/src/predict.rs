@@ -1,0 +1,104 @@
+//! `retrain predict`: class probabilities for files and folders.
+
+use crate::model::Classifier;
+use crate::{dataset, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Ranked {
+    pub class: String,
+    pub probability: f32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Prediction {
+    pub path: PathBuf,
+    pub top: Vec<Ranked>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Failure {
+    pub path: PathBuf,
+    pub reason: String,
+    /// Named on the command line (rather than found inside a folder).
+    pub explicit: bool,
+}
+
+/// Expands folders into their files (hidden ones ignored), keeping whether each was named.
+pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<(PathBuf, bool)>> {
+    let mut out = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            out.extend(dataset::files_below(p)?.into_iter().map(|f| (f, false)));
+        } else {
+            out.push((p.clone(), true));
+        }
+    }
+    Ok(out)
+}
+
+/// The top `k` classes of each image; unreadable files come back as failures.
+pub fn predict(
+    classifier: &mut Classifier,
+    inputs: &[PathBuf],
+    k: usize,
+    progress: &indicatif::ProgressBar,
+) -> Result<(Vec<Prediction>, Vec<Failure>)> {
+    let files = expand_inputs(inputs)?;
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let probs = classifier.classify(&paths, progress)?;
+    let (mut preds, mut fails) = (Vec::new(), Vec::new());
+    for ((path, explicit), p) in files.into_iter().zip(probs) {
+        match p {
+            Ok(p) => preds.push(Prediction {
+                top: rank(&p, &classifier.info.class_names, k),
+                path,
+            }),
+            Err(e) => fails.push(Failure {
+                reason: e.reason(),
+                path,
+                explicit,
+            }),
+        }
+    }
+    Ok((preds, fails))
+}
+
+pub fn rank(p: &[f32], names: &[String], k: usize) -> Vec<Ranked> {
+    let mut idx: Vec<usize> = (0..p.len()).collect();
+    idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+    idx.into_iter()
+        .take(k.max(1))
+        .map(|i| Ranked {
+            class: names[i].clone(),
+            probability: p[i],
+        })
+        .collect()
+}
+
+/// CSV with a header: `path,rank,class,probability`, one row per (image, rank).
+pub fn to_csv(preds: &[Prediction]) -> String {
+    let mut s = String::from("path,rank,class,probability\n");
+    for p in preds {
+        for (r, c) in p.top.iter().enumerate() {
+            s += &format!(
+                "{},{},{},{:.6}\n",
+                csv_field(&p.path),
+                r + 1,
+                csv_field(Path::new(&c.class)),
+                c.probability
+            );
+        }
+    }
+    s
+}
+
+fn csv_field(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}

@@ -1,0 +1,40 @@
+//! Pretrained weights: reading state dicts (`.pth` legacy pickle and zip, safetensors) without
+//! executing any pickle code, checking them by sha256, and fetching them into a cache.
+
+mod fetch;
+mod state_dict;
+
+pub use fetch::{cache_dir, fetch, Source, WeightsSpec};
+pub use state_dict::{load_state_dict, sha256_file, StateDict, Tensor};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("{path}: cannot read weights: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a readable weights file: {reason}")]
+    Format { path: PathBuf, reason: String },
+    #[error("{path}: tensor `{name}` has type {dtype}, expected a floating-point type")]
+    DType {
+        path: PathBuf,
+        name: String,
+        dtype: String,
+    },
+    #[error("{path}: sha256 is {actual}, expected {expected} for {what} (wrong or corrupt file)")]
+    Checksum {
+        path: PathBuf,
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("cannot download {what}: {reason}\n  offline? get the file elsewhere and pass it with --weights FILE, or place it at {cache}")]
+    Download {
+        what: String,
+        reason: String,
+        cache: PathBuf,
+    },
+}

@@ -1,0 +1,253 @@
+use crate::WeightsError;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+/// A float32 tensor, row-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Named tensors as a torchvision `state_dict()` holds them.
+pub type StateDict = BTreeMap<String, Tensor>;
+
+/// Hex sha256 of a file's bytes.
+pub fn sha256_file(path: &Path) -> Result<String, WeightsError> {
+    let io = |source| WeightsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Reads every floating-point tensor of a weights file. `.pth`/`.pt` files in PyTorch's zip
+/// or legacy pickle format are parsed by a pickle reader that only rebuilds tensors and
+/// plain containers (it never imports or calls Python code); safetensors files by header.
+/// Integer tensors (BatchNorm's `num_batches_tracked`) are dropped: no graph uses them.
+pub fn load_state_dict(path: &Path) -> Result<StateDict, WeightsError> {
+    let mut head = [0u8; 16];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|source| WeightsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if n == 0 {
+        return Err(WeightsError::Format {
+            path: path.to_path_buf(),
+            reason: "the file is empty".into(),
+        });
+    }
+    if is_safetensors(&head[..n]) {
+        load_safetensors(path)
+    } else {
+        load_pth(path)
+    }
+}
+
+fn is_safetensors(head: &[u8]) -> bool {
+    head.len() >= 9
+        && head[8] == b'{'
+        && u64::from_le_bytes(head[..8].try_into().unwrap()) < (1 << 30)
+}
+
+fn format_err(path: &Path, reason: impl ToString) -> WeightsError {
+    WeightsError::Format {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+fn load_pth(path: &Path) -> Result<StateDict, WeightsError> {
+    let mut reader = pytorch_reader::PytorchReader::new(path).map_err(|e| format_err(path, e))?;
+    // Training checkpoints wrap the weights: {"state_dict": {...}} or {"model": {...}}.
+    if reader.is_empty() {
+        for key in ["state_dict", "model"] {
+            if let Ok(r) = pytorch_reader::PytorchReader::with_top_level_key(path, key) {
+                if !r.is_empty() {
+                    reader = r;
+                    break;
+                }
+            }
+        }
+    }
+    if reader.is_empty() {
+        return Err(format_err(path, "it holds no tensors"));
+    }
+    let mut out = StateDict::new();
+    for (name, t) in reader.into_tensors() {
+        use pytorch_reader::DType as D;
+        let bytes = t.read().map_err(|e| format_err(path, e))?;
+        let data = match t.dtype() {
+            D::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
+                .collect(),
+            D::F64 => bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_ne_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            D::F16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_ne_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            D::BF16 => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_ne_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            _ => continue,
+        };
+        out.insert(
+            strip_module_prefix(&name),
+            Tensor {
+                shape: t.shape().to_vec(),
+                data,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn load_safetensors(path: &Path) -> Result<StateDict, WeightsError> {
+    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format_err(path, e))?;
+    let mut out = StateDict::new();
+    for (name, view) in st.tensors() {
+        use safetensors::Dtype as D;
+        let b = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            D::F32 => b
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect(),
+            D::F64 => b
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                .collect(),
+            D::F16 => b
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            D::BF16 => b
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            _ => continue,
+        };
+        out.insert(
+            strip_module_prefix(&name),
+            Tensor {
+                shape: view.shape().to_vec(),
+                data,
+            },
+        );
+    }
+    if out.is_empty() {
+        return Err(format_err(path, "it holds no floating-point tensors"));
+    }
+    Ok(out)
+}
+
+/// `nn.DataParallel` checkpoints prefix every key with `module.`.
+fn strip_module_prefix(name: &str) -> String {
+    name.strip_prefix("module.").unwrap_or(name).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(rel: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared")
+            .join(rel)
+    }
+
+    #[test]
+    fn reads_legacy_torchvision_pickle() {
+        let sd = load_state_dict(&shared("weights/mobilenet_v2-b0353104.pth")).unwrap();
+        let w = &sd["features.0.0.weight"];
+        assert_eq!(w.shape, vec![32, 3, 3, 3]);
+        assert_eq!(sd["classifier.1.weight"].shape, vec![1000, 1280]);
+        // 314 entries minus the 52 integer `num_batches_tracked` counters.
+        assert_eq!(sd.len(), 262);
+        assert!(w.data.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn safetensors_round_trip_matches_pth() {
+        let sd = load_state_dict(&shared("weights/mobilenet_v2-b0353104.pth")).unwrap();
+        let subset: Vec<(String, safetensors::tensor::TensorView)> = sd
+            .iter()
+            .take(5)
+            .map(|(k, t)| {
+                let bytes: &[u8] = bytemuck_f32(&t.data);
+                (
+                    k.clone(),
+                    safetensors::tensor::TensorView::new(
+                        safetensors::Dtype::F32,
+                        t.shape.clone(),
+                        bytes,
+                    )
+                    .unwrap(),
+                )
+            })
+            .collect();
+        let bytes = safetensors::serialize(subset, None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.safetensors");
+        std::fs::write(&p, bytes).unwrap();
+        let back = load_state_dict(&p).unwrap();
+        assert_eq!(back.len(), 5);
+        for (k, t) in &back {
+            assert_eq!(t, &sd[k]);
+        }
+    }
+
+    fn bytemuck_f32(v: &[f32]) -> &[u8] {
+        // SAFETY: f32 has no padding and any byte pattern is a valid u8.
+        unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 4) }
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.pth");
+        std::fs::write(&p, b"this is not a checkpoint at all").unwrap();
+        let e = load_state_dict(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("bad.pth") && e.contains("not a readable weights file"),
+            "{e}"
+        );
+        std::fs::write(&p, b"").unwrap();
+        assert!(load_state_dict(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+    }
+
+    #[test]
+    fn sha256_of_shared_weights_matches_sums() {
+        let h = sha256_file(&shared("weights/mobilenet_v2-b0353104.pth")).unwrap();
+        assert_eq!(
+            h,
+            "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! The backbone zoo: what each pretrained network is (input size, preprocessing, feature
+//! dimension, weight source) and how to build it as an ONNX graph from torchvision-named weights.
+
+mod arch;
+mod graph;
+mod registry;
+
+pub use graph::{build, GraphOutputs, LinearHead};
+pub use registry::{find, registry, Backbone, Preprocess};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZooError {
+    #[error("unknown model `{name}`; known models: {known}")]
+    UnknownModel { name: String, known: String },
+    #[error(
+        "these weights do not fit {model}: {count} tensor(s) missing or mis-shaped, first: {first}"
+    )]
+    WrongWeights {
+        model: String,
+        count: usize,
+        first: String,
+    },
+}
