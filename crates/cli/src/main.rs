@@ -1,7 +1,7 @@
 //! `retrain`: the command line over the retrain library. Parsing, printing and exit codes
 //! live here; everything else is in the library crates.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use retrain::train::TrainOptions;
 use std::path::PathBuf;
@@ -106,8 +106,9 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
-        // One readable line (plus the chain of causes), never a panic trace.
-        eprintln!("error: {e:#}");
+        // One readable line, never a panic trace. The library's errors already carry their
+        // cause in their message, so the chain is not printed again.
+        eprintln!("error: {e}");
         std::process::exit(1);
     }
 }
@@ -148,7 +149,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(path) = &report {
                 let json = serde_json::to_string_pretty(&r)?;
                 std::fs::write(path, json)
-                    .with_context(|| format!("{}: cannot write report", path.display()))?;
+                    .map_err(|e| anyhow::anyhow!("{}: cannot write report: {e}", path.display()))?;
             }
             if !cli.quiet {
                 println!(
@@ -197,21 +198,16 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
-            for f in &fails {
-                eprintln!(
-                    "{}: {}: {}",
-                    if f.explicit {
-                        "error"
-                    } else {
-                        "warning: skipped"
-                    },
-                    f.path.display(),
-                    f.reason
-                );
+            for f in fails.iter().filter(|f| !f.explicit && !cli.quiet) {
+                eprintln!("warning: skipped {}: {}", f.path.display(), f.reason);
             }
-            let explicit = fails.iter().filter(|f| f.explicit).count();
-            if explicit > 0 {
-                bail!("{explicit} input file(s) could not be read as images");
+            let explicit: Vec<String> = fails
+                .iter()
+                .filter(|f| f.explicit)
+                .map(|f| format!("{}: {}", f.path.display(), f.reason))
+                .collect();
+            if !explicit.is_empty() {
+                bail!("{}", explicit.join("; "));
             }
             if preds.is_empty() {
                 bail!(

@@ -111,6 +111,7 @@ impl Classifier {
         progress: &indicatif::ProgressBar,
     ) -> Result<Vec<Result<Vec<f32>, PixelError>>> {
         let g = self.info.geometry();
+        progress.set_length(files.len() as u64);
         let mut lazy =
             LazySession::ready(self.session.take().expect("session present between calls"));
         let out =

