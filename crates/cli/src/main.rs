@@ -4,6 +4,7 @@
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use retrain::train::TrainOptions;
+use retrain::Filter as retrain_pixels_filter;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -78,11 +79,21 @@ enum Command {
         #[arg(long)]
         no_cache: bool,
     },
-    /// Predict the class of images (files or folders).
+    /// Predict the class of images (files or folders) with a trained MODEL.onnx, or with a
+    /// backbone's own ImageNet classifier (`--model NAME`, no trained head).
+    #[command(
+        override_usage = "retrain predict MODEL.onnx PATH... [OPTIONS]\n       retrain predict --model NAME PATH... [OPTIONS]"
+    )]
     Predict {
-        model: PathBuf,
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
+        /// MODEL.onnx then the images; with --model, only images.
+        #[arg(required = true, value_name = "PATH")]
+        inputs: Vec<PathBuf>,
+        /// Use this backbone's ImageNet classifier instead of a trained model file.
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
+        /// Weights for --model (default: the cached official file).
+        #[arg(long, requires = "model")]
+        weights: Option<PathBuf>,
         /// How many classes to show per image.
         #[arg(long, default_value_t = 1)]
         top: usize,
@@ -98,8 +109,42 @@ enum Command {
     },
     /// List the backbones retrain knows.
     Models {
+        #[command(subcommand)]
+        action: Option<ModelsAction>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Download a backbone's official weights into the cache (sha256-checked).
+    Fetch { name: String },
+    /// Register any ONNX image model (timm, Keras via tf2onnx, ...) as a backbone for transfer.
+    Import {
+        file: PathBuf,
+        /// The name to use with --model.
+        #[arg(long)]
+        name: String,
+        /// Input height and width the model expects.
+        #[arg(long)]
+        input_size: u32,
+        /// Shorter side before the center crop (default: input size × 8/7).
+        #[arg(long)]
+        resize: Option<u32>,
+        /// Per-channel mean on 0..1 values, e.g. 0.485,0.456,0.406.
+        #[arg(long, value_delimiter = ',', default_values_t = [0.485, 0.456, 0.406])]
+        mean: Vec<f32>,
+        /// Per-channel standard deviation on 0..1 values.
+        #[arg(long, value_delimiter = ',', default_values_t = [0.229, 0.224, 0.225])]
+        std: Vec<f32>,
+        /// The value to take features from (default: the model's first output), e.g. the
+        /// global-pool output before the classifier.
+        #[arg(long)]
+        feature_output: Option<String>,
+        /// Input layout: nchw (PyTorch exports) or nhwc (Keras / tf2onnx exports).
+        #[arg(long, default_value = "nchw")]
+        layout: String,
     },
 }
 
@@ -169,31 +214,32 @@ fn run(cli: Cli) -> Result<()> {
                 println!("wrote {} in {:.2}s", r.model.display(), r.timings.total);
             }
         }
-        Command::Predict {
-            model,
-            paths,
-            top,
-            format,
-        } => {
-            let mut c = retrain::model::Classifier::open(&model, threads)?;
+        Command::Predict { inputs, model, weights, top, format } => {
+            let (mut c, paths) = match model {
+                Some(name) => {
+                    let b = retrain::backbone::LoadedBackbone::load(&name, weights.as_deref(), cli.quiet)?;
+                    (retrain::model::Classifier::imagenet(&b, threads)?, inputs)
+                }
+                None => {
+                    if inputs.len() < 2 {
+                        bail!("give MODEL.onnx and at least one image (or --model NAME for an ImageNet backbone)");
+                    }
+                    (retrain::model::Classifier::open(&inputs[0], threads)?, inputs[1..].to_vec())
+                }
+            };
             let bar = retrain::progress_bar(0, "predict", cli.quiet);
             let (preds, fails) = retrain::predict::predict(&mut c, &paths, top, &bar)?;
             bar.finish_and_clear();
             match format {
                 Format::Json => println!(
                     "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"predictions": preds, "failed": fails})
-                    )?
+                    serde_json::to_string_pretty(&serde_json::json!({"predictions": preds, "failed": fails}))?
                 ),
                 Format::Csv => print!("{}", retrain::predict::to_csv(&preds)),
                 Format::Text => {
                     for p in &preds {
-                        let cls: Vec<String> = p
-                            .top
-                            .iter()
-                            .map(|r| format!("{} {:.4}", r.class, r.probability))
-                            .collect();
+                        let cls: Vec<String> =
+                            p.top.iter().map(|r| format!("{} {:.4}", r.class, r.probability)).collect();
                         println!("{}\t{}", p.path.display(), cls.join("\t"));
                     }
                 }
@@ -201,30 +247,19 @@ fn run(cli: Cli) -> Result<()> {
             for f in fails.iter().filter(|f| !f.explicit && !cli.quiet) {
                 eprintln!("warning: skipped {}: {}", f.path.display(), f.reason);
             }
-            let explicit: Vec<String> = fails
-                .iter()
-                .filter(|f| f.explicit)
-                .map(|f| format!("{}: {}", f.path.display(), f.reason))
-                .collect();
+            let explicit: Vec<String> =
+                fails.iter().filter(|f| f.explicit).map(|f| format!("{}: {}", f.path.display(), f.reason)).collect();
             if !explicit.is_empty() {
                 bail!("{}", explicit.join("; "));
             }
             if preds.is_empty() {
                 bail!(
                     "no images found in {}",
-                    paths
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
                 );
             }
         }
-        Command::Eval {
-            model,
-            data_dir,
-            format,
-        } => {
+        Command::Eval { model, data_dir, format } => {
             let mut c = retrain::model::Classifier::open(&model, threads)?;
             let bar = retrain::progress_bar(0, "eval", cli.quiet);
             let ev = retrain::eval::evaluate(&mut c, &data_dir, &bar)?;
@@ -236,48 +271,95 @@ fn run(cli: Cli) -> Result<()> {
             }
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&ev)?),
-                _ => print!(
-                    "{} images in {}\n{}",
-                    ev.images,
-                    ev.data.display(),
-                    ev.metrics.to_text()
-                ),
+                _ => print!("{} images in {}\n{}", ev.images, ev.data.display(), ev.metrics.to_text()),
             }
         }
-        Command::Models { format } => {
-            let reg = retrain::registry();
-            if format == Format::Json {
-                let rows: Vec<_> = reg
-                    .iter()
-                    .map(|b| serde_json::json!({"backbone": b, "weights": b.weights.file_name, "sha256": b.weights.sha256, "sources": b.weight_sources(), "cached": b.weights.is_cached()}))
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                println!(
-                    "{:<20} {:>6} {:>8} {:>7} {:>8}  {:<28} {:<7} source",
-                    "name", "input", "params", "top-1", "features", "preprocessing", "cached"
-                );
-                for b in reg {
-                    let p = b.preprocess;
-                    let pre = if p.mean == [127.0; 3] {
-                        format!("{}→{}, (x-127)/128", p.resize, p.crop)
-                    } else {
-                        format!("{}→{}, ImageNet mean/std", p.resize, p.crop)
-                    };
-                    println!(
-                        "{:<20} {:>6} {:>7.1}M {:>6.1}% {:>8}  {:<28} {:<7} {}",
-                        b.name,
-                        p.crop,
-                        b.params_millions,
-                        b.imagenet_top1,
-                        b.feature_dim,
-                        pre,
-                        if b.weights.is_cached() { "yes" } else { "no" },
-                        b.weight_sources().first().cloned().unwrap_or_default()
-                    );
-                }
+        Command::Models { action: Some(action), .. } => models_action(action, threads, cli.quiet)?,
+        Command::Models { action: None, format } => list_models(format)?,
+    }
+    Ok(())
+}
+
+fn list_models(format: Format) -> Result<()> {
+    let all = retrain::all_backbones();
+    let cached = |b: &retrain::Backbone| b.imported.is_some() || b.weights.is_cached();
+    if format == Format::Json {
+        let rows: Vec<_> = all
+            .iter()
+            .map(|b| serde_json::json!({"backbone": b, "weights": b.weights.file_name, "sha256": b.weights.sha256, "sources": b.weight_sources(), "cached": cached(b)}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<19} {:>5} {:>8} {:>6} {:>8}  {:<22} {:<6} source",
+        "name", "input", "params", "top-1", "features", "preprocessing", "cached"
+    );
+    for b in all {
+        let p = b.preprocess;
+        let interp = match p.interpolation {
+            retrain_pixels_filter::Bilinear => "bilinear",
+            retrain_pixels_filter::Bicubic => "bicubic",
+        };
+        let params = if b.params > 0 { format!("{:.1}M", b.params as f64 / 1e6) } else { "-".into() };
+        let top1 = if b.imagenet_top1.is_finite() { format!("{:.1}%", b.imagenet_top1) } else { "-".into() };
+        let source = match &b.imported {
+            Some(i) => i.onnx.display().to_string(),
+            None => b.weight_sources().first().cloned().unwrap_or_default(),
+        };
+        println!(
+            "{:<19} {:>5} {:>8} {:>6} {:>8}  {:<22} {:<6} {}",
+            b.name,
+            p.crop,
+            params,
+            top1,
+            b.feature_dim,
+            format!("{}→{} {interp}", p.resize, p.crop),
+            if cached(b) { "yes" } else { "no" },
+            source
+        );
+    }
+    Ok(())
+}
+
+fn models_action(action: ModelsAction, threads: usize, quiet: bool) -> Result<()> {
+    match action {
+        ModelsAction::Fetch { name } => {
+            let b = retrain::find_backbone(&name)?;
+            let path = retrain_weights_fetch(b, quiet)?;
+            println!("{name}: {}", path.display());
+        }
+        ModelsAction::Import { file, name, input_size, resize, mean, std, feature_output, layout } => {
+            let layout = match layout.as_str() {
+                "nchw" => retrain::imported::Layout::Nchw,
+                "nhwc" => retrain::imported::Layout::Nhwc,
+                other => bail!("--layout must be nchw or nhwc, got {other}"),
+            };
+            if mean.len() != 3 || std.len() != 3 {
+                bail!("--mean and --std take three comma-separated values (R,G,B)");
             }
+            let spec = retrain::imported::ImportSpec {
+                name,
+                input_size,
+                resize: resize.unwrap_or((input_size as f32 * 8.0 / 7.0).round() as u32),
+                mean: [mean[0] * 255.0, mean[1] * 255.0, mean[2] * 255.0],
+                std: [std[0] * 255.0, std[1] * 255.0, std[2] * 255.0],
+                feature_output,
+                layout,
+            };
+            let b = retrain::imported::import(&file, &spec, threads)?;
+            println!(
+                "imported {} ({} features from `{}`); train with --model {}",
+                b.name, b.feature_dim, b.feature_layer, b.name
+            );
         }
     }
     Ok(())
+}
+
+fn retrain_weights_fetch(b: &retrain::Backbone, quiet: bool) -> Result<PathBuf> {
+    if b.imported.is_some() {
+        bail!("{} is an imported model: its weights are in its ONNX file", b.name);
+    }
+    Ok(retrain::fetch_weights(b, quiet)?)
 }

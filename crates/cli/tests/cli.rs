@@ -5,10 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 fn shared(rel: &str) -> PathBuf {
@@ -28,14 +25,8 @@ fn run(cmd: &mut Command) -> Output {
 
 fn ok(cmd: &mut Command) -> String {
     let out = run(cmd);
-    let (so, se) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "failed: {cmd:?}\nstdout: {so}\nstderr: {se}"
-    );
+    let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "failed: {cmd:?}\nstdout: {so}\nstderr: {se}");
     so.to_string()
 }
 
@@ -68,19 +59,12 @@ fn hymenoptera_train_eval_predict_and_python_agree() {
     let data = shared("data/hymenoptera");
     let train = |r: &Path| {
         let mut c = retrain(tmp.path());
-        c.args([
-            "train",
-            data.to_str().unwrap(),
-            "--model",
-            "mobilenet_v2",
-            "--quiet",
-            "--weights",
-        ])
-        .arg(mnv2())
-        .arg("--out")
-        .arg(&model)
-        .arg("--report")
-        .arg(r);
+        c.args(["train", data.to_str().unwrap(), "--model", "mobilenet_v2", "--quiet", "--weights"])
+            .arg(mnv2())
+            .arg("--out")
+            .arg(&model)
+            .arg("--report")
+            .arg(r);
         ok(&mut c)
     };
     train(&report);
@@ -96,19 +80,10 @@ fn hymenoptera_train_eval_predict_and_python_agree() {
         assert!(r["timings"][k].as_f64().is_some(), "timing {k}");
     }
     let cm = &r["confusion_matrix"];
-    let total: u64 = cm
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|row| row.as_array().unwrap())
-        .map(|v| v.as_u64().unwrap())
-        .sum();
+    let total: u64 =
+        cm.as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap()).map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(total, 153);
-    assert_eq!(
-        r["per_class"][0]["support"].as_u64().unwrap()
-            + r["per_class"][1]["support"].as_u64().unwrap(),
-        153
-    );
+    assert_eq!(r["per_class"][0]["support"].as_u64().unwrap() + r["per_class"][1]["support"].as_u64().unwrap(), 153);
 
     // A second run reads every feature from the cache and trains the same head.
     let report2 = tmp.path().join("report2.json");
@@ -118,56 +93,32 @@ fn hymenoptera_train_eval_predict_and_python_agree() {
     assert_eq!(r2["features_computed"], 0);
     assert_eq!(r2["val_accuracy"], r["val_accuracy"]);
     assert_eq!(r2["confusion_matrix"], r["confusion_matrix"]);
-    assert!(
-        std::fs::read(&model).unwrap() == first_model,
-        "same data and seed must give the same model file"
-    );
+    assert!(std::fs::read(&model).unwrap() == first_model, "same data and seed must give the same model file");
 
     // eval on the written model gives what training reported.
     let mut c = retrain(tmp.path());
-    c.args(["eval", "--format", "json", "--quiet"])
-        .arg(&model)
-        .arg(&data);
+    c.args(["eval", "--format", "json", "--quiet"]).arg(&model).arg(&data);
     let ev: Value = serde_json::from_str(&ok(&mut c)).unwrap();
     assert_eq!(ev["images"], 153);
-    assert!(
-        (ev["accuracy"].as_f64().unwrap() - acc).abs() < 1e-9,
-        "eval {} vs train {acc}",
-        ev["accuracy"]
-    );
+    assert!((ev["accuracy"].as_f64().unwrap() - acc).abs() < 1e-9, "eval {} vs train {acc}", ev["accuracy"]);
     assert_eq!(ev["confusion_matrix"], r["confusion_matrix"]);
 
     // predict, then the same model in Python's onnxruntime: the same probabilities.
-    let images = [
-        "images/chelsea.png",
-        "images/coffee.png",
-        "images/dog.jpg",
-        "images/eagle.jpg",
-    ]
-    .map(shared);
+    let images = ["images/chelsea.png", "images/coffee.png", "images/dog.jpg", "images/eagle.jpg"].map(shared);
     let mut c = retrain(tmp.path());
-    c.args(["predict", "--format", "json", "--top", "2", "--quiet"])
-        .arg(&model)
-        .args(&images);
+    c.args(["predict", "--format", "json", "--top", "2", "--quiet"]).arg(&model).args(&images);
     let pred: Value = serde_json::from_str(&ok(&mut c)).unwrap();
     let preds = pred["predictions"].as_array().unwrap();
     assert_eq!(preds.len(), 4);
     let python = root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "run `bash setup.sh` first: it installs onnxruntime into .venv"
-    );
+    assert!(python.exists(), "run `bash setup.sh` first: it installs onnxruntime into .venv");
     let out = Command::new(&python)
         .arg(root().join("tests/python/ort_predict.py"))
         .arg(&model)
         .args(&images)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let py: Value = serde_json::from_slice(&out.stdout).unwrap();
     for p in preds {
         let path = p["path"].as_str().unwrap();
@@ -177,25 +128,16 @@ fn hymenoptera_train_eval_predict_and_python_agree() {
             let theirs = py[path][class].as_f64().unwrap();
             // PNG pixels are bit-exact with PIL; JPEG decoders may differ by a level.
             let tol = if path.ends_with(".png") { 1e-5 } else { 2e-2 };
-            assert!(
-                (ours - theirs).abs() <= tol,
-                "{path} {class}: retrain {ours} vs python {theirs}"
-            );
+            assert!((ours - theirs).abs() <= tol, "{path} {class}: retrain {ours} vs python {theirs}");
         }
     }
 
     // Text and CSV formats.
     let mut c = retrain(tmp.path());
-    c.args(["predict", "--format", "csv", "--quiet"])
-        .arg(&model)
-        .arg(shared("data/hymenoptera/val/bees"));
+    c.args(["predict", "--format", "csv", "--quiet"]).arg(&model).arg(shared("data/hymenoptera/val/bees"));
     let csv = ok(&mut c);
     assert!(csv.starts_with("path,rank,class,probability\n"));
-    let bees = csv
-        .lines()
-        .skip(1)
-        .filter(|l| l.contains(",1,bees,"))
-        .count();
+    let bees = csv.lines().skip(1).filter(|l| l.contains(",1,bees,")).count();
     assert!(bees >= 70, "{bees} of 83 val bees predicted as bees");
 }
 
@@ -229,34 +171,17 @@ fn corrupt_files_are_skipped_and_reported() {
     let out = run(&mut c);
     let se = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{se}");
-    assert!(
-        se.contains("warning: skipped") && se.contains("empty.jpg") && se.contains("notes.txt"),
-        "{se}"
-    );
+    assert!(se.contains("warning: skipped") && se.contains("empty.jpg") && se.contains("notes.txt"), "{se}");
     let r = read_json(&report);
-    let skipped: Vec<String> = r["skipped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["path"].as_str().unwrap().to_string())
-        .collect();
+    let skipped: Vec<String> =
+        r["skipped"].as_array().unwrap().iter().map(|s| s["path"].as_str().unwrap().to_string()).collect();
     assert!(skipped.iter().any(|p| p.ends_with("empty.jpg")));
     assert!(skipped.iter().any(|p| p.ends_with("notes.txt")));
     assert!(!skipped.iter().any(|p| p.contains(".hidden")));
-    let reasons: Vec<&str> = r["skipped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["reason"].as_str().unwrap())
-        .collect();
-    assert!(
-        reasons.contains(&"empty file") && reasons.contains(&"not an image (unrecognised format)"),
-        "{reasons:?}"
-    );
+    let reasons: Vec<&str> = r["skipped"].as_array().unwrap().iter().map(|s| s["reason"].as_str().unwrap()).collect();
+    assert!(reasons.contains(&"empty file") && reasons.contains(&"not an image (unrecognised format)"), "{reasons:?}");
     assert_eq!(
-        r["train_images"].as_u64().unwrap()
-            + r["val_images"].as_u64().unwrap()
-            + skipped.len() as u64,
+        r["train_images"].as_u64().unwrap() + r["val_images"].as_u64().unwrap() + skipped.len() as u64,
         48 + 3 + usize::from(!skipped.iter().any(|p| p.ends_with("truncated.jpg"))) as u64
     );
     assert!(r["val_accuracy"].as_f64().unwrap() > 0.6);
@@ -269,13 +194,7 @@ fn bad_input_gives_one_clear_error() {
     let out = t.join("m.onnx");
     let train = |data: &Path| {
         let mut c = retrain(t);
-        c.arg("train")
-            .arg(data)
-            .arg("--weights")
-            .arg(mnv2())
-            .arg("--out")
-            .arg(&out)
-            .arg("--quiet");
+        c.arg("train").arg(data).arg("--weights").arg(mnv2()).arg("--out").arg(&out).arg("--quiet");
         c
     };
     fails(&mut train(&t.join("missing")), "missing: no such folder");
@@ -293,11 +212,7 @@ fn bad_input_gives_one_clear_error() {
         std::fs::create_dir_all(unreadable.join(class)).unwrap();
     }
     for i in 0..3 {
-        std::fs::copy(
-            shared("images/chelsea.png"),
-            unreadable.join(format!("a/{i}.png")),
-        )
-        .unwrap();
+        std::fs::copy(shared("images/chelsea.png"), unreadable.join(format!("a/{i}.png"))).unwrap();
         std::fs::write(unreadable.join(format!("b/{i}.jpg")), b"no pixels here").unwrap();
     }
     fails(&mut train(&unreadable), "class `b` has no readable image");
@@ -305,10 +220,7 @@ fn bad_input_gives_one_clear_error() {
     let data = root().join("examples/flowers-mini");
     let mut c = train(&data);
     c.args(["--model", "resnet9000"]);
-    fails(
-        &mut c,
-        "unknown model `resnet9000`; known models: mobilenet_v2",
-    );
+    fails(&mut c, "unknown model `resnet9000`; known models: alexnet, vgg16");
 
     let mut c = retrain(t);
     c.arg("train")
@@ -318,20 +230,12 @@ fn bad_input_gives_one_clear_error() {
         .arg("--out")
         .arg(&out);
     let e = fails(&mut c, "these weights do not fit mobilenet_v2");
-    assert!(
-        e.contains("efficientnet-lite0-57934424.pth") && e.contains("features.0.0.weight"),
-        "{e}"
-    );
+    assert!(e.contains("efficientnet-lite0-57934424.pth") && e.contains("features.0.0.weight"), "{e}");
 
     let corrupt = t.join("corrupt.pth");
     std::fs::write(&corrupt, &std::fs::read(mnv2()).unwrap()[..4096]).unwrap();
     let mut c = retrain(t);
-    c.arg("train")
-        .arg(&data)
-        .args(["--quiet", "--weights"])
-        .arg(&corrupt)
-        .arg("--out")
-        .arg(&out);
+    c.arg("train").arg(&data).args(["--quiet", "--weights"]).arg(&corrupt).arg("--out").arg(&out);
     fails(&mut c, "corrupt.pth");
 
     for f in ["0", "1", "1.5", "-0.2"] {
@@ -341,11 +245,7 @@ fn bad_input_gives_one_clear_error() {
     }
 
     let mut c = retrain(t);
-    c.arg("train")
-        .arg(&data)
-        .args(["--quiet", "--weights"])
-        .arg(mnv2())
-        .args(["--out", "/nonexistent-dir/m.onnx"]);
+    c.arg("train").arg(&data).args(["--quiet", "--weights"]).arg(mnv2()).args(["--out", "/nonexistent-dir/m.onnx"]);
     fails(&mut c, "/nonexistent-dir/m.onnx: cannot write");
 
     // A real model, then predict on things that are not images, and models that are not models.
@@ -365,9 +265,7 @@ fn bad_input_gives_one_clear_error() {
     c.arg("eval").arg(&plain).arg(&data);
     fails(&mut c, "plain.onnx: not a retrain model");
     let mut c = retrain(t);
-    c.arg("predict")
-        .arg(t.join("nope.onnx"))
-        .arg(shared("images/dog.jpg"));
+    c.arg("predict").arg(t.join("nope.onnx")).arg(shared("images/dog.jpg"));
     fails(&mut c, "nope.onnx");
 }
 
@@ -432,19 +330,176 @@ fn flowers_linear_probe_beats_the_pytorch_baseline() {
 fn models_lists_the_zoo() {
     let tmp = tempfile::tempdir().unwrap();
     let out = ok(retrain(tmp.path()).arg("models"));
-    assert!(
-        out.contains("mobilenet_v2") && out.contains("efficientnet_lite0"),
-        "{out}"
-    );
-    let json: Value =
-        serde_json::from_str(&ok(retrain(tmp.path()).args(["models", "--format", "json"])))
-            .unwrap();
-    let m = json
+    assert!(out.contains("mobilenet_v2") && out.contains("efficientnet_lite0"), "{out}");
+    let json: Value = serde_json::from_str(&ok(retrain(tmp.path()).args(["models", "--format", "json"]))).unwrap();
+    let m = json.as_array().unwrap().iter().find(|m| m["backbone"]["name"] == "mobilenet_v2").unwrap();
+    assert_eq!(m["backbone"]["preprocess"]["crop"], 224);
+    assert_eq!(m["cached"], false);
+    assert_eq!(json.as_array().unwrap().len(), 21);
+
+    // `models fetch` with the file already in the cache verifies it and says where it is
+    // (no download happens in tests); a tampered copy is refused.
+    let weights = tmp.path().join("retrain/weights");
+    std::fs::create_dir_all(&weights).unwrap();
+    std::fs::copy(mnv2(), weights.join("mobilenet_v2-b0353104.pth")).unwrap();
+    let out = ok(retrain(tmp.path()).args(["models", "fetch", "mobilenet_v2"]));
+    assert!(out.contains("retrain/weights/mobilenet_v2-b0353104.pth"), "{out}");
+    let table = ok(retrain(tmp.path()).arg("models"));
+    assert!(table.lines().any(|l| l.starts_with("mobilenet_v2 ") && l.contains(" yes ")), "{table}");
+    std::fs::write(weights.join("mobilenet_v2-b0353104.pth"), b"tampered").unwrap();
+    fails(retrain(tmp.path()).args(["models", "fetch", "mobilenet_v2"]), "sha256");
+    fails(retrain(tmp.path()).args(["models", "fetch", "nonet"]), "unknown model `nonet`");
+}
+
+/// A small ONNX image model as a user might export it: float NCHW input `input` [N,3,32,32],
+/// conv + ReLU + global pool (`pooled`), then a 10-way classifier output `logits`.
+fn tiny_onnx(path: &Path) {
+    use retrain_onnx::{Attr, Dim, GraphBuilder};
+    let mut g = GraphBuilder::new("tiny");
+    let x = g.input_f32("input", &[Dim::Named("n"), Dim::Fixed(3), Dim::Fixed(32), Dim::Fixed(32)]);
+    let wconv: Vec<f32> = (0..16 * 3 * 9).map(|i| ((i * 37 % 17) as f32 - 8.0) / 20.0).collect();
+    let wc = g.constant_f32("w", &[16, 3, 3, 3], &wconv);
+    let y =
+        g.node("Conv", &[&x, &wc], vec![Attr::Ints("kernel_shape", vec![3, 3]), Attr::Ints("pads", vec![1, 1, 1, 1])]);
+    let y = g.node("Relu", &[&y], vec![]);
+    let pooled = g.node("GlobalAveragePool", &[&y], vec![]);
+    let f = g.node("Flatten", &[&pooled], vec![]);
+    let wfc: Vec<f32> = (0..10 * 16).map(|i| ((i * 13 % 11) as f32 - 5.0) / 10.0).collect();
+    let wf = g.constant_f32("fc", &[16, 10], &wfc);
+    let logits = g.node("MatMul", &[&f, &wf], vec![]);
+    g.output_f32(&logits, "logits", &[Dim::Named("n"), Dim::Fixed(10)]);
+    // Expose the pooled value under a stable name, as `--feature-output` would name it.
+    let mut m = g.finish(&[]);
+    let graph = m.graph.as_mut().unwrap();
+    for n in graph.node.iter_mut() {
+        for o in n.output.iter_mut().chain(n.input.iter_mut()) {
+            if *o == pooled {
+                *o = "pooled".into();
+            }
+        }
+    }
+    retrain_onnx::write(&m, path).unwrap();
+}
+
+#[test]
+fn import_an_onnx_backbone_and_train_on_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let onnx = tmp.path().join("tiny.onnx");
+    tiny_onnx(&onnx);
+    let mut c = retrain(tmp.path());
+    c.args(["models", "import"]).arg(&onnx).args([
+        "--name",
+        "tiny",
+        "--input-size",
+        "32",
+        "--feature-output",
+        "pooled",
+        "--mean",
+        "0.5,0.5,0.5",
+        "--std",
+        "0.25,0.25,0.25",
+    ]);
+    let out = ok(&mut c);
+    assert!(out.contains("imported tiny (16 features"), "{out}");
+    let list = ok(retrain(tmp.path()).arg("models"));
+    assert!(list.lines().any(|l| l.starts_with("tiny ") && l.contains(" 16 ")), "{list}");
+
+    let model = tmp.path().join("m.onnx");
+    let report = tmp.path().join("r.json");
+    let mut c = retrain(tmp.path());
+    c.arg("train")
+        .arg(root().join("examples/flowers-mini"))
+        .args(["--model", "tiny", "--quiet", "--out"])
+        .arg(&model)
+        .arg("--report")
+        .arg(&report);
+    ok(&mut c);
+    let r = read_json(&report);
+    assert_eq!(r["backbone"], "tiny");
+    let mut c = retrain(tmp.path());
+    c.args(["eval", "--format", "json", "--quiet"]).arg(&model).arg(root().join("examples/flowers-mini"));
+    let ev: Value = serde_json::from_str(&ok(&mut c)).unwrap();
+    assert_eq!(ev["images"], 48);
+
+    // The default feature value is the model's first output; a missing one is an error.
+    let mut c = retrain(tmp.path());
+    c.args(["models", "import"]).arg(&onnx).args(["--name", "tiny2", "--input-size", "32", "--feature-output", "nope"]);
+    fails(&mut c, "no value named `nope`");
+    let mut c = retrain(tmp.path());
+    c.args(["models", "import"]).arg(&onnx).args(["--name", "resnet50", "--input-size", "32"]);
+    fails(&mut c, "is a built-in model");
+    let mut c = retrain(tmp.path());
+    c.args(["models", "import"]).arg(mnv2()).args(["--name", "x", "--input-size", "32"]);
+    fails(&mut c, "not an ONNX model");
+}
+
+#[test]
+fn imagenet_predictions_from_a_bare_backbone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = retrain(tmp.path());
+    c.args(["predict", "--model", "mobilenet_v2", "--top", "3", "--weights"])
+        .arg(mnv2())
+        .arg(shared("images/dog.jpg"))
+        .arg(shared("images/chelsea.png"));
+    let out = ok(&mut c);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    // torchvision's top-1 for these photos (../shared/reference/imagenet_logits.json).
+    assert!(lines[0].contains("dog.jpg") && lines[0].contains("\tmalamute "), "{out}");
+    assert!(lines[1].contains("chelsea.png") && lines[1].contains("\tEgyptian cat "), "{out}");
+}
+
+#[test]
+fn resnet50_trains_end_to_end_from_a_torchvision_format_file() {
+    // Any torchvision-format ResNet-50 state dict: the synthetic one of the parity fixtures,
+    // written as safetensors (the accuracy is meaningless; the pipeline is the point).
+    let tmp = tempfile::tempdir().unwrap();
+    let fx: Value = read_json(&root().join("tests/fixtures/parity/resnet50.json"));
+    let tensors: Vec<(String, retrain_weights::Tensor)> = fx["tensors"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["backbone"]["name"] == "mobilenet_v2")
-        .unwrap();
-    assert_eq!(m["backbone"]["preprocess"]["crop"], 224);
-    assert_eq!(m["cached"], false);
+        .map(|t| {
+            let name = t[0].as_str().unwrap().to_string();
+            let shape: Vec<usize> = t[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            let w = retrain_weights::synthetic(&name, &shape);
+            (name, w)
+        })
+        .collect();
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+        .iter()
+        .map(|(n, b, s)| {
+            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
+        })
+        .collect();
+    let w = tmp.path().join("resnet50.safetensors");
+    std::fs::write(&w, safetensors::serialize(views, None).unwrap()).unwrap();
+    let report = tmp.path().join("r.json");
+    let mut c = retrain(tmp.path());
+    c.arg("train")
+        .arg(shared("data/hymenoptera"))
+        .args(["--model", "resnet50", "--quiet", "--weights"])
+        .arg(&w)
+        .arg("--out")
+        .arg(tmp.path().join("r50.onnx"))
+        .arg("--report")
+        .arg(&report);
+    ok(&mut c);
+    let r = read_json(&report);
+    assert_eq!(r["backbone"], "resnet50");
+    assert_eq!(r["val_images"], 153);
+    // Wrong architecture: resnet50 weights for resnet18 list the mismatches by name and shape.
+    let mut c = retrain(tmp.path());
+    c.arg("train")
+        .arg(root().join("examples/flowers-mini"))
+        .args(["--model", "resnet18", "--quiet", "--weights"])
+        .arg(&w)
+        .arg("--out")
+        .arg(tmp.path().join("x.onnx"));
+    let e = fails(&mut c, "these weights do not fit resnet18");
+    assert!(e.contains("layer1.0.conv1.weight has shape [64, 64, 1, 1], expected [64, 64, 3, 3]"), "{e}");
 }

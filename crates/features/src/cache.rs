@@ -17,10 +17,7 @@ pub struct FeatureCache {
 
 impl FeatureCache {
     pub fn new(root: &Path, model_key: &str, dim: usize) -> Self {
-        Self {
-            dir: root.join(model_key),
-            dim,
-        }
+        Self { dir: root.join(model_key), dim }
     }
 
     fn path(&self, hash: &str) -> PathBuf {
@@ -33,21 +30,13 @@ impl FeatureCache {
         if bytes.len() != self.dim * 4 {
             return None;
         }
-        Some(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-        )
+        Some(bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
     }
 
     /// Stores features; written to a temporary name and renamed, so a reader never sees half.
     pub fn put(&self, hash: &str, features: &[f32]) -> Result<(), FeatureError> {
         let path = self.path(hash);
-        let err = |source| FeatureError::Cache {
-            path: path.clone(),
-            source,
-        };
+        let err = |source| FeatureError::Cache { path: path.clone(), source };
         std::fs::create_dir_all(path.parent().expect("has parent")).map_err(err)?;
         let mut bytes = Vec::with_capacity(features.len() * 4);
         for v in features {

@@ -18,17 +18,11 @@ pub struct LazySession<'a> {
 
 impl<'a> LazySession<'a> {
     pub fn new(make: impl FnMut() -> Result<Session, FeatureError> + 'a) -> Self {
-        Self {
-            make: Box::new(make),
-            session: None,
-        }
+        Self { make: Box::new(make), session: None }
     }
 
     pub fn ready(session: Session) -> Self {
-        Self {
-            make: Box::new(|| unreachable!("session already made")),
-            session: Some(session),
-        }
+        Self { make: Box::new(|| unreachable!("session already made")), session: Some(session) }
     }
 
     pub fn get(&mut self) -> Result<&mut Session, FeatureError> {
@@ -68,19 +62,14 @@ pub fn extract(
     std::thread::scope(|s| -> Result<(), FeatureError> {
         s.spawn(move || {
             for chunk in files.chunks(batch.max(1)) {
-                let items: Vec<Item> = chunk
-                    .par_iter()
-                    .map(|p| prepare(p, geometry, cache))
-                    .collect();
+                let items: Vec<Item> = chunk.par_iter().map(|p| prepare(p, geometry, cache)).collect();
                 if tx.send(items).is_err() {
                     break;
                 }
             }
         });
         for items in rx {
-            let pending: Vec<usize> = (0..items.len())
-                .filter(|&i| matches!(items[i], Item::Pixels(..)))
-                .collect();
+            let pending: Vec<usize> = (0..items.len()).filter(|&i| matches!(items[i], Item::Pixels(..))).collect();
             let mut computed: Vec<Vec<f32>> = Vec::new();
             if !pending.is_empty() {
                 let mut pixels = Vec::with_capacity(pending.len() * size * size * 3);
@@ -91,13 +80,9 @@ pub fn extract(
                 }
                 let outs = session.get()?.run(pixels, pending.len(), size)?;
                 computed_total += pending.len();
-                let (_, shape, data) =
-                    outs.into_iter()
-                        .find(|(n, _, _)| n == output)
-                        .ok_or_else(|| FeatureError::Ort {
-                            what: "backbone".into(),
-                            reason: format!("no output `{output}`"),
-                        })?;
+                let (_, shape, data) = outs.into_iter().find(|(n, _, _)| n == output).ok_or_else(|| {
+                    FeatureError::Ort { what: "backbone".into(), reason: format!("no output `{output}`") }
+                })?;
                 let dim = shape[1];
                 computed = data.chunks_exact(dim).map(<[f32]>::to_vec).collect();
             }
@@ -119,21 +104,13 @@ pub fn extract(
         }
         Ok(())
     })?;
-    Ok(Extracted {
-        features: results,
-        computed: computed_total,
-    })
+    Ok(Extracted { features: results, computed: computed_total })
 }
 
 fn prepare(path: &std::path::Path, g: Geometry, cache: Option<&FeatureCache>) -> Item {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(source) => {
-            return Item::Failed(PixelError::Io {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Item::Failed(PixelError::Io { path: path.to_path_buf(), source }),
     };
     let hash = content_hash(&bytes);
     if let Some(f) = cache.and_then(|c| c.get(&hash)) {

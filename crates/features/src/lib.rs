@@ -20,8 +20,5 @@ pub enum FeatureError {
     #[error("{what}: ONNX Runtime failed: {reason}")]
     Ort { what: String, reason: String },
     #[error("{path}: feature cache: {source}")]
-    Cache {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Cache { path: PathBuf, source: std::io::Error },
 }

@@ -61,9 +61,7 @@ fn find_in(dir: &Path) -> Option<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.starts_with("libonnxruntime.so")
-                    || n == "libonnxruntime.dylib"
-                    || n == "onnxruntime.dll"
+                n.starts_with("libonnxruntime.so") || n == "libonnxruntime.dylib" || n == "onnxruntime.dll"
             })
         })
         .collect();
@@ -74,17 +72,11 @@ fn find_in(dir: &Path) -> Option<PathBuf> {
 fn environment() -> Result<&'static ort::environment::Environment, FeatureError> {
     let env = ENV.get_or_init(|| {
         let lib = runtime_library().map_err(|e| e.to_string())?;
-        let builder = ort::init_from(&lib)
-            .map_err(|e| format!("{}: cannot load ONNX Runtime: {e}", lib.display()))?;
-        builder
-            .with_name("retrain")
-            .build()
-            .map_err(|e| format!("{}: cannot start ONNX Runtime: {e}", lib.display()))
+        let builder = ort::init_from(&lib).map_err(|e| format!("{}: cannot load ONNX Runtime: {e}", lib.display()))?;
+        builder.with_name("retrain").build().map_err(|e| format!("{}: cannot start ONNX Runtime: {e}", lib.display()))
     });
     env.as_ref().map_err(|reason| FeatureError::RuntimeLoad {
-        path: std::env::var_os("ORT_DYLIB_PATH")
-            .map(PathBuf::from)
-            .unwrap_or_default(),
+        path: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_default(),
         reason: reason.clone(),
     })
 }
@@ -103,10 +95,7 @@ impl Session {
     /// ONNX Runtime's intra-op thread count.
     pub fn new(model: &[u8], what: &str, threads: usize) -> Result<Self, FeatureError> {
         let env = environment()?;
-        let err = |e: String| FeatureError::Ort {
-            what: what.into(),
-            reason: e,
-        };
+        let err = |e: String| FeatureError::Ort { what: what.into(), reason: e };
         let inner = ort::session::Session::builder(env)
             .map_err(|e| err(e.to_string()))?
             .with_intra_threads(threads.max(1))
@@ -115,42 +104,24 @@ impl Session {
             .map_err(|e| err(e.to_string()))?
             .commit_from_memory(model)
             .map_err(|e| err(e.to_string()))?;
-        Ok(Self {
-            inner,
-            what: what.into(),
-        })
+        Ok(Self { inner, what: what.into() })
     }
 
     /// Runs the model on `n` images of `size`×`size` RGB bytes and returns every float output.
     pub fn run(&mut self, pixels: Vec<u8>, n: usize, size: usize) -> Result<Outputs, FeatureError> {
-        let err = |e: String| FeatureError::Ort {
-            what: self.what.clone(),
-            reason: e,
-        };
-        let input = ort::value::Tensor::from_array(([n, size, size, 3], pixels))
-            .map_err(|e| err(e.to_string()))?;
+        let err = |e: String| FeatureError::Ort { what: self.what.clone(), reason: e };
+        let input = ort::value::Tensor::from_array(([n, size, size, 3], pixels)).map_err(|e| err(e.to_string()))?;
         let input_name = self.inner.inputs()[0].name().to_string();
         let outputs = self
             .inner
             .run(ort::inputs![input_name => input])
-            .map_err(|e| FeatureError::Ort {
-                what: self.what.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| FeatureError::Ort { what: self.what.clone(), reason: e.to_string() })?;
         let mut out = Vec::new();
         for (name, value) in outputs.iter() {
-            let (shape, data) =
-                value
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| FeatureError::Ort {
-                        what: self.what.clone(),
-                        reason: e.to_string(),
-                    })?;
-            out.push((
-                name.to_string(),
-                shape.iter().map(|&d| d as usize).collect(),
-                data.to_vec(),
-            ));
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| FeatureError::Ort { what: self.what.clone(), reason: e.to_string() })?;
+            out.push((name.to_string(), shape.iter().map(|&d| d as usize).collect(), data.to_vec()));
         }
         Ok(out)
     }

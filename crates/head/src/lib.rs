@@ -37,13 +37,7 @@ pub struct HeadConfig {
 
 impl Default for HeadConfig {
     fn default() -> Self {
-        Self {
-            l2: 0.1,
-            learning_rate: 0.01,
-            max_steps: 600,
-            patience: 40,
-            balanced: true,
-        }
+        Self { l2: 0.1, learning_rate: 0.01, max_steps: 600, patience: 40, balanced: true }
     }
 }
 
@@ -108,11 +102,7 @@ fn standardiser(x: &[f32], dim: usize) -> (Vec<f32>, Vec<f32>) {
         }
     }
     let mean: Vec<f64> = mean.into_iter().map(|s| s / n).collect();
-    let std = sq
-        .iter()
-        .zip(&mean)
-        .map(|(s, m)| ((s / n - m * m).max(0.0).sqrt() as f32).max(1e-3))
-        .collect();
+    let std = sq.iter().zip(&mean).map(|(s, m)| ((s / n - m * m).max(0.0).sqrt() as f32).max(1e-3)).collect();
     (mean.into_iter().map(|m| m as f32).collect(), std)
 }
 
@@ -134,30 +124,19 @@ pub fn train(
         return Err(HeadError::Empty);
     }
     if train.features.len() != n * dim {
-        return Err(HeadError::Shape {
-            got: train.features.len(),
-            dim,
-        });
+        return Err(HeadError::Shape { got: train.features.len(), dim });
     }
     let device = Device::flex().autodiff();
     let (mean, std) = standardiser(train.features, dim);
     let standardise = |x: &[f32]| -> Vec<f32> {
-        x.chunks_exact(dim)
-            .flat_map(|r| r.iter().enumerate().map(|(j, v)| (v - mean[j]) / std[j]))
-            .collect()
+        x.chunks_exact(dim).flat_map(|r| r.iter().enumerate().map(|(j, v)| (v - mean[j]) / std[j])).collect()
     };
     let mut counts = vec![0usize; classes];
     for &l in train.labels {
         counts[l] += 1;
     }
     let class_weight: Vec<f32> = (0..classes)
-        .map(|c| {
-            if cfg.balanced && counts[c] > 0 {
-                n as f32 / (classes as f32 * counts[c] as f32)
-            } else {
-                1.0
-            }
-        })
+        .map(|c| if cfg.balanced && counts[c] > 0 { n as f32 / (classes as f32 * counts[c] as f32) } else { 1.0 })
         .collect();
     // Each row's one-hot target scaled by its class weight, normalised so the loss is a
     // weighted mean: then the learning rate and L2 mean the same at any dataset size.
@@ -176,9 +155,7 @@ pub fn train(
         (tensor2(standardise(v.features), m, dim, &device), t)
     });
 
-    let mut model: Linear = LinearConfig::new(dim, classes)
-        .with_initializer(Initializer::Zeros)
-        .init(&device);
+    let mut model: Linear = LinearConfig::new(dim, classes).with_initializer(Initializer::Zeros).init(&device);
     let mut optim = AdamConfig::new().init();
     let mut best: Option<(f32, usize, Linear)> = None;
     let mut curve = Vec::new();
@@ -186,12 +163,7 @@ pub fn train(
     for step in 1..=cfg.max_steps {
         let logits = model.forward(x.clone());
         let nll = (log_softmax(logits, 1) * y.clone()).sum().neg();
-        let penalty = model
-            .weight
-            .val()
-            .powf_scalar(2.0)
-            .sum()
-            .mul_scalar(cfg.l2 / 2.0);
+        let penalty = model.weight.val().powf_scalar(2.0).sum().mul_scalar(cfg.l2 / 2.0);
         let loss = nll + penalty;
         let train_loss = loss.clone().into_scalar();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -199,23 +171,13 @@ pub fn train(
         steps_run = step;
         let val_loss = val_t.as_ref().map(|(vx, vy)| {
             let logits = model.forward(vx.clone()).detach();
-            (log_softmax(logits, 1) * vy.clone())
-                .sum()
-                .neg()
-                .into_scalar()
+            (log_softmax(logits, 1) * vy.clone()).sum().neg().into_scalar()
         });
-        curve.push(StepStats {
-            step,
-            train_loss,
-            val_loss,
-        });
+        curve.push(StepStats { step, train_loss, val_loss });
         if let Some(vl) = val_loss {
             if best.as_ref().is_none_or(|(b, _, _)| vl < *b) {
                 best = Some((vl, step, model.clone()));
-            } else if best
-                .as_ref()
-                .is_some_and(|(_, s, _)| step - s >= cfg.patience)
-            {
+            } else if best.as_ref().is_some_and(|(_, s, _)| step - s >= cfg.patience) {
                 break;
             }
         }
@@ -226,20 +188,8 @@ pub fn train(
     };
     // burn's Linear weight is [dim, classes]; fold the standardisation back in:
     // W' = W / std, b' = b - Σ_j W_j·mean_j/std_j.
-    let w: Vec<f32> = model
-        .weight
-        .val()
-        .into_data()
-        .try_to_vec::<f32>()
-        .expect("f32 weights");
-    let b: Vec<f32> = model
-        .bias
-        .as_ref()
-        .expect("bias")
-        .val()
-        .into_data()
-        .try_to_vec::<f32>()
-        .expect("f32 bias");
+    let w: Vec<f32> = model.weight.val().into_data().try_to_vec::<f32>().expect("f32 weights");
+    let b: Vec<f32> = model.bias.as_ref().expect("bias").val().into_data().try_to_vec::<f32>().expect("f32 bias");
     let mut weight = vec![0f32; classes * dim];
     let mut bias = b;
     for j in 0..dim {
@@ -249,14 +199,7 @@ pub fn train(
             bias[c] -= wj * mean[j];
         }
     }
-    Ok(TrainedHead {
-        weight,
-        bias,
-        dim,
-        best_step,
-        steps_run,
-        curve,
-    })
+    Ok(TrainedHead { weight, bias, dim, best_step, steps_run, curve })
 }
 
 #[cfg(test)]
@@ -267,16 +210,10 @@ mod tests {
     fn blobs(n_per: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
         let mut s = seed;
         let mut rnd = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         };
-        let centres = [
-            [3.0, 0.0, 0.0, 1.0],
-            [0.0, 3.0, 0.0, 1.0],
-            [0.0, 0.0, 3.0, 1.0],
-        ];
+        let centres = [[3.0, 0.0, 0.0, 1.0], [0.0, 3.0, 0.0, 1.0], [0.0, 0.0, 3.0, 1.0]];
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for (c, centre) in centres.iter().enumerate() {
             for _ in 0..n_per {
@@ -291,14 +228,8 @@ mod tests {
 
     fn accuracy(h: &TrainedHead, x: &[f32], y: &[usize]) -> f32 {
         let p = h.predict_proba(x);
-        let ok = p.iter().zip(y).filter(|(p, &l)| {
-            p.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .unwrap()
-                .0
-                == l
-        });
+        let ok =
+            p.iter().zip(y).filter(|(p, &l)| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 == l);
         ok.count() as f32 / y.len() as f32
     }
 
@@ -307,14 +238,8 @@ mod tests {
         let (x, y) = blobs(40, 1);
         let (vx, vy) = blobs(20, 2);
         let cfg = HeadConfig::default();
-        let split = Split {
-            features: &x,
-            labels: &y,
-        };
-        let val = Split {
-            features: &vx,
-            labels: &vy,
-        };
+        let split = Split { features: &x, labels: &y };
+        let val = Split { features: &vx, labels: &vy };
         let h = train(split, Some(val), 4, 3, &cfg).unwrap();
         assert!(accuracy(&h, &vx, &vy) > 0.95, "{}", accuracy(&h, &vx, &vy));
         let probs = h.predict_proba(&vx[..4]);
@@ -328,30 +253,10 @@ mod tests {
     fn early_stopping_keeps_the_best_step() {
         let (x, y) = blobs(30, 3);
         let (vx, vy) = blobs(10, 4);
-        let cfg = HeadConfig {
-            l2: 0.0,
-            patience: 5,
-            ..HeadConfig::default()
-        };
-        let h = train(
-            Split {
-                features: &x,
-                labels: &y,
-            },
-            Some(Split {
-                features: &vx,
-                labels: &vy,
-            }),
-            4,
-            3,
-            &cfg,
-        )
-        .unwrap();
-        let best = h
-            .curve
-            .iter()
-            .filter_map(|s| s.val_loss)
-            .fold(f32::INFINITY, f32::min);
+        let cfg = HeadConfig { l2: 0.0, patience: 5, ..HeadConfig::default() };
+        let h =
+            train(Split { features: &x, labels: &y }, Some(Split { features: &vx, labels: &vy }), 4, 3, &cfg).unwrap();
+        let best = h.curve.iter().filter_map(|s| s.val_loss).fold(f32::INFINITY, f32::min);
         assert_eq!(h.curve[h.best_step - 1].val_loss, Some(best));
         assert!(h.steps_run < cfg.max_steps || h.best_step == h.steps_run);
     }
@@ -362,28 +267,11 @@ mod tests {
         // the common class, so more rare-class examples are recalled.
         let (x, y) = blobs(100, 5);
         let keep: Vec<usize> = (0..200).filter(|&i| y[i] == 0 || i % 10 == 0).collect();
-        let xs: Vec<f32> = keep
-            .iter()
-            .flat_map(|&i| x[i * 4..i * 4 + 4].to_vec())
-            .collect();
+        let xs: Vec<f32> = keep.iter().flat_map(|&i| x[i * 4..i * 4 + 4].to_vec()).collect();
         let ys: Vec<usize> = keep.iter().map(|&i| y[i]).collect();
         let run = |balanced| {
-            let cfg = HeadConfig {
-                balanced,
-                max_steps: 200,
-                ..HeadConfig::default()
-            };
-            let h = train(
-                Split {
-                    features: &xs,
-                    labels: &ys,
-                },
-                None,
-                4,
-                2,
-                &cfg,
-            )
-            .unwrap();
+            let cfg = HeadConfig { balanced, max_steps: 200, ..HeadConfig::default() };
+            let h = train(Split { features: &xs, labels: &ys }, None, 4, 2, &cfg).unwrap();
             h.predict_proba(&xs).iter().filter(|p| p[1] > 0.5).count()
         };
         assert!(run(true) >= run(false));
@@ -392,29 +280,11 @@ mod tests {
     #[test]
     fn bad_shapes_are_errors() {
         assert!(matches!(
-            train(
-                Split {
-                    features: &[],
-                    labels: &[]
-                },
-                None,
-                4,
-                2,
-                &HeadConfig::default()
-            ),
+            train(Split { features: &[], labels: &[] }, None, 4, 2, &HeadConfig::default()),
             Err(HeadError::Empty)
         ));
         assert!(matches!(
-            train(
-                Split {
-                    features: &[1.0; 5],
-                    labels: &[0, 1]
-                },
-                None,
-                4,
-                2,
-                &HeadConfig::default()
-            ),
+            train(Split { features: &[1.0; 5], labels: &[0, 1] }, None, 4, 2, &HeadConfig::default()),
             Err(HeadError::Shape { .. })
         ));
     }

@@ -58,30 +58,25 @@ impl Attr {
 pub struct GraphBuilder {
     graph: proto::GraphProto,
     counter: usize,
+    /// Prepended to every generated name, so a merged graph's names cannot collide with ours.
+    prefix: String,
 }
 
 fn value_info(name: &str, elem_type: i32, dims: &[Dim]) -> proto::ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| match d {
-            Dim::Fixed(v) => proto::Dimension {
-                dim_value: Some(*v),
-                dim_param: None,
-            },
-            Dim::Named(p) => proto::Dimension {
-                dim_value: None,
-                dim_param: Some((*p).to_string()),
-            },
+            Dim::Fixed(v) => proto::Dimension { dim_value: Some(*v), ..Default::default() },
+            Dim::Named(p) => proto::Dimension { dim_param: Some((*p).to_string()), ..Default::default() },
         })
         .collect();
     proto::ValueInfoProto {
         name: name.into(),
         r#type: Some(proto::TypeProto {
-            tensor_type: Some(proto::TypeProtoTensor {
-                elem_type,
-                shape: Some(proto::TensorShapeProto { dim }),
-            }),
+            tensor_type: Some(proto::TypeProtoTensor { elem_type, shape: Some(proto::TensorShapeProto { dim }) }),
+            ..Default::default()
         }),
+        ..Default::default()
     }
 }
 
@@ -92,9 +87,70 @@ impl GraphBuilder {
         b
     }
 
+    /// A builder whose generated names all start with `prefix`.
+    pub fn with_prefix(name: &str, prefix: &str) -> Self {
+        let mut b = Self::new(name);
+        b.prefix = prefix.into();
+        b
+    }
+
     fn fresh(&mut self, hint: &str) -> String {
         self.counter += 1;
-        format!("{hint}_{}", self.counter)
+        format!("{}{hint}_{}", self.prefix, self.counter)
+    }
+
+    /// Adds a single-output node whose output gets the given name.
+    pub fn node_to(&mut self, op: &str, inputs: &[&str], attrs: Vec<Attr>, output: &str) {
+        self.graph.node.push(proto::NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            name: format!("{output}_node"),
+            op_type: op.into(),
+            attribute: attrs.into_iter().map(Attr::into_proto).collect(),
+            ..Default::default()
+        });
+    }
+
+    /// Appends another graph's nodes, initializers and value infos (its inputs and outputs
+    /// are not carried over: the caller wires them). Values named in `rename` are renamed
+    /// wherever the other graph uses or produces them (its input, names retrain reserves).
+    pub fn append_graph(&mut self, other: proto::GraphProto, rename: &[(&str, &str)]) {
+        let map = |n: &mut String| {
+            if let Some((_, to)) = rename.iter().find(|(from, _)| *from == n.as_str()) {
+                *n = to.to_string();
+            }
+        };
+        let init: std::collections::HashSet<String> = other.initializer.iter().map(|t| t.name.clone()).collect();
+        for mut n in other.node {
+            n.input.iter_mut().for_each(map);
+            n.output.iter_mut().for_each(map);
+            self.graph.node.push(n);
+        }
+        for mut t in other.initializer {
+            map(&mut t.name);
+            self.graph.initializer.push(t);
+        }
+        self.graph.sparse_initializer.extend(other.sparse_initializer);
+        for mut v in other.value_info.into_iter().filter(|v| !init.contains(&v.name)) {
+            map(&mut v.name);
+            self.graph.value_info.push(v);
+        }
+    }
+
+    /// Finishes as a model with the given IR version and opset imports (those of a merged
+    /// model, whose operators must keep their own opset's meaning).
+    pub fn finish_with(
+        self,
+        metadata: &[(String, String)],
+        ir_version: i64,
+        opsets: Vec<proto::OperatorSetIdProto>,
+        functions: Vec<Vec<u8>>,
+    ) -> proto::ModelProto {
+        let mut m = self.finish(metadata);
+        m.ir_version = ir_version;
+        m.opset_import = opsets;
+        m.functions = functions;
+        m
     }
 
     pub fn input_f32(&mut self, name: &str, dims: &[Dim]) -> String {
@@ -116,14 +172,12 @@ impl GraphBuilder {
             self.graph.node.push(proto::NodeProto {
                 input: vec![value.into()],
                 output: vec![name.into()],
-                name: format!("{name}_identity"),
+                name: format!("{}{name}_identity", self.prefix),
                 op_type: "Identity".into(),
                 ..Default::default()
             });
         }
-        self.graph
-            .output
-            .push(value_info(name, data_type::FLOAT, dims));
+        self.graph.output.push(value_info(name, data_type::FLOAT, dims));
     }
 
     /// Adds a float32 constant tensor, stored as raw little-endian bytes.
@@ -182,16 +236,10 @@ impl GraphBuilder {
             producer_name: "retrain".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
             graph: Some(self.graph),
-            opset_import: vec![proto::OperatorSetIdProto {
-                domain: String::new(),
-                version: OPSET,
-            }],
+            opset_import: vec![proto::OperatorSetIdProto { domain: String::new(), version: OPSET }],
             metadata_props: metadata
                 .iter()
-                .map(|(k, v)| proto::StringStringEntryProto {
-                    key: k.clone(),
-                    value: v.clone(),
-                })
+                .map(|(k, v)| proto::StringStringEntryProto { key: k.clone(), value: v.clone() })
                 .collect(),
             ..Default::default()
         }

@@ -19,20 +19,11 @@ pub const IR_VERSION: i64 = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum OnnxError {
     #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: cannot write: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{path}: not an ONNX model ({source})")]
-    Decode {
-        path: PathBuf,
-        source: prost::DecodeError,
-    },
+    Decode { path: PathBuf, source: prost::DecodeError },
 }
 
 /// Serialises a model to bytes.
@@ -42,28 +33,19 @@ pub fn encode(model: &ModelProto) -> Vec<u8> {
 
 /// Decodes a model from bytes; `path` only names the source in errors.
 pub fn decode(bytes: &[u8], path: &Path) -> Result<ModelProto, OnnxError> {
-    ModelProto::decode(bytes).map_err(|source| OnnxError::Decode {
-        path: path.to_path_buf(),
-        source,
-    })
+    ModelProto::decode(bytes).map_err(|source| OnnxError::Decode { path: path.to_path_buf(), source })
 }
 
 /// Reads and decodes an `.onnx` file.
 pub fn read(path: &Path) -> Result<ModelProto, OnnxError> {
-    let bytes = std::fs::read(path).map_err(|source| OnnxError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| OnnxError::Read { path: path.to_path_buf(), source })?;
     decode(&bytes, path)
 }
 
 /// Writes a model atomically: a temporary file beside the target, then a rename, so an
 /// interrupted write never leaves a half model under the user's name.
 pub fn write(model: &ModelProto, path: &Path) -> Result<(), OnnxError> {
-    let err = |source| OnnxError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
+    let err = |source| OnnxError::Write { path: path.to_path_buf(), source };
     let tmp = path.with_extension("onnx.partial");
     std::fs::write(&tmp, encode(model)).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(|e| {
@@ -74,9 +56,5 @@ pub fn write(model: &ModelProto, path: &Path) -> Result<(), OnnxError> {
 
 /// The value of a `metadata_props` entry.
 pub fn metadata<'a>(model: &'a ModelProto, key: &str) -> Option<&'a str> {
-    model
-        .metadata_props
-        .iter()
-        .find(|p| p.key == key)
-        .map(|p| p.value.as_str())
+    model.metadata_props.iter().find(|p| p.key == key).map(|p| p.value.as_str())
 }

@@ -9,6 +9,7 @@ fn main() {
     let g = retrain_pixels::Geometry {
         resize: a[2].parse().expect("RESIZE"),
         crop: a[3].parse().expect("CROP"),
+        filter: retrain_pixels::Filter::Bilinear,
     };
     match retrain_pixels::load(std::path::Path::new(&a[1]), g) {
         Ok(px) => std::fs::write(&a[4], px).expect("write OUT"),

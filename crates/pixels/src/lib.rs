@@ -2,7 +2,7 @@
 //! backbone was trained (resize of the shorter side, center crop), the first stage of the flow.
 
 mod resample;
-pub use resample::resize_rgb8;
+pub use resample::{resize_rgb8, Filter};
 
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use std::path::{Path, PathBuf};
@@ -10,10 +10,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum PixelError {
     #[error("{path}: cannot read: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: empty file")]
     Empty { path: PathBuf },
     #[error("{path}: not an image (unrecognised format)")]
@@ -45,51 +42,34 @@ impl PixelError {
 pub struct Geometry {
     pub resize: u32,
     pub crop: u32,
+    pub filter: Filter,
 }
 
 /// Decodes a file to 8-bit RGB, whatever its format (JPEG, PNG, GIF, BMP, WebP), colour
 /// type (grey, RGBA, CMYK, 16-bit) or EXIF orientation.
 pub fn decode(path: &Path) -> Result<RgbImage, PixelError> {
-    let bytes = std::fs::read(path).map_err(|source| PixelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| PixelError::Io { path: path.to_path_buf(), source })?;
     decode_bytes(&bytes, path)
 }
 
 /// As [`decode`], from bytes already read; `path` names the source in errors.
 pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage, PixelError> {
     if bytes.is_empty() {
-        return Err(PixelError::Empty {
-            path: path.to_path_buf(),
-        });
+        return Err(PixelError::Empty { path: path.to_path_buf() });
     }
-    let corrupt = |e: image::ImageError| PixelError::Corrupt {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
+    let corrupt = |e: image::ImageError| PixelError::Corrupt { path: path.to_path_buf(), reason: e.to_string() };
     let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|source| PixelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| PixelError::Io { path: path.to_path_buf(), source })?;
     if reader.format().is_none() {
-        return Err(PixelError::NotImage {
-            path: path.to_path_buf(),
-        });
+        return Err(PixelError::NotImage { path: path.to_path_buf() });
     }
     let mut decoder = reader.into_decoder().map_err(corrupt)?;
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     img.apply_orientation(orientation);
     if img.width() == 0 || img.height() == 0 {
-        return Err(PixelError::Corrupt {
-            path: path.to_path_buf(),
-            reason: "zero-sized image".into(),
-        });
+        return Err(PixelError::Corrupt { path: path.to_path_buf(), reason: "zero-sized image".into() });
     }
     Ok(match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
@@ -126,17 +106,10 @@ fn crop_offset(size: u32, crop: u32) -> u32 {
     }
 }
 
-/// Resizes the shorter side to `g.resize` with an antialiased bilinear filter (PIL's
-/// `BILINEAR`), then takes the center `g.crop`² square. Returns `crop*crop*3` RGB bytes (HWC).
+/// Resizes the shorter side to `g.resize` with Pillow's antialiased `g.filter`, then takes the center `g.crop`² square. Returns `crop*crop*3` RGB bytes (HWC).
 pub fn prepare(img: &RgbImage, g: Geometry) -> Vec<u8> {
     let (w, h) = resized_size(img.width(), img.height(), g.resize);
-    let src = resize_rgb8(
-        img.as_raw(),
-        img.width() as usize,
-        img.height() as usize,
-        w as usize,
-        h as usize,
-    );
+    let src = resize_rgb8(img.as_raw(), img.width() as usize, img.height() as usize, w as usize, h as usize, g.filter);
     let (left, top) = (crop_offset(w, g.crop), crop_offset(h, g.crop));
     let c = g.crop as usize;
     let mut out = vec![0u8; c * c * 3];
@@ -162,9 +135,7 @@ mod tests {
     use super::*;
 
     fn shared(rel: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared")
-            .join(rel)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared").join(rel)
     }
 
     #[test]
@@ -181,14 +152,7 @@ mod tests {
     #[test]
     fn decodes_png_and_jpeg_to_a_crop() {
         for f in ["images/chelsea.png", "images/dog.jpg"] {
-            let px = load(
-                &shared(f),
-                Geometry {
-                    resize: 256,
-                    crop: 224,
-                },
-            )
-            .unwrap();
+            let px = load(&shared(f), Geometry { resize: 256, crop: 224, filter: Filter::Bilinear }).unwrap();
             assert_eq!(px.len(), 224 * 224 * 3);
             let mean = px.iter().map(|&v| v as f64).sum::<f64>() / px.len() as f64;
             assert!(mean > 20.0 && mean < 235.0, "{f}: mean {mean}");
@@ -209,24 +173,16 @@ mod tests {
         rgba.save(&p).unwrap();
         assert_eq!(decode(&p).unwrap().get_pixel(0, 0).0, [200, 100, 50]);
 
-        let deep = image::ImageBuffer::<image::Rgb<u16>, _>::from_pixel(
-            8,
-            8,
-            image::Rgb([65535u16, 0, 32896]),
-        );
+        let deep = image::ImageBuffer::<image::Rgb<u16>, _>::from_pixel(8, 8, image::Rgb([65535u16, 0, 32896]));
         let p = dir.path().join("deep.png");
         deep.save(&p).unwrap();
         assert_eq!(decode(&p).unwrap().get_pixel(0, 0).0, [255, 0, 128]);
 
         let bmp = dir.path().join("x.bmp");
-        image::RgbImage::from_pixel(5, 7, image::Rgb([1, 2, 3]))
-            .save(&bmp)
-            .unwrap();
+        image::RgbImage::from_pixel(5, 7, image::Rgb([1, 2, 3])).save(&bmp).unwrap();
         assert_eq!(decode(&bmp).unwrap().dimensions(), (5, 7));
         let webp = dir.path().join("x.webp");
-        image::RgbImage::from_pixel(5, 7, image::Rgb([1, 2, 3]))
-            .save(&webp)
-            .unwrap();
+        image::RgbImage::from_pixel(5, 7, image::Rgb([1, 2, 3])).save(&webp).unwrap();
         assert_eq!(decode(&webp).unwrap().dimensions(), (5, 7));
     }
 
@@ -260,24 +216,24 @@ mod tests {
     fn exif_orientation_is_applied() {
         // A 2x1 JPEG with orientation 6 (rotate 90° clockwise) must come out 1x2.
         let dir = tempfile::tempdir().unwrap();
-        let img = image::RgbImage::from_fn(16, 8, |x, _| {
-            if x < 8 {
-                image::Rgb([255, 0, 0])
-            } else {
-                image::Rgb([0, 0, 255])
-            }
-        });
+        let img =
+            image::RgbImage::from_fn(
+                16,
+                8,
+                |x, _| {
+                    if x < 8 {
+                        image::Rgb([255, 0, 0])
+                    } else {
+                        image::Rgb([0, 0, 255])
+                    }
+                },
+            );
         let mut jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
-            .encode_image(&img)
-            .unwrap();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95).encode_image(&img).unwrap();
         // Insert an APP1 Exif segment after SOI.
         let exif: Vec<u8> = [
             b"Exif\0\0".as_slice(),
-            &[
-                b'I', b'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0,
-                0, 0, 0,
-            ],
+            &[b'I', b'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0],
         ]
         .concat();
         let mut out = jpeg[..2].to_vec();

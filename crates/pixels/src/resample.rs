@@ -17,19 +17,45 @@ struct Coeffs {
     weights: Vec<i32>,
 }
 
-fn bilinear(x: f64) -> f64 {
-    let x = x.abs();
-    if x < 1.0 {
-        1.0 - x
-    } else {
-        0.0
+/// Pillow's resampling filters (the two torchvision's presets use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Filter {
+    Bilinear,
+    Bicubic,
+}
+
+impl Filter {
+    fn support(self) -> f64 {
+        match self {
+            Filter::Bilinear => 1.0,
+            Filter::Bicubic => 2.0,
+        }
+    }
+
+    fn eval(self, x: f64) -> f64 {
+        let x = x.abs();
+        match self {
+            Filter::Bilinear if x < 1.0 => 1.0 - x,
+            Filter::Bicubic => {
+                const A: f64 = -0.5;
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+            _ => 0.0,
+        }
     }
 }
 
-fn coeffs(in_size: usize, out_size: usize) -> Coeffs {
+fn coeffs(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
-    let support = filterscale; // bilinear support is 1.0
+    let support = filter.support() * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let mut bounds = Vec::with_capacity(out_size);
     let mut weights = vec![0i32; out_size * ksize];
@@ -43,26 +69,18 @@ fn coeffs(in_size: usize, out_size: usize) -> Coeffs {
         let n = xmax.saturating_sub(xmin);
         let mut ww = 0.0;
         for (x, kx) in k.iter_mut().enumerate().take(n) {
-            let w = bilinear((x as f64 + xmin as f64 - center + 0.5) * ss);
+            let w = filter.eval((x as f64 + xmin as f64 - center + 0.5) * ss);
             *kx = w;
             ww += w;
         }
         for x in 0..ksize {
             let v = if x < n && ww != 0.0 { k[x] / ww } else { 0.0 };
             let fixed = v * (1u32 << PRECISION_BITS) as f64;
-            weights[xx * ksize + x] = if v < 0.0 {
-                (fixed - 0.5) as i32
-            } else {
-                (fixed + 0.5) as i32
-            };
+            weights[xx * ksize + x] = if v < 0.0 { (fixed - 0.5) as i32 } else { (fixed + 0.5) as i32 };
         }
         bounds.push((xmin, n));
     }
-    Coeffs {
-        bounds,
-        ksize,
-        weights,
-    }
+    Coeffs { bounds, ksize, weights }
 }
 
 #[inline]
@@ -71,10 +89,10 @@ fn clip8(v: i32) -> u8 {
 }
 
 /// Resizes RGB8 `src` (`w`×`h`) to `ow`×`oh`.
-pub fn resize_rgb8(src: &[u8], w: usize, h: usize, ow: usize, oh: usize) -> Vec<u8> {
+pub fn resize_rgb8(src: &[u8], w: usize, h: usize, ow: usize, oh: usize, filter: Filter) -> Vec<u8> {
     let half = 1i32 << (PRECISION_BITS - 1);
     let horizontal = if ow != w {
-        let c = coeffs(w, ow);
+        let c = coeffs(w, ow, filter);
         let mut out = vec![0u8; ow * h * 3];
         for y in 0..h {
             let row = &src[y * w * 3..(y + 1) * w * 3];
@@ -100,7 +118,7 @@ pub fn resize_rgb8(src: &[u8], w: usize, h: usize, ow: usize, oh: usize) -> Vec<
     if oh == h {
         return horizontal;
     }
-    let c = coeffs(h, oh);
+    let c = coeffs(h, oh, filter);
     let mut out = vec![0u8; ow * oh * 3];
     let stride = ow * 3;
     for (yy, &(ymin, n)) in c.bounds.iter().enumerate() {
@@ -126,20 +144,21 @@ mod tests {
     #[test]
     fn identity_and_constant_images() {
         let src: Vec<u8> = (0..4 * 3 * 3).map(|v| v as u8).collect();
-        assert_eq!(resize_rgb8(&src, 4, 3, 4, 3), src);
+        assert_eq!(resize_rgb8(&src, 4, 3, 4, 3, Filter::Bilinear), src);
         let flat = vec![77u8; 50 * 40 * 3];
-        assert!(resize_rgb8(&flat, 50, 40, 17, 23).iter().all(|&v| v == 77));
+        assert!(resize_rgb8(&flat, 50, 40, 17, 23, Filter::Bicubic).iter().all(|&v| v == 77));
     }
 
     #[test]
     fn halving_averages_pairs_like_pillow() {
         // Pillow 12: Image.frombytes('L',(4,1),bytes([0,100,200,50])).resize((2,1), BILINEAR)
         // gives [71, 121] (support 2: triangle weights over three pixels, cut at the border).
-        let src: Vec<u8> = [0u8, 100, 200, 50]
-            .iter()
-            .flat_map(|&v| [v, v, v])
-            .collect();
-        let out = resize_rgb8(&src, 4, 1, 2, 1);
+        let src: Vec<u8> = [0u8, 100, 200, 50].iter().flat_map(|&v| [v, v, v]).collect();
+        let out = resize_rgb8(&src, 4, 1, 2, 1, Filter::Bilinear);
         assert_eq!(out, vec![71, 71, 71, 121, 121, 121]);
+        // Pillow 12, BICUBIC: [0,100,200,50] -> (3,1) gives [19, 159, 93].
+        let src: Vec<u8> = [0u8, 100, 200, 50].iter().flat_map(|&v| [v, v, v]).collect();
+        let out = resize_rgb8(&src, 4, 1, 3, 1, Filter::Bicubic);
+        assert_eq!(out.iter().step_by(3).copied().collect::<Vec<_>>(), vec![19, 159, 93]);
     }
 }

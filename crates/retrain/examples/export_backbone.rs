@@ -8,15 +8,9 @@ fn main() {
         std::process::exit(2);
     }
     let run = || -> retrain::Result<()> {
-        let b = retrain::backbone::LoadedBackbone::load(
-            &a[1],
-            Some(std::path::Path::new(&a[2])),
-            true,
-        )?;
-        std::fs::write(&a[3], b.imagenet_model()?).map_err(|source| retrain::Error::Write {
-            path: a[3].clone().into(),
-            source,
-        })?;
+        let b = retrain::backbone::LoadedBackbone::load(&a[1], Some(std::path::Path::new(&a[2])), true)?;
+        std::fs::write(&a[3], b.imagenet_model()?)
+            .map_err(|source| retrain::Error::Write { path: a[3].clone().into(), source })?;
         Ok(())
     };
     if let Err(e) = run() {

@@ -21,27 +21,27 @@ impl LoadedBackbone {
     /// Loads `name`'s weights from `weights` if given, else from the cache, downloading them
     /// from the official source on first use.
     pub fn load(name: &str, weights: Option<&Path>, quiet: bool) -> Result<Self> {
-        let info = retrain_zoo::find(name).map_err(Error::UnknownModel)?;
+        let info = crate::find_backbone(name)?;
+        if let Some(imp) = &info.imported {
+            // An imported model carries its weights inside its ONNX file.
+            let me = Self {
+                info,
+                state: StateDict::new(),
+                weights_path: imp.onnx.clone(),
+                weights_sha256: info.weights.sha256.into(),
+            };
+            me.graph(&GraphOutputs { features: true, ..Default::default() }, &[])?;
+            return Ok(me);
+        }
         let path = match weights {
             Some(p) => p.to_path_buf(),
             None => retrain_weights::fetch(&info.weights, quiet)?,
         };
         let weights_sha256 = retrain_weights::sha256_file(&path)?;
         let state = retrain_weights::load_state_dict(&path)?;
-        let me = Self {
-            info,
-            state,
-            weights_path: path,
-            weights_sha256,
-        };
+        let me = Self { info, state, weights_path: path, weights_sha256 };
         // Building once checks every tensor's name and shape before any long work starts.
-        me.graph(
-            &GraphOutputs {
-                features: true,
-                ..Default::default()
-            },
-            &[],
-        )?;
+        me.graph(&GraphOutputs { features: true, ..Default::default() }, &[])?;
         Ok(me)
     }
 
@@ -52,71 +52,32 @@ impl LoadedBackbone {
     /// Names this backbone, its weights and preprocessing: the feature cache's key.
     pub fn cache_key(&self) -> String {
         let p = self.info.preprocess;
-        let desc = format!(
-            "{FEATURE_VERSION}|{}|{}|{:?}",
-            self.info.name, self.weights_sha256, p
-        );
-        format!(
-            "{}-{}",
-            self.info.name,
-            &blake3::hash(desc.as_bytes()).to_hex()[..16]
-        )
+        let desc = format!("{FEATURE_VERSION}|{}|{}|{:?}", self.info.name, self.weights_sha256, p);
+        format!("{}-{}", self.info.name, &blake3::hash(desc.as_bytes()).to_hex()[..16])
     }
 
     /// The backbone as an ONNX model with the given outputs and metadata.
-    pub fn graph(
-        &self,
-        outputs: &GraphOutputs,
-        metadata: &[(String, String)],
-    ) -> Result<retrain_onnx::ModelProto> {
-        retrain_zoo::build(self.info, &self.state, outputs, metadata).map_err(|source| Error::Zoo {
-            path: self.weights_path.clone(),
-            source,
-        })
+    pub fn graph(&self, outputs: &GraphOutputs, metadata: &[(String, String)]) -> Result<retrain_onnx::ModelProto> {
+        retrain_zoo::build(self.info, &self.state, outputs, metadata)
+            .map_err(|source| Error::Zoo { path: self.weights_path.clone(), source })
     }
 
     /// Serialised feature extractor (`features` output only).
     pub fn feature_model(&self) -> Result<Vec<u8>> {
-        Ok(retrain_onnx::encode(&self.graph(
-            &GraphOutputs {
-                features: true,
-                ..Default::default()
-            },
-            &[],
-        )?))
+        Ok(retrain_onnx::encode(&self.graph(&GraphOutputs { features: true, ..Default::default() }, &[])?))
     }
 
     /// Serialised ImageNet classifier (`imagenet_logits` output).
     pub fn imagenet_model(&self) -> Result<Vec<u8>> {
-        Ok(retrain_onnx::encode(&self.graph(
-            &GraphOutputs {
-                imagenet_logits: true,
-                ..Default::default()
-            },
-            &[],
-        )?))
+        Ok(retrain_onnx::encode(&self.graph(&GraphOutputs { imagenet_logits: true, ..Default::default() }, &[])?))
     }
 
     /// The full classifier: backbone + trained head + softmax.
-    pub fn classifier(
-        &self,
-        head: LinearHead,
-        metadata: &[(String, String)],
-    ) -> Result<retrain_onnx::ModelProto> {
-        self.graph(
-            &GraphOutputs {
-                features: true,
-                head: Some(head),
-                ..Default::default()
-            },
-            metadata,
-        )
+    pub fn classifier(&self, head: LinearHead, metadata: &[(String, String)]) -> Result<retrain_onnx::ModelProto> {
+        self.graph(&GraphOutputs { features: true, head: Some(head), ..Default::default() }, metadata)
     }
 }
 
 pub fn geometry(info: &Backbone) -> Geometry {
-    Geometry {
-        resize: info.preprocess.resize,
-        crop: info.preprocess.crop,
-    }
+    Geometry { resize: info.preprocess.resize, crop: info.preprocess.crop, filter: info.preprocess.interpolation }
 }

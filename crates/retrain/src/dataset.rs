@@ -21,26 +21,16 @@ pub struct Dataset {
 }
 
 fn data_err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Data {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    Error::Data { path: path.to_path_buf(), reason: reason.into() }
 }
 
 fn is_hidden(p: &Path) -> bool {
-    p.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'))
+    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd =
-        std::fs::read_dir(dir).map_err(|e| data_err(dir, format!("cannot read folder: {e}")))?;
-    let mut v: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| !is_hidden(p))
-        .collect();
+    let rd = std::fs::read_dir(dir).map_err(|e| data_err(dir, format!("cannot read folder: {e}")))?;
+    let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| !is_hidden(p)).collect();
     v.sort();
     Ok(v)
 }
@@ -65,28 +55,22 @@ pub fn class_folders(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
         return Err(data_err(dir, "no such folder"));
     }
     if !dir.is_dir() {
-        return Err(data_err(
-            dir,
-            "not a folder; expected one sub-folder per class",
-        ));
+        return Err(data_err(dir, "not a folder; expected one sub-folder per class"));
     }
     let mut classes = Vec::new();
     for p in sorted_entries(dir)?.into_iter().filter(|p| p.is_dir()) {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let files = files_below(&p)?;
         if files.is_empty() {
-            return Err(data_err(
-                &p,
-                format!("class folder `{name}` holds no files"),
-            ));
+            return Err(data_err(&p, format!("class folder `{name}` holds no files")));
         }
         classes.push((name, files));
     }
     if classes.is_empty() {
-        return Err(data_err(dir, "no class folders found; expected one sub-folder per class (DATA_DIR/cats/*.jpg, DATA_DIR/dogs/*.jpg, ...)"));
+        return Err(data_err(
+            dir,
+            "no class folders found; expected one sub-folder per class (DATA_DIR/cats/*.jpg, DATA_DIR/dogs/*.jpg, ...)",
+        ));
     }
     Ok(classes)
 }
@@ -99,19 +83,9 @@ pub fn scan(dir: &Path, val_dir: Option<&Path>, val_fraction: f64, seed: u64) ->
         return Err(Error::ValFraction(val_fraction));
     }
     let train_dir = dir.join("train");
-    let found_val = ["val", "valid", "validation"]
-        .iter()
-        .map(|v| dir.join(v))
-        .find(|p| p.is_dir());
+    let found_val = ["val", "valid", "validation"].iter().map(|v| dir.join(v)).find(|p| p.is_dir());
     let (train_root, val_root) = match (val_dir, found_val) {
-        (Some(v), _) => (
-            if train_dir.is_dir() {
-                train_dir
-            } else {
-                dir.to_path_buf()
-            },
-            Some(v.to_path_buf()),
-        ),
+        (Some(v), _) => (if train_dir.is_dir() { train_dir } else { dir.to_path_buf() }, Some(v.to_path_buf())),
         (None, Some(v)) if train_dir.is_dir() => (train_dir, Some(v)),
         _ => (dir.to_path_buf(), None),
     };
@@ -119,10 +93,7 @@ pub fn scan(dir: &Path, val_dir: Option<&Path>, val_fraction: f64, seed: u64) ->
     if classes.len() < 2 {
         return Err(data_err(
             &train_root,
-            format!(
-                "only one class (`{}`) found; a classifier needs at least two class folders",
-                classes[0].0
-            ),
+            format!("only one class (`{}`) found; a classifier needs at least two class folders", classes[0].0),
         ));
     }
     let class_names: Vec<String> = classes.iter().map(|(n, _)| n.clone()).collect();
@@ -130,10 +101,12 @@ pub fn scan(dir: &Path, val_dir: Option<&Path>, val_fraction: f64, seed: u64) ->
         Some(vr) => {
             let mut val = Vec::new();
             for (name, files) in class_folders(&vr)? {
-                let label = class_names
-                    .iter()
-                    .position(|c| *c == name)
-                    .ok_or_else(|| data_err(&vr.join(&name), format!("validation class `{name}` is not among the training classes {class_names:?}")))?;
+                let label = class_names.iter().position(|c| *c == name).ok_or_else(|| {
+                    data_err(
+                        &vr.join(&name),
+                        format!("validation class `{name}` is not among the training classes {class_names:?}"),
+                    )
+                })?;
                 val.extend(files.into_iter().map(|path| Sample { path, label }));
             }
             let train = classes
@@ -202,11 +175,7 @@ mod tests {
         assert_eq!(a.val.iter().filter(|s| s.label == 0).count(), 2);
         assert_eq!(a.val.iter().filter(|s| s.label == 1).count(), 4);
         assert_eq!(a.train.len() + a.val.len(), 30);
-        assert!(a
-            .train
-            .iter()
-            .chain(&a.val)
-            .all(|s| !s.path.to_string_lossy().contains(".DS_Store")));
+        assert!(a.train.iter().chain(&a.val).all(|s| !s.path.to_string_lossy().contains(".DS_Store")));
         let b = scan(d.path(), None, 0.2, 7).unwrap();
         assert_eq!(a.val, b.val);
         let c = scan(d.path(), None, 0.2, 8).unwrap();
@@ -231,31 +200,17 @@ mod tests {
 
     #[test]
     fn bad_layouts_are_clear_errors() {
-        let missing = scan(Path::new("/no/such/dir"), None, 0.2, 0)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            missing.contains("/no/such/dir") && missing.contains("no such folder"),
-            "{missing}"
-        );
+        let missing = scan(Path::new("/no/such/dir"), None, 0.2, 0).unwrap_err().to_string();
+        assert!(missing.contains("/no/such/dir") && missing.contains("no such folder"), "{missing}");
         let empty = tempfile::tempdir().unwrap();
-        assert!(scan(empty.path(), None, 0.2, 0)
-            .unwrap_err()
-            .to_string()
-            .contains("no class folders"));
+        assert!(scan(empty.path(), None, 0.2, 0).unwrap_err().to_string().contains("no class folders"));
         let one = tree(&[("only", 3)]);
-        assert!(scan(one.path(), None, 0.2, 0)
-            .unwrap_err()
-            .to_string()
-            .contains("only one class"));
+        assert!(scan(one.path(), None, 0.2, 0).unwrap_err().to_string().contains("only one class"));
         let hollow = tree(&[("a", 3), ("b", 0)]);
         let e = scan(hollow.path(), None, 0.2, 0).unwrap_err().to_string();
         assert!(e.contains("`b` holds no files"), "{e}");
         for f in [0.0, 1.0, 1.5, -0.1] {
-            assert!(matches!(
-                scan(hollow.path(), None, f, 0),
-                Err(Error::ValFraction(_))
-            ));
+            assert!(matches!(scan(hollow.path(), None, f, 0), Err(Error::ValFraction(_))));
         }
     }
 }

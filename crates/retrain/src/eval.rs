@@ -19,11 +19,7 @@ pub struct Evaluation {
 
 /// Evaluates on `dir`'s class folders (its `val/` folder when it has train/val folders).
 /// Every class folder must be one of the model's classes.
-pub fn evaluate(
-    classifier: &mut Classifier,
-    dir: &Path,
-    progress: &indicatif::ProgressBar,
-) -> Result<Evaluation> {
+pub fn evaluate(classifier: &mut Classifier, dir: &Path, progress: &indicatif::ProgressBar) -> Result<Evaluation> {
     let root = ["val", "valid", "validation"]
         .iter()
         .map(|v| dir.join(v))
@@ -33,13 +29,10 @@ pub fn evaluate(
     let mut files = Vec::new();
     let mut truth = Vec::new();
     for (name, fs) in dataset::class_folders(&root)? {
-        let label = names
-            .iter()
-            .position(|c| *c == name)
-            .ok_or_else(|| Error::Data {
-                path: root.join(&name),
-                reason: format!("class `{name}` is not one of the model's classes {names:?}"),
-            })?;
+        let label = names.iter().position(|c| *c == name).ok_or_else(|| Error::Data {
+            path: root.join(&name),
+            reason: format!("class `{name}` is not one of the model's classes {names:?}"),
+        })?;
         truth.extend(std::iter::repeat_n(label, fs.len()));
         files.extend(fs);
     }
@@ -52,16 +45,8 @@ pub fn evaluate(
                 t.push(label);
                 p.push(argmax(&pr));
             }
-            Err(e) => skipped.push(Skipped {
-                reason: e.reason(),
-                path,
-            }),
+            Err(e) => skipped.push(Skipped { reason: e.reason(), path }),
         }
     }
-    Ok(Evaluation {
-        data: root,
-        images: t.len(),
-        metrics: metrics::compute(&t, &p, &names),
-        skipped,
-    })
+    Ok(Evaluation { data: root, images: t.len(), metrics: metrics::compute(&t, &p, &names), skipped })
 }

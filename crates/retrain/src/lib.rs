@@ -7,6 +7,7 @@
 pub mod backbone;
 pub mod dataset;
 pub mod eval;
+pub mod imported;
 pub mod metrics;
 pub mod model;
 pub mod predict;
@@ -14,7 +15,26 @@ pub mod report;
 pub mod train;
 
 pub use retrain_head::HeadConfig;
-pub use retrain_zoo::{find as find_backbone, registry, Backbone};
+pub use retrain_pixels::Filter;
+pub use retrain_zoo::{registry, Backbone};
+
+/// A backbone by name: the zoo's, then those imported with `retrain models import`.
+pub fn find_backbone(name: &str) -> Result<&'static Backbone> {
+    match retrain_zoo::find(name) {
+        Ok(b) => Ok(b),
+        Err(e) => imported::find(name).ok_or(Error::UnknownModel(e)),
+    }
+}
+
+/// The zoo followed by the imported backbones.
+pub fn all_backbones() -> Vec<&'static Backbone> {
+    registry().iter().chain(imported::list()).collect()
+}
+
+/// Downloads (or finds in the cache) a zoo backbone's official weights.
+pub fn fetch_weights(b: &Backbone, quiet: bool) -> Result<PathBuf> {
+    Ok(retrain_weights::fetch(&b.weights, quiet)?)
+}
 
 use std::path::PathBuf;
 
@@ -24,10 +44,7 @@ pub enum Error {
     #[error("{path}: {reason}")]
     Data { path: PathBuf, reason: String },
     #[error("{path}: cannot write: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a retrain model ({reason})")]
     NotAModel { path: PathBuf, reason: String },
     #[error("--val-fraction must be between 0 and 1 (exclusive), got {0}")]
@@ -35,10 +52,7 @@ pub enum Error {
     #[error(transparent)]
     Weights(#[from] retrain_weights::WeightsError),
     #[error("{path}: {source}")]
-    Zoo {
-        path: PathBuf,
-        source: retrain_zoo::ZooError,
-    },
+    Zoo { path: PathBuf, source: retrain_zoo::ZooError },
     #[error(transparent)]
     UnknownModel(retrain_zoo::ZooError),
     #[error(transparent)]
@@ -53,9 +67,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Threads to use by default: all cores.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// A progress bar with ETA, or a hidden one when `quiet`.
@@ -65,11 +77,9 @@ pub fn progress_bar(len: u64, what: &str, quiet: bool) -> indicatif::ProgressBar
     }
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:>10} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar.set_message(what.to_string());
     bar

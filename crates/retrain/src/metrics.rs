@@ -33,36 +33,14 @@ pub fn compute(truth: &[usize], predicted: &[usize], class_names: &[String]) -> 
             let tp = cm[c][c] as f64;
             let support: usize = cm[c].iter().sum();
             let predicted: usize = (0..k).map(|t| cm[t][c]).sum();
-            let precision = if predicted > 0 {
-                tp / predicted as f64
-            } else {
-                0.0
-            };
-            let recall = if support > 0 {
-                tp / support as f64
-            } else {
-                0.0
-            };
-            let f1 = if precision + recall > 0.0 {
-                2.0 * precision * recall / (precision + recall)
-            } else {
-                0.0
-            };
-            ClassMetrics {
-                class: class_names[c].clone(),
-                precision,
-                recall,
-                f1,
-                support,
-            }
+            let precision = if predicted > 0 { tp / predicted as f64 } else { 0.0 };
+            let recall = if support > 0 { tp / support as f64 } else { 0.0 };
+            let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+            ClassMetrics { class: class_names[c].clone(), precision, recall, f1, support }
         })
         .collect();
     Metrics {
-        accuracy: if truth.is_empty() {
-            0.0
-        } else {
-            correct as f64 / truth.len() as f64
-        },
+        accuracy: if truth.is_empty() { 0.0 } else { correct as f64 / truth.len() as f64 },
         per_class,
         confusion_matrix: cm,
         class_names: class_names.to_vec(),
@@ -70,51 +48,28 @@ pub fn compute(truth: &[usize], predicted: &[usize], class_names: &[String]) -> 
 }
 
 pub fn argmax(p: &[f32]) -> usize {
-    p.iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i)
-        .unwrap_or(0)
+    p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)
 }
 
 impl Metrics {
     /// A plain-text table for the terminal.
     pub fn to_text(&self) -> String {
-        let w = self
-            .class_names
-            .iter()
-            .map(|c| c.len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
-        let mut s = format!(
-            "accuracy {:.4}\n\n{:w$}  precision  recall     f1  support\n",
-            self.accuracy, "class"
-        );
+        let w = self.class_names.iter().map(|c| c.len()).max().unwrap_or(5).max(5);
+        let mut s = format!("accuracy {:.4}\n\n{:w$}  precision  recall     f1  support\n", self.accuracy, "class");
         for c in &self.per_class {
-            s += &format!(
-                "{:w$}  {:9.3}  {:6.3}  {:5.3}  {:7}\n",
-                c.class, c.precision, c.recall, c.f1, c.support
-            );
+            s += &format!("{:w$}  {:9.3}  {:6.3}  {:5.3}  {:7}\n", c.class, c.precision, c.recall, c.f1, c.support);
         }
         s += "\nconfusion matrix (rows: true, columns: predicted)\n";
         s += &format!(
             "{:w$}  {}\n",
             "",
-            self.class_names
-                .iter()
-                .map(|c| format!("{c:>8.8}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            self.class_names.iter().map(|c| format!("{c:>8.8}")).collect::<Vec<_>>().join(" ")
         );
         for (i, row) in self.confusion_matrix.iter().enumerate() {
             s += &format!(
                 "{:w$}  {}\n",
                 self.class_names[i],
-                row.iter()
-                    .map(|v| format!("{v:>8}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
+                row.iter().map(|v| format!("{v:>8}")).collect::<Vec<_>>().join(" ")
             );
         }
         s

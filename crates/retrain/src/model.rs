@@ -45,16 +45,10 @@ impl ModelInfo {
 
     /// Reads the metadata back from a decoded model.
     pub fn from_model(model: &retrain_onnx::ModelProto, path: &Path) -> Result<Self> {
-        let not = |reason: &str| Error::NotAModel {
-            path: path.to_path_buf(),
-            reason: reason.into(),
-        };
+        let not = |reason: &str| Error::NotAModel { path: path.to_path_buf(), reason: reason.into() };
         let get = |k: &str| {
-            retrain_onnx::metadata(model, k).ok_or_else(|| {
-                not(&format!(
-                    "its metadata has no `{k}`; was it made by `retrain train`?"
-                ))
-            })
+            retrain_onnx::metadata(model, k)
+                .ok_or_else(|| not(&format!("its metadata has no `{k}`; was it made by `retrain train`?")))
         };
         if get("retrain.format")? != FORMAT {
             return Err(not("it was written by another retrain version"));
@@ -70,10 +64,7 @@ impl ModelInfo {
     }
 
     pub fn geometry(&self) -> Geometry {
-        Geometry {
-            resize: self.preprocess.resize,
-            crop: self.preprocess.crop,
-        }
+        Geometry { resize: self.preprocess.resize, crop: self.preprocess.crop, filter: self.preprocess.interpolation }
     }
 }
 
@@ -82,25 +73,38 @@ pub struct Classifier {
     pub info: ModelInfo,
     pub path: PathBuf,
     session: Option<Session>,
+    /// The graph output read, and whether it still needs a softmax.
+    output: &'static str,
+    softmax: bool,
 }
 
 impl Classifier {
-    pub fn open(path: &Path, threads: usize) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::NotAModel {
-            path: path.to_path_buf(),
-            reason: format!("cannot read: {e}"),
-        })?;
-        let model = retrain_onnx::decode(&bytes, path).map_err(|_| Error::NotAModel {
-            path: path.to_path_buf(),
-            reason: "not an ONNX file".into(),
-        })?;
-        let info = ModelInfo::from_model(&model, path)?;
-        let session = Session::new(&bytes, &path.display().to_string(), threads)?;
+    /// A backbone's own ImageNet classifier (no trained head), for a quick sanity check.
+    pub fn imagenet(backbone: &crate::backbone::LoadedBackbone, threads: usize) -> Result<Self> {
+        let info = ModelInfo {
+            class_names: retrain_zoo::imagenet_classes().into_iter().map(String::from).collect(),
+            backbone: backbone.info.name.into(),
+            weights_sha256: backbone.weights_sha256.clone(),
+            preprocess: backbone.info.preprocess,
+        };
+        let session = Session::new(&backbone.imagenet_model()?, backbone.info.name, threads)?;
         Ok(Self {
             info,
-            path: path.to_path_buf(),
+            path: backbone.weights_path.clone(),
             session: Some(session),
+            output: "imagenet_logits",
+            softmax: true,
         })
+    }
+
+    pub fn open(path: &Path, threads: usize) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::NotAModel { path: path.to_path_buf(), reason: format!("cannot read: {e}") })?;
+        let model = retrain_onnx::decode(&bytes, path)
+            .map_err(|_| Error::NotAModel { path: path.to_path_buf(), reason: "not an ONNX file".into() })?;
+        let info = ModelInfo::from_model(&model, path)?;
+        let session = Session::new(&bytes, &path.display().to_string(), threads)?;
+        Ok(Self { info, path: path.to_path_buf(), session: Some(session), output: "probabilities", softmax: false })
     }
 
     /// Class probabilities for each file, in order; a file that cannot be decoded gets its
@@ -112,11 +116,10 @@ impl Classifier {
     ) -> Result<Vec<Result<Vec<f32>, PixelError>>> {
         let g = self.info.geometry();
         progress.set_length(files.len() as u64);
-        let mut lazy =
-            LazySession::ready(self.session.take().expect("session present between calls"));
-        let out =
-            retrain_features::extract(&mut lazy, "probabilities", files, g, None, 32, progress);
+        let mut lazy = LazySession::ready(self.session.take().expect("session present between calls"));
+        let out = retrain_features::extract(&mut lazy, self.output, files, g, None, 32, progress);
         self.session = lazy.into_inner();
-        Ok(out?.features)
+        let rows = out?.features;
+        Ok(if self.softmax { rows.into_iter().map(|r| r.map(|l| retrain_head::softmax(&l))).collect() } else { rows })
     }
 }

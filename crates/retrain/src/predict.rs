@@ -51,15 +51,8 @@ pub fn predict(
     let (mut preds, mut fails) = (Vec::new(), Vec::new());
     for ((path, explicit), p) in files.into_iter().zip(probs) {
         match p {
-            Ok(p) => preds.push(Prediction {
-                top: rank(&p, &classifier.info.class_names, k),
-                path,
-            }),
-            Err(e) => fails.push(Failure {
-                reason: e.reason(),
-                path,
-                explicit,
-            }),
+            Ok(p) => preds.push(Prediction { top: rank(&p, &classifier.info.class_names, k), path }),
+            Err(e) => fails.push(Failure { reason: e.reason(), path, explicit }),
         }
     }
     Ok((preds, fails))
@@ -68,13 +61,7 @@ pub fn predict(
 pub fn rank(p: &[f32], names: &[String], k: usize) -> Vec<Ranked> {
     let mut idx: Vec<usize> = (0..p.len()).collect();
     idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-    idx.into_iter()
-        .take(k.max(1))
-        .map(|i| Ranked {
-            class: names[i].clone(),
-            probability: p[i],
-        })
-        .collect()
+    idx.into_iter().take(k.max(1)).map(|i| Ranked { class: names[i].clone(), probability: p[i] }).collect()
 }
 
 /// CSV with a header: `path,rank,class,probability`, one row per (image, rank).
@@ -82,13 +69,7 @@ pub fn to_csv(preds: &[Prediction]) -> String {
     let mut s = String::from("path,rank,class,probability\n");
     for p in preds {
         for (r, c) in p.top.iter().enumerate() {
-            s += &format!(
-                "{},{},{},{:.6}\n",
-                csv_field(&p.path),
-                r + 1,
-                csv_field(Path::new(&c.class)),
-                c.probability
-            );
+            s += &format!("{},{},{},{:.6}\n", csv_field(&p.path), r + 1, csv_field(Path::new(&c.class)), c.probability);
         }
     }
     s

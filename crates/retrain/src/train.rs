@@ -51,10 +51,7 @@ impl TrainOptions {
 /// Fails early, before minutes of work, if the model cannot be written where asked.
 fn check_writable(out: &Path) -> Result<()> {
     let probe = out.with_extension("onnx.partial");
-    std::fs::write(&probe, b"").map_err(|source| Error::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    std::fs::write(&probe, b"").map_err(|source| Error::Write { path: out.to_path_buf(), source })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
@@ -69,12 +66,7 @@ pub fn train(opts: &TrainOptions) -> Result<Report> {
     let t0 = Instant::now();
     let mut timings = Timings::default();
     check_writable(&opts.out)?;
-    let ds = dataset::scan(
-        &opts.data_dir,
-        opts.val_dir.as_deref(),
-        opts.val_fraction,
-        opts.seed,
-    )?;
+    let ds = dataset::scan(&opts.data_dir, opts.val_dir.as_deref(), opts.val_fraction, opts.seed)?;
     timings.scan = t0.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -89,12 +81,10 @@ pub fn train(opts: &TrainOptions) -> Result<Report> {
         .as_ref()
         .map(|root| FeatureCache::new(root, &backbone.cache_key(), backbone.info.feature_dim));
     let mut session = LazySession::new(|| {
-        let bytes = backbone
-            .feature_model()
-            .map_err(|e| retrain_features::FeatureError::Ort {
-                what: backbone.info.name.into(),
-                reason: e.to_string(),
-            })?;
+        let bytes = backbone.feature_model().map_err(|e| retrain_features::FeatureError::Ort {
+            what: backbone.info.name.into(),
+            reason: e.to_string(),
+        })?;
         Session::new(&bytes, backbone.info.name, opts.threads)
     });
     let bar = progress_bar(files.len() as u64, "features", opts.quiet);
@@ -126,10 +116,7 @@ pub fn train(opts: &TrainOptions) -> Result<Report> {
             }
             Err(e) => {
                 warn(opts.quiet, &format!("skipped {e}"));
-                skipped.push(Skipped {
-                    path: s.path.clone(),
-                    reason: e.reason(),
-                });
+                skipped.push(Skipped { path: s.path.clone(), reason: e.reason() });
             }
         }
     }
@@ -151,24 +138,11 @@ pub fn train(opts: &TrainOptions) -> Result<Report> {
 
     let t = Instant::now();
     let k = ds.class_names.len();
-    let val = (!vy.is_empty()).then_some(Split {
-        features: &vx,
-        labels: &vy,
-    });
-    let head = retrain_head::train(
-        Split {
-            features: &tx,
-            labels: &ty,
-        },
-        val,
-        dim,
-        k,
-        &opts.head,
-    )?;
+    let val = (!vy.is_empty()).then_some(Split { features: &vx, labels: &vy });
+    let head = retrain_head::train(Split { features: &tx, labels: &ty }, val, dim, k, &opts.head)?;
     timings.head = t.elapsed().as_secs_f64();
 
-    let predict =
-        |x: &[f32]| -> Vec<usize> { head.predict_proba(x).iter().map(|p| argmax(p)).collect() };
+    let predict = |x: &[f32]| -> Vec<usize> { head.predict_proba(x).iter().map(|p| argmax(p)).collect() };
     let val_metrics = metrics::compute(&vy, &predict(&vx), &ds.class_names);
     let train_accuracy = metrics::compute(&ty, &predict(&tx), &ds.class_names).accuracy;
 
@@ -179,13 +153,8 @@ pub fn train(opts: &TrainOptions) -> Result<Report> {
         weights_sha256: backbone.weights_sha256.clone(),
         preprocess: backbone.info.preprocess,
     };
-    let model = backbone.classifier(
-        LinearHead {
-            weight: head.weight.clone(),
-            bias: head.bias.clone(),
-        },
-        &info.metadata(),
-    )?;
+    let model =
+        backbone.classifier(LinearHead { weight: head.weight.clone(), bias: head.bias.clone() }, &info.metadata())?;
     retrain_onnx::write(&model, &opts.out).map_err(|e| match e {
         retrain_onnx::OnnxError::Write { path, source } => Error::Write { path, source },
         other => other.into(),
@@ -193,10 +162,7 @@ pub fn train(opts: &TrainOptions) -> Result<Report> {
     timings.export = t.elapsed().as_secs_f64();
     timings.total = t0.elapsed().as_secs_f64();
 
-    let best_val_loss = head
-        .curve
-        .get(head.best_step.saturating_sub(1))
-        .and_then(|s| s.val_loss);
+    let best_val_loss = head.curve.get(head.best_step.saturating_sub(1)).and_then(|s| s.val_loss);
     let mut report = Report {
         model: opts.out.clone(),
         backbone: backbone.info.name.into(),

@@ -3,38 +3,24 @@
 
 mod fetch;
 mod state_dict;
+mod synthetic;
 
 pub use fetch::{cache_dir, fetch, Source, WeightsSpec};
 pub use state_dict::{load_state_dict, sha256_file, StateDict, Tensor};
+pub use synthetic::{synthetic, synthetic_bytes};
 
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("{path}: cannot read weights: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a readable weights file: {reason}")]
     Format { path: PathBuf, reason: String },
     #[error("{path}: tensor `{name}` has type {dtype}, expected a floating-point type")]
-    DType {
-        path: PathBuf,
-        name: String,
-        dtype: String,
-    },
+    DType { path: PathBuf, name: String, dtype: String },
     #[error("{path}: sha256 is {actual}, expected {expected} for {what} (wrong or corrupt file)")]
-    Checksum {
-        path: PathBuf,
-        what: String,
-        expected: String,
-        actual: String,
-    },
+    Checksum { path: PathBuf, what: String, expected: String, actual: String },
     #[error("cannot download {what}: {reason}\n  offline? get the file elsewhere and pass it with --weights FILE, or place it at {cache}")]
-    Download {
-        what: String,
-        reason: String,
-        cache: PathBuf,
-    },
+    Download { what: String, reason: String, cache: PathBuf },
 }

@@ -16,10 +16,7 @@ pub type StateDict = BTreeMap<String, Tensor>;
 
 /// Hex sha256 of a file's bytes.
 pub fn sha256_file(path: &Path) -> Result<String, WeightsError> {
-    let io = |source| WeightsError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| WeightsError::Io { path: path.to_path_buf(), source };
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -41,15 +38,9 @@ pub fn load_state_dict(path: &Path) -> Result<StateDict, WeightsError> {
     let mut head = [0u8; 16];
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
-        .map_err(|source| WeightsError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| WeightsError::Io { path: path.to_path_buf(), source })?;
     if n == 0 {
-        return Err(WeightsError::Format {
-            path: path.to_path_buf(),
-            reason: "the file is empty".into(),
-        });
+        return Err(WeightsError::Format { path: path.to_path_buf(), reason: "the file is empty".into() });
     }
     if is_safetensors(&head[..n]) {
         load_safetensors(path)
@@ -59,16 +50,11 @@ pub fn load_state_dict(path: &Path) -> Result<StateDict, WeightsError> {
 }
 
 fn is_safetensors(head: &[u8]) -> bool {
-    head.len() >= 9
-        && head[8] == b'{'
-        && u64::from_le_bytes(head[..8].try_into().unwrap()) < (1 << 30)
+    head.len() >= 9 && head[8] == b'{' && u64::from_le_bytes(head[..8].try_into().unwrap()) < (1 << 30)
 }
 
 fn format_err(path: &Path, reason: impl ToString) -> WeightsError {
-    WeightsError::Format {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
+    WeightsError::Format { path: path.to_path_buf(), reason: reason.to_string() }
 }
 
 fn load_pth(path: &Path) -> Result<StateDict, WeightsError> {
@@ -92,71 +78,32 @@ fn load_pth(path: &Path) -> Result<StateDict, WeightsError> {
         use pytorch_reader::DType as D;
         let bytes = t.read().map_err(|e| format_err(path, e))?;
         let data = match t.dtype() {
-            D::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_ne_bytes(c.try_into().unwrap()))
-                .collect(),
-            D::F64 => bytes
-                .chunks_exact(8)
-                .map(|c| f64::from_ne_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
-            D::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_ne_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            D::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_ne_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            D::F32 => bytes.chunks_exact(4).map(|c| f32::from_ne_bytes(c.try_into().unwrap())).collect(),
+            D::F64 => bytes.chunks_exact(8).map(|c| f64::from_ne_bytes(c.try_into().unwrap()) as f32).collect(),
+            D::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_ne_bytes([c[0], c[1]]).to_f32()).collect(),
+            D::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_ne_bytes([c[0], c[1]]).to_f32()).collect(),
             _ => continue,
         };
-        out.insert(
-            strip_module_prefix(&name),
-            Tensor {
-                shape: t.shape().to_vec(),
-                data,
-            },
-        );
+        out.insert(strip_module_prefix(&name), Tensor { shape: t.shape().to_vec(), data });
     }
     Ok(out)
 }
 
 fn load_safetensors(path: &Path) -> Result<StateDict, WeightsError> {
-    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| WeightsError::Io { path: path.to_path_buf(), source })?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| format_err(path, e))?;
     let mut out = StateDict::new();
     for (name, view) in st.tensors() {
         use safetensors::Dtype as D;
         let b = view.data();
         let data: Vec<f32> = match view.dtype() {
-            D::F32 => b
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-            D::F64 => b
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
-            D::F16 => b
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            D::BF16 => b
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            D::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+            D::F64 => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+            D::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            D::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             _ => continue,
         };
-        out.insert(
-            strip_module_prefix(&name),
-            Tensor {
-                shape: view.shape().to_vec(),
-                data,
-            },
-        );
+        out.insert(strip_module_prefix(&name), Tensor { shape: view.shape().to_vec(), data });
     }
     if out.is_empty() {
         return Err(format_err(path, "it holds no floating-point tensors"));
@@ -174,9 +121,7 @@ mod tests {
     use super::*;
 
     fn shared(rel: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared")
-            .join(rel)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared").join(rel)
     }
 
     #[test]
@@ -200,12 +145,7 @@ mod tests {
                 let bytes: &[u8] = bytemuck_f32(&t.data);
                 (
                     k.clone(),
-                    safetensors::tensor::TensorView::new(
-                        safetensors::Dtype::F32,
-                        t.shape.clone(),
-                        bytes,
-                    )
-                    .unwrap(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, t.shape.clone(), bytes).unwrap(),
                 )
             })
             .collect();
@@ -231,15 +171,9 @@ mod tests {
         let p = dir.path().join("bad.pth");
         std::fs::write(&p, b"this is not a checkpoint at all").unwrap();
         let e = load_state_dict(&p).unwrap_err().to_string();
-        assert!(
-            e.contains("bad.pth") && e.contains("not a readable weights file"),
-            "{e}"
-        );
+        assert!(e.contains("bad.pth") && e.contains("not a readable weights file"), "{e}");
         std::fs::write(&p, b"").unwrap();
-        assert!(load_state_dict(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("empty"));
+        assert!(load_state_dict(&p).unwrap_err().to_string().contains("empty"));
     }
 
     #[test]
@@ -262,10 +196,7 @@ mod tests {
             let p = dir.path().join(name);
             std::fs::write(&p, bytes).unwrap();
             let e = load_state_dict(&p).unwrap_err().to_string();
-            assert!(
-                e.contains(name) && e.contains("not a readable weights file"),
-                "{e}"
-            );
+            assert!(e.contains(name) && e.contains("not a readable weights file"), "{e}");
         }
         assert!(!marker.exists(), "pickle code was executed");
     }
@@ -273,9 +204,6 @@ mod tests {
     #[test]
     fn sha256_of_shared_weights_matches_sums() {
         let h = sha256_file(&shared("weights/mobilenet_v2-b0353104.pth")).unwrap();
-        assert_eq!(
-            h,
-            "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
-        );
+        assert_eq!(h, "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889");
     }
 }

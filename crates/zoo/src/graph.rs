@@ -38,10 +38,7 @@ impl<'a> Weights<'a> {
         match self.sd.get(name) {
             Some(t) if t.shape == shape => t.data.clone(),
             Some(t) => {
-                self.problems.push(format!(
-                    "{name} has shape {:?}, expected {shape:?}",
-                    t.shape
-                ));
+                self.problems.push(format!("{name} has shape {:?}, expected {shape:?}", t.shape));
                 vec![0.0; shape.iter().product()]
             }
             None => {
@@ -60,70 +57,48 @@ pub fn build(
     outputs: &GraphOutputs,
     metadata: &[(String, String)],
 ) -> Result<ModelProto, ZooError> {
+    if let Some(imp) = &backbone.imported {
+        return build_imported(backbone, imp, outputs, metadata);
+    }
     let crop = backbone.preprocess.crop as i64;
     let mut g = GraphBuilder::new(backbone.name);
-    let image = g.input_u8(
-        "image",
-        &[
-            Dim::Named("batch"),
-            Dim::Fixed(crop),
-            Dim::Fixed(crop),
-            Dim::Fixed(3),
-        ],
-    );
+    let image = g.input_u8("image", &[Dim::Named("batch"), Dim::Fixed(crop), Dim::Fixed(crop), Dim::Fixed(3)]);
     let x = g.node("Cast", &[&image], vec![Attr::Int("to", 1)]);
-    let x = g.node(
-        "Transpose",
-        &[&x],
-        vec![Attr::Ints("perm", vec![0, 3, 1, 2])],
-    );
+    let x = g.node("Transpose", &[&x], vec![Attr::Ints("perm", vec![0, 3, 1, 2])]);
     let p = backbone.preprocess;
     let mean = g.constant_f32("mean", &[1, 3, 1, 1], &p.mean);
     let std = g.constant_f32("std", &[1, 3, 1, 1], &p.std);
     let x = g.node("Sub", &[&x, &mean], vec![]);
     let x = g.node("Div", &[&x, &std], vec![]);
 
-    let mut w = Weights {
-        sd,
-        problems: Vec::new(),
-        used: BTreeSet::new(),
+    let remapped;
+    let sd = if backbone.family == crate::registry::Family::DenseNet121
+        && sd.keys().any(|k| arch::densenet_modern_key(k).is_some())
+    {
+        remapped = sd
+            .iter()
+            .map(|(k, v)| (arch::densenet_modern_key(k).unwrap_or_else(|| k.clone()), v.clone()))
+            .collect::<StateDict>();
+        &remapped
+    } else {
+        sd
     };
-    let pooled = match backbone.family {
-        "mobilenet_v2" => arch::mobilenet_v2(&mut g, &mut w, &x, p.crop as usize),
-        "efficientnet_lite" => arch::efficientnet_lite(&mut g, &mut w, &x, p.crop as usize),
-        other => unreachable!("registry names an unbuilt family {other}"),
-    };
-    let features = g.node("Flatten", &[&pooled.features], vec![Attr::Int("axis", 1)]);
+    let mut w = Weights { sd, problems: Vec::new(), used: BTreeSet::new() };
+    let trunk = arch::build(backbone.family, &mut g, &mut w, &x, p.crop as usize, outputs.imagenet_logits);
+    let features = trunk.features;
     let batch = Dim::Named("batch");
     let d = backbone.feature_dim;
     if outputs.features {
-        g.output_f32(
-            &features,
-            "features",
-            &[batch.clone(), Dim::Fixed(d as i64)],
-        );
+        g.output_f32(&features, "features", &[batch.clone(), Dim::Fixed(d as i64)]);
     }
-    if outputs.imagenet_logits {
-        let wt = w.get(pooled.classifier_weight, &[1000, d]);
-        let b = w.get(pooled.classifier_bias, &[1000]);
-        let logits = gemm(&mut g, &features, &wt, &b, 1000, d);
-        g.output_f32(
-            &logits,
-            "imagenet_logits",
-            &[batch.clone(), Dim::Fixed(1000)],
-        );
+    if let Some(logits) = &trunk.logits {
+        g.output_f32(logits, "imagenet_logits", &[batch.clone(), Dim::Fixed(1000)]);
     }
     if !w.problems.is_empty() {
         return Err(ZooError::WrongWeights {
             model: backbone.name.into(),
             count: w.problems.len(),
-            first: w
-                .problems
-                .iter()
-                .take(5)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; "),
+            first: w.problems.iter().take(5).cloned().collect::<Vec<_>>().join("; "),
         });
     }
     if let Some(head) = &outputs.head {
@@ -137,15 +112,84 @@ pub fn build(
     Ok(g.finish(metadata))
 }
 
-fn gemm(
-    g: &mut GraphBuilder,
-    x: &str,
-    weight: &[f32],
-    bias: &[f32],
-    out: usize,
-    inp: usize,
-) -> String {
+fn gemm(g: &mut GraphBuilder, x: &str, weight: &[f32], bias: &[f32], out: usize, inp: usize) -> String {
     let wt = g.constant_f32("fc_weight", &[out, inp], weight);
     let b = g.constant_f32("fc_bias", &[out], bias);
     g.node("Gemm", &[x, &wt, &b], vec![Attr::Int("transB", 1)])
+}
+
+/// The name an imported graph's input is renamed to, fed by retrain's preprocessing.
+const IMPORTED_INPUT: &str = "retrain/backbone_input";
+
+/// A user's ONNX model behind retrain's uint8 input and normalisation, its feature value
+/// flattened as `features`, and the head on top: its own nodes and opsets are kept as they are.
+fn build_imported(
+    backbone: &Backbone,
+    imp: &crate::Imported,
+    outputs: &GraphOutputs,
+    metadata: &[(String, String)],
+) -> Result<ModelProto, ZooError> {
+    let err = |reason: String| ZooError::Import { path: imp.onnx.clone(), reason };
+    let model = retrain_onnx::read(&imp.onnx).map_err(|e| err(e.to_string()))?;
+    let graph = model.graph.clone().ok_or_else(|| err("the file holds no graph".into()))?;
+    let inits: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let input = graph
+        .input
+        .iter()
+        .find(|i| !inits.contains(i.name.as_str()))
+        .ok_or_else(|| err("the graph has no input".into()))?
+        .name
+        .clone();
+    if outputs.imagenet_logits {
+        return Err(err("an imported model has no ImageNet classifier".into()));
+    }
+    let crop = backbone.preprocess.crop as i64;
+    let mut g = GraphBuilder::with_prefix(backbone.name, "retrain/");
+    let image = g.input_u8("image", &[Dim::Named("batch"), Dim::Fixed(crop), Dim::Fixed(crop), Dim::Fixed(3)]);
+    let mut x = g.node("Cast", &[&image], vec![Attr::Int("to", 1)]);
+    let p = backbone.preprocess;
+    let (shape, perm) = match imp.layout {
+        crate::Layout::Nchw => ([1, 3, 1, 1], true),
+        crate::Layout::Nhwc => ([1, 1, 1, 3], false),
+    };
+    if perm {
+        x = g.node("Transpose", &[&x], vec![Attr::Ints("perm", vec![0, 3, 1, 2])]);
+    }
+    let mean = g.constant_f32("mean", &shape, &p.mean);
+    let std = g.constant_f32("std", &shape, &p.std);
+    let x = g.node("Sub", &[&x, &mean], vec![]);
+    g.node_to("Div", &[&x, &std], vec![], IMPORTED_INPUT);
+    let produced: BTreeSet<&str> = graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
+    if !produced.contains(imp.feature_output.as_str()) {
+        return Err(err(format!("no value named `{}` in the graph", imp.feature_output)));
+    }
+    // Names retrain's own inputs and outputs use are renamed inside the imported graph.
+    let reserved = ["image", "features", "logits", "probabilities", "imagenet_logits"];
+    let renamed: Vec<(String, String)> = std::iter::once((input.clone(), IMPORTED_INPUT.to_string()))
+        .chain(reserved.iter().filter(|r| **r != input).map(|r| (r.to_string(), format!("imported/{r}"))))
+        .collect();
+    let feature_value = renamed
+        .iter()
+        .find(|(from, _)| *from == imp.feature_output)
+        .map(|(_, to)| to.clone())
+        .unwrap_or_else(|| imp.feature_output.clone());
+    let pairs: Vec<(&str, &str)> = renamed.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    g.append_graph(graph, &pairs);
+    let features = g.node("Flatten", &[&feature_value], vec![Attr::Int("axis", 1)]);
+    let batch = Dim::Named("batch");
+    let d = backbone.feature_dim;
+    if outputs.features {
+        // feature_dim 0: not known yet (the import probes it by running this graph).
+        let dim = if d == 0 { Dim::Named("feature_dim") } else { Dim::Fixed(d as i64) };
+        g.output_f32(&features, "features", &[batch.clone(), dim]);
+    }
+    if let Some(head) = &outputs.head {
+        let classes = head.bias.len();
+        let logits = gemm(&mut g, &features, &head.weight, &head.bias, classes, d);
+        let probs = g.node("Softmax", &[&logits], vec![Attr::Int("axis", 1)]);
+        let c = Dim::Fixed(classes as i64);
+        g.output_f32(&logits, "logits", &[batch.clone(), c.clone()]);
+        g.output_f32(&probs, "probabilities", &[batch, c]);
+    }
+    Ok(g.finish_with(metadata, model.ir_version.max(7), model.opset_import, model.functions))
 }

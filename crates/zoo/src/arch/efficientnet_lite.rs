@@ -1,8 +1,8 @@
 //! EfficientNet-Lite (Tan & Le 2019, the TF TPU "lite" variants: ReLU6, no squeeze-excite,
 //! stem and head not scaled), module names of `efficientnet_pytorch`, TF "SAME" padding.
 
-use super::ops::{global_avg_pool, Act, Conv, Hw, Pad};
-use super::Pooled;
+use super::ops::{Act, Conv, Hw, Pad};
+use super::{pooled_with_fc, Trunk};
 use crate::graph::Weights;
 use retrain_onnx::GraphBuilder;
 
@@ -22,17 +22,8 @@ fn conv(name: String, bn: String, cin: usize, cout: usize, k: usize) -> Conv {
     Conv::new(name, cin, cout, k).bn(bn, EPS).pad(Pad::TfSame)
 }
 
-pub(crate) fn efficientnet_lite(
-    g: &mut GraphBuilder,
-    w: &mut Weights,
-    x: &str,
-    size: usize,
-) -> Pooled {
-    let mut hw = Hw(size, size);
-    let mut x = conv("_conv_stem".into(), "_bn0".into(), 3, 32, 3)
-        .stride(2)
-        .act(Act::Relu6)
-        .build(g, w, x, &mut hw);
+pub(crate) fn efficientnet_lite(g: &mut GraphBuilder, w: &mut Weights, x: &str, mut hw: Hw, logits: bool) -> Trunk {
+    let mut x = conv("_conv_stem".into(), "_bn0".into(), 3, 32, 3).stride(2).act(Act::Relu6).build(g, w, x, &mut hw);
     let mut idx = 0;
     for (repeats, k, s, e, cin0, cout) in BLOCKS {
         for i in 0..repeats {
@@ -41,49 +32,20 @@ pub(crate) fn efficientnet_lite(
             let p = format!("_blocks.{idx}");
             let mut y = x.clone();
             if e != 1 {
-                y = conv(
-                    format!("{p}._expand_conv"),
-                    format!("{p}._bn0"),
-                    cin,
-                    hidden,
-                    1,
-                )
+                y = conv(format!("{p}._expand_conv"), format!("{p}._bn0"), cin, hidden, 1)
+                    .act(Act::Relu6)
+                    .build(g, w, &y, &mut hw);
+            }
+            y = conv(format!("{p}._depthwise_conv"), format!("{p}._bn1"), hidden, hidden, k)
+                .stride(stride)
+                .depthwise()
                 .act(Act::Relu6)
                 .build(g, w, &y, &mut hw);
-            }
-            y = conv(
-                format!("{p}._depthwise_conv"),
-                format!("{p}._bn1"),
-                hidden,
-                hidden,
-                k,
-            )
-            .stride(stride)
-            .depthwise()
-            .act(Act::Relu6)
-            .build(g, w, &y, &mut hw);
-            y = conv(
-                format!("{p}._project_conv"),
-                format!("{p}._bn2"),
-                hidden,
-                cout,
-                1,
-            )
-            .build(g, w, &y, &mut hw);
-            x = if stride == 1 && cin == cout {
-                g.node("Add", &[&x, &y], vec![])
-            } else {
-                y
-            };
+            y = conv(format!("{p}._project_conv"), format!("{p}._bn2"), hidden, cout, 1).build(g, w, &y, &mut hw);
+            x = if stride == 1 && cin == cout { g.node("Add", &[&x, &y], vec![]) } else { y };
             idx += 1;
         }
     }
-    let x = conv("_conv_head".into(), "_bn1".into(), 320, 1280, 1)
-        .act(Act::Relu6)
-        .build(g, w, &x, &mut hw);
-    Pooled {
-        features: global_avg_pool(g, &x),
-        classifier_weight: "_fc.weight",
-        classifier_bias: "_fc.bias",
-    }
+    let x = conv("_conv_head".into(), "_bn1".into(), 320, 1280, 1).act(Act::Relu6).build(g, w, &x, &mut hw);
+    pooled_with_fc(g, w, &x, 1280, "_fc", logits)
 }
