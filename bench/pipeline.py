@@ -1,0 +1,79 @@
+"""The whole feature-extraction pipeline (files on disk → features) at the machine's limit:
+retrain against ONNX Runtime alone on pre-decoded tensors (the model's ceiling) and against the
+PyTorch peer (torchvision ImageFolder + DataLoader + the same backbone), in one run, same files,
+same threads.
+
+usage: bench/.venv/bin/python bench/pipeline.py [--threads 2] [--models ...] [--datasets ...]
+Needs `bash setup.sh`, `cargo build --release --workspace --examples`, `bash bench/setup.sh`, ../shared.
+ResNet-50 runs on synthetic weights (the parity fixture's; speed does not depend on the values).
+Prints a Markdown table of images/s and ratios.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+RETRAIN = os.path.join(ROOT, "target", "release", "retrain")
+SPEED = os.path.join(ROOT, "target", "release", "examples", "backbone_speed")
+WEIGHTS = {
+    "mobilenet_v2": os.path.join(SHARED, "weights", "mobilenet_v2-b0353104.pth"),
+    "efficientnet_lite0": os.path.join(SHARED, "weights", "efficientnet-lite0-57934424.pth"),
+}
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+
+def synthetic_weights(name, path):
+    from make_parity_fixtures import synthetic
+
+    fx = json.load(open(os.path.join(ROOT, "tests", "fixtures", "parity", f"{name}.json")))
+    torch.save({k: torch.from_numpy(synthetic(k, s)) for k, s in fx["tensors"]}, path)
+    return path
+
+
+def run(cmd, env=None):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", nargs="+", default=["mobilenet_v2", "efficientnet_lite0", "resnet50"])
+    ap.add_argument("--datasets", nargs="+", default=["hymenoptera", "flowers"])
+    ap.add_argument("--precision", default="fp32")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="retrain-pipeline-")
+    rows = []
+    for model in a.models:
+        w = WEIGHTS.get(model) or synthetic_weights(model, os.path.join(tmp, f"{model}.pth"))
+        bare = json.loads(run([SPEED, model, "4", "32", str(a.threads), w]))["images_per_s"]
+        for ds in a.datasets:
+            data = os.path.join(SHARED, "data", ds)
+            report = os.path.join(tmp, "r.json")
+            env = dict(os.environ, XDG_CACHE_HOME=tmp)
+            run([RETRAIN, "--quiet", "--threads", str(a.threads), "train", data, "--model", model, "--weights", w,
+                 "--no-cache", "--out", os.path.join(tmp, "m.onnx"), "--report", report], env)
+            r = json.load(open(report))
+            n = r["train_images"] + r["val_images"] + len(r["skipped"])
+            ours = n / r["timings"]["features"]
+            peer = json.loads(run([sys.executable, os.path.join(ROOT, "bench", "torch_linear_probe.py"), data, w,
+                                   "--model", model, "--threads", str(a.threads), "--features-only"]))
+            theirs = peer["images"] / peer["seconds"]["features"]
+            rows.append((model, ds, ours, bare, theirs))
+            print(f"{model} {ds}: retrain {ours:.1f} img/s, ORT bare {bare:.1f}, PyTorch {theirs:.1f}", file=sys.stderr)
+    print(f"\nfiles on disk → features, {a.threads} threads, batch 32, fp32, images/s\n")
+    print("| backbone | dataset | retrain end-to-end | ONNX Runtime bare (pre-decoded) | PyTorch peer end-to-end | retrain / bare | retrain / PyTorch |")
+    print("|---|---|---|---|---|---|---|")
+    for model, ds, ours, bare, theirs in rows:
+        print(f"| {model} | {ds} | {ours:.1f} | {bare:.1f} | {theirs:.1f} | {ours / bare:.2f} | {ours / theirs:.1f}× |")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
