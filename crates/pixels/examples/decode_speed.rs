@@ -1,4 +1,5 @@
-//! Single-thread cost of each pixel stage over a folder of images: read, decode, resize + crop.
+//! Single-thread cost of each pixel stage over a folder of images: read, decode (as the
+//! pipeline does it, and at full size for comparison), resize + crop.
 //! `decode_speed DIR [RESIZE] [CROP]`. For deciding where the pipeline's CPU time goes.
 use std::time::{Duration, Instant};
 
@@ -19,7 +20,7 @@ fn main() {
             }
         }
     }
-    let (mut read, mut decode, mut prep) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut read, mut decode, mut prep, mut full) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let mut n = 0;
     for f in &files {
         let t = Instant::now();
@@ -31,13 +32,17 @@ fn main() {
         let t = Instant::now();
         std::hint::black_box(retrain_pixels::prepare(&img, g));
         prep += t.elapsed();
+        let t = Instant::now();
+        let _ = std::hint::black_box(retrain_pixels::decode_bytes(&bytes, f));
+        full += t.elapsed();
         n += 1;
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3 / n as f64;
     println!(
-        "{n} images: read {:.2} ms, decode {:.2} ms, resize+crop {:.2} ms per image (one thread)",
+        "{n} images: read {:.2} ms, decode {:.2} ms (full-size decode {:.2} ms), resize+crop {:.2} ms per image (one thread)",
         ms(read),
         ms(decode),
+        ms(full),
         ms(prep)
     );
 }
