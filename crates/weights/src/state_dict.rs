@@ -77,13 +77,15 @@ fn load_pth(path: &Path) -> Result<StateDict, WeightsError> {
     for (name, t) in reader.into_tensors() {
         use pytorch_reader::DType as D;
         let bytes = t.read().map_err(|e| format_err(path, e))?;
-        let data = match t.dtype() {
-            D::F32 => bytes.chunks_exact(4).map(|c| f32::from_ne_bytes(c.try_into().unwrap())).collect(),
-            D::F64 => bytes.chunks_exact(8).map(|c| f64::from_ne_bytes(c.try_into().unwrap()) as f32).collect(),
-            D::F16 => bytes.chunks_exact(2).map(|c| half::f16::from_ne_bytes([c[0], c[1]]).to_f32()).collect(),
-            D::BF16 => bytes.chunks_exact(2).map(|c| half::bf16::from_ne_bytes([c[0], c[1]]).to_f32()).collect(),
+        // The reader hands out native-endian bytes.
+        let kind = match t.dtype() {
+            D::F32 => Float::F32,
+            D::F64 => Float::F64,
+            D::F16 => Float::F16,
+            D::BF16 => Float::Bf16,
             _ => continue,
         };
+        let data = to_f32(&bytes, kind, cfg!(target_endian = "little"));
         out.insert(strip_module_prefix(&name), Tensor { shape: t.shape().to_vec(), data });
     }
     Ok(out)
@@ -96,19 +98,46 @@ fn load_safetensors(path: &Path) -> Result<StateDict, WeightsError> {
     for (name, view) in st.tensors() {
         use safetensors::Dtype as D;
         let b = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            D::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-            D::F64 => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-            D::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            D::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        // safetensors is little-endian by specification.
+        let kind = match view.dtype() {
+            D::F32 => Float::F32,
+            D::F64 => Float::F64,
+            D::F16 => Float::F16,
+            D::BF16 => Float::Bf16,
             _ => continue,
         };
+        let data = to_f32(b, kind, true);
         out.insert(strip_module_prefix(&name), Tensor { shape: view.shape().to_vec(), data });
     }
     if out.is_empty() {
         return Err(format_err(path, "it holds no floating-point tensors"));
     }
     Ok(out)
+}
+
+#[derive(Clone, Copy)]
+enum Float {
+    F32,
+    F64,
+    F16,
+    Bf16,
+}
+
+/// Floating-point tensor bytes (little- or big-endian) as f32.
+fn to_f32(b: &[u8], kind: Float, little: bool) -> Vec<f32> {
+    fn word<const N: usize>(c: &[u8], little: bool) -> [u8; N] {
+        let mut a: [u8; N] = c.try_into().expect("chunk of N bytes");
+        if !little {
+            a.reverse();
+        }
+        a
+    }
+    match kind {
+        Float::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(word(c, little))).collect(),
+        Float::F64 => b.chunks_exact(8).map(|c| f64::from_le_bytes(word(c, little)) as f32).collect(),
+        Float::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes(word(c, little)).to_f32()).collect(),
+        Float::Bf16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes(word(c, little)).to_f32()).collect(),
+    }
 }
 
 /// `nn.DataParallel` checkpoints prefix every key with `module.`.
@@ -163,6 +192,16 @@ mod tests {
     fn bytemuck_f32(v: &[f32]) -> &[u8] {
         // SAFETY: f32 has no padding and any byte pattern is a valid u8.
         unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 4) }
+    }
+
+    #[test]
+    fn half_double_and_big_endian_floats_convert() {
+        let h = half::f16::from_f32(1.5).to_le_bytes();
+        assert_eq!(to_f32(&h, Float::F16, true), vec![1.5]);
+        let b = half::bf16::from_f32(-2.0).to_be_bytes();
+        assert_eq!(to_f32(&b, Float::Bf16, false), vec![-2.0]);
+        assert_eq!(to_f32(&0.25f64.to_le_bytes(), Float::F64, true), vec![0.25]);
+        assert_eq!(to_f32(&3.0f32.to_be_bytes(), Float::F32, false), vec![3.0]);
     }
 
     #[test]

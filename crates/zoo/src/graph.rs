@@ -102,14 +102,19 @@ pub fn build(
         });
     }
     if let Some(head) = &outputs.head {
-        let classes = head.bias.len();
-        let logits = gemm(&mut g, &features, &head.weight, &head.bias, classes, d);
-        let probs = g.node("Softmax", &[&logits], vec![Attr::Int("axis", 1)]);
-        let c = Dim::Fixed(classes as i64);
-        g.output_f32(&logits, "logits", &[batch.clone(), c.clone()]);
-        g.output_f32(&probs, "probabilities", &[batch, c]);
+        attach_head(&mut g, &features, head, d);
     }
     Ok(g.finish(metadata))
+}
+
+/// The trained classifier on the features: `logits` and `probabilities` (softmax) outputs.
+fn attach_head(g: &mut GraphBuilder, features: &str, head: &LinearHead, dim: usize) {
+    let classes = head.bias.len();
+    let logits = gemm(g, features, &head.weight, &head.bias, classes, dim);
+    let probs = g.node("Softmax", &[&logits], vec![Attr::Int("axis", 1)]);
+    let (batch, c) = (Dim::Named("batch"), Dim::Fixed(classes as i64));
+    g.output_f32(&logits, "logits", &[batch.clone(), c.clone()]);
+    g.output_f32(&probs, "probabilities", &[batch, c]);
 }
 
 fn gemm(g: &mut GraphBuilder, x: &str, weight: &[f32], bias: &[f32], out: usize, inp: usize) -> String {
@@ -184,12 +189,7 @@ fn build_imported(
         g.output_f32(&features, "features", &[batch.clone(), dim]);
     }
     if let Some(head) = &outputs.head {
-        let classes = head.bias.len();
-        let logits = gemm(&mut g, &features, &head.weight, &head.bias, classes, d);
-        let probs = g.node("Softmax", &[&logits], vec![Attr::Int("axis", 1)]);
-        let c = Dim::Fixed(classes as i64);
-        g.output_f32(&logits, "logits", &[batch.clone(), c.clone()]);
-        g.output_f32(&probs, "probabilities", &[batch, c]);
+        attach_head(&mut g, &features, head, d);
     }
     Ok(g.finish_with(metadata, model.ir_version.max(7), model.opset_import, model.functions))
 }
