@@ -324,3 +324,20 @@ mod tests {
         assert!(d.get_pixel(4, 2).0[0] > 200 && d.get_pixel(4, 13).0[2] > 200);
     }
 }
+
+#[cfg(test)]
+mod cmyk_tests {
+    use super::*;
+
+    #[test]
+    fn cmyk_jpeg_becomes_the_same_rgb_as_pil() {
+        // tests/fixtures/cmyk.jpg: PIL's CMYK conversion of RGB (200, 40, 30), saved as JPEG;
+        // PIL reads it back as (200, 40, 30); allow a few levels for decoder differences.
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/cmyk.jpg");
+        let img = decode(&p).unwrap();
+        let px = img.get_pixel(8, 8).0;
+        for (got, want) in px.iter().zip([200u8, 40, 30]) {
+            assert!((*got as i32 - want as i32).abs() <= 4, "{px:?}");
+        }
+    }
+}
