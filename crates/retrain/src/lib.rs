@@ -77,8 +77,11 @@ pub fn progress_bar(len: u64, what: &str, quiet: bool) -> indicatif::ProgressBar
     }
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}")
+        indicatif::ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {rate} ETA {eta}")
             .expect("valid template")
+            .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} images/s", s.per_sec());
+            })
             .progress_chars("=> "),
     );
     bar.set_message(what.to_string());
