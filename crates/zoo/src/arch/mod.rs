@@ -46,7 +46,9 @@ pub(crate) fn build(
         Family::EfficientNet { width, depth } => {
             efficientnet::efficientnet(g, w, x, hw, width as f64, depth as f64, logits)
         }
-        Family::EfficientNetLite => efficientnet_lite::efficientnet_lite(g, w, x, hw, logits),
+        Family::EfficientNetLite { width, depth } => {
+            efficientnet_lite::efficientnet_lite(g, w, x, hw, width as f64, depth as f64, logits)
+        }
         Family::ConvNextTiny => convnext::convnext_tiny(g, w, x, hw, logits),
         Family::VitB16 => vit::vit_b_16(g, w, x, hw, logits),
         Family::Imported => unreachable!("imported graphs are merged, not built"),
