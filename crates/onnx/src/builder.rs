@@ -213,14 +213,7 @@ impl GraphBuilder {
     /// Adds a single-output node and returns its output's name.
     pub fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<Attr>) -> String {
         let out = self.fresh(&op.to_ascii_lowercase());
-        self.graph.node.push(proto::NodeProto {
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![out.clone()],
-            name: format!("{out}_node"),
-            op_type: op.into(),
-            attribute: attrs.into_iter().map(Attr::into_proto).collect(),
-            ..Default::default()
-        });
+        self.node_to(op, inputs, attrs, &out);
         out
     }
 

