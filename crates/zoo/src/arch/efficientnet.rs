@@ -7,8 +7,8 @@ use crate::graph::Weights;
 use retrain_onnx::GraphBuilder;
 
 const EPS: f32 = 1e-5;
-/// (expansion, kernel, stride, input, output, layers): the B0 table.
-const B0: [(usize, usize, usize, usize, usize, usize); 7] = [
+/// (expansion, kernel, stride, input, output, layers): the B0 table, shared with the Lite variants.
+pub(crate) const B0: [(usize, usize, usize, usize, usize, usize); 7] = [
     (1, 3, 1, 32, 16, 1),
     (6, 3, 2, 16, 24, 2),
     (6, 5, 2, 24, 40, 2),

@@ -2,21 +2,12 @@
 //! `fix_head_stem`: the stem, the head and the repeats of the first and last stages are not
 //! scaled), module names of `efficientnet_pytorch`, TF "SAME" padding.
 
+use super::efficientnet::B0;
 use super::ops::{make_divisible, Act, Conv, Hw, Pad};
 use super::{pooled_with_fc, Trunk};
 use crate::graph::Weights;
 use retrain_onnx::GraphBuilder;
 
-/// (repeats, kernel, stride, expansion, in, out): the EfficientNet-B0 block table.
-const BLOCKS: [(usize, usize, usize, usize, usize, usize); 7] = [
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
-];
 const EPS: f32 = 1e-3;
 
 fn conv(name: String, bn: String, cin: usize, cout: usize, k: usize) -> Conv {
@@ -33,10 +24,10 @@ pub(crate) fn efficientnet_lite(
     logits: bool,
 ) -> Trunk {
     let ch = |c: usize| if c == 32 { 32 } else { make_divisible(c as f64 * width, 8) };
-    let last = BLOCKS.len() - 1;
+    let last = B0.len() - 1;
     let mut x = conv("_conv_stem".into(), "_bn0".into(), 3, 32, 3).stride(2).act(Act::Relu6).build(g, w, x, &mut hw);
     let mut idx = 0;
-    for (si, (repeats, k, s, e, cin0, cout)) in BLOCKS.into_iter().enumerate() {
+    for (si, (e, k, s, cin0, cout, repeats)) in B0.into_iter().enumerate() {
         let (cin0, cout) = (ch(cin0), ch(cout));
         let repeats = if si == 0 || si == last { repeats } else { (repeats as f64 * depth).ceil() as usize };
         for i in 0..repeats {
