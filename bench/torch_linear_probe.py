@@ -87,6 +87,26 @@ class Lite(torch.nn.Module):
     with_fc = False
 
 
+def datasets(data, train_tf, eval_tf, val_fraction, seed):
+    """Train and val ImageFolders: DATA/train and DATA/val, else each class split at random,
+    `val_fraction` of it to validation (retrain's rule; numpy's generator, not retrain's)."""
+    if os.path.isdir(os.path.join(data, "train")):
+        return (torchvision.datasets.ImageFolder(os.path.join(data, "train"), train_tf),
+                torchvision.datasets.ImageFolder(os.path.join(data, "val"), eval_tf))
+    full_t = torchvision.datasets.ImageFolder(data, train_tf)
+    full_e = torchvision.datasets.ImageFolder(data, eval_tf)
+    rng = np.random.default_rng(seed)
+    targets = np.array(full_t.targets)
+    tr_idx, va_idx = [], []
+    for c in np.unique(targets):
+        idx = np.flatnonzero(targets == c)
+        rng.shuffle(idx)
+        n_val = max(1, round(len(idx) * val_fraction))
+        va_idx += idx[:n_val].tolist()
+        tr_idx += idx[n_val:].tolist()
+    return Subset(full_t, tr_idx), Subset(full_e, va_idx)
+
+
 def backbone(name, weights):
     sd = torch.load(weights, map_location="cpu", weights_only=True)
     imagenet = transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -125,21 +145,7 @@ def main():
     t = time.perf_counter()
     model, norm = backbone(a.model, a.weights)
     tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), norm])
-    if os.path.isdir(os.path.join(a.data, "train")):
-        train = torchvision.datasets.ImageFolder(os.path.join(a.data, "train"), tf)
-        val = torchvision.datasets.ImageFolder(os.path.join(a.data, "val"), tf)
-    else:
-        full = torchvision.datasets.ImageFolder(a.data, tf)
-        rng = np.random.default_rng(a.seed)
-        targets = np.array(full.targets)
-        tr_idx, va_idx = [], []
-        for c in np.unique(targets):
-            idx = np.flatnonzero(targets == c)
-            rng.shuffle(idx)
-            n_val = max(1, round(len(idx) * a.val_fraction))
-            va_idx += idx[:n_val].tolist()
-            tr_idx += idx[n_val:].tolist()
-        train, val = Subset(full, tr_idx), Subset(full, va_idx)
+    train, val = datasets(a.data, tf, tf, a.val_fraction, a.seed)
     t_setup = time.perf_counter() - t
 
     def features(ds):

@@ -3,9 +3,12 @@
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use retrain::train::TrainOptions;
+use retrain::train::{Strategy, TrainOptions};
 use retrain::Filter as retrain_pixels_filter;
+use retrain::TuneOptimizer as retrain_tune_kind;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +34,26 @@ enum ClassWeights {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum StrategyArg {
+    Linear,
+    Finetune,
+    Full,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum OptimizerArg {
+    Adamw,
+    Sgd,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum AugmentArg {
+    None,
+    Light,
+    Standard,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum Format {
     Text,
     Json,
@@ -41,7 +64,8 @@ enum Format {
 enum Command {
     /// Train a classifier on DATA_DIR (one sub-folder per class, or train/ and val/ folders of them).
     Train {
-        data_dir: PathBuf,
+        #[arg(required_unless_present = "resume")]
+        data_dir: Option<PathBuf>,
         /// Backbone (see `retrain models`).
         #[arg(long, default_value = "mobilenet_v2")]
         model: String,
@@ -69,15 +93,52 @@ enum Command {
         /// L2 penalty on the head's weights.
         #[arg(long, default_value_t = 0.1)]
         l2: f32,
-        /// Learning rate of the head's optimiser (Adam).
-        #[arg(long, default_value_t = 0.01)]
-        lr: f64,
-        /// Images per ONNX Runtime batch.
+        /// Learning rate: of the linear head's full-batch Adam (default 0.01); with finetune/full,
+        /// the new head's peak rate (default 0.001).
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Images per batch (ONNX Runtime batches, and fine-tuning's optimiser steps).
         #[arg(long, default_value_t = 32)]
         batch: usize,
         /// Recompute features instead of using the on-disk cache.
         #[arg(long)]
         no_cache: bool,
+        /// linear: a head on frozen features. finetune: then the last --unfreeze blocks with the
+        /// head. full: then every layer.
+        #[arg(long, value_enum, default_value_t = StrategyArg::Linear)]
+        strategy: StrategyArg,
+        /// Blocks to fine-tune, counted from the top (default: about a fifth of the backbone's).
+        #[arg(long)]
+        unfreeze: Option<usize>,
+        /// Fine-tuning epochs (after the linear head).
+        #[arg(long, default_value_t = 5)]
+        epochs: usize,
+        /// Peak learning rate of the unfrozen blocks (default: --lr / 10).
+        #[arg(long)]
+        backbone_lr: Option<f64>,
+        #[arg(long, value_enum, default_value_t = OptimizerArg::Adamw)]
+        optimizer: OptimizerArg,
+        /// Decoupled weight decay (AdamW) or L2 (SGD) while fine-tuning.
+        #[arg(long, default_value_t = 0.01)]
+        weight_decay: f32,
+        /// Linear learning-rate warm-up, in epochs, before the cosine decay.
+        #[arg(long, default_value_t = 0.5)]
+        warmup_epochs: f64,
+        /// Label smoothing of the fine-tuning loss (0 = none).
+        #[arg(long, default_value_t = 0.0)]
+        label_smoothing: f32,
+        /// Stop fine-tuning after this many epochs without a lower validation loss.
+        #[arg(long, default_value_t = 5)]
+        patience: usize,
+        /// Training-time augmentation for fine-tuning (evaluation always uses the plain preprocessing).
+        #[arg(long, value_enum, default_value_t = AugmentArg::Standard)]
+        augment: AugmentArg,
+        /// Where fine-tuning checkpoints go (default: OUT with the extension .run).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Continue the fine-tuning run checkpointed in RUN_DIR (its options come from there).
+        #[arg(long, value_name = "RUN_DIR", conflicts_with = "data_dir")]
+        resume: Option<PathBuf>,
     },
     /// Predict the class of images (files or folders) with a trained MODEL.onnx, or with a
     /// backbone's own ImageNet classifier (`--model NAME`, no trained head).
@@ -154,7 +215,8 @@ fn main() {
         // One readable line, never a panic trace. The library's errors already carry their
         // cause in their message, so the chain is not printed again.
         eprintln!("error: {e}");
-        std::process::exit(1);
+        let interrupted = matches!(e.downcast_ref::<retrain::Error>(), Some(retrain::Error::Interrupted { .. }));
+        std::process::exit(if interrupted { 130 } else { 1 });
     }
 }
 
@@ -175,20 +237,72 @@ fn run(cli: Cli) -> Result<()> {
             lr,
             batch,
             no_cache,
+            strategy,
+            unfreeze,
+            epochs,
+            backbone_lr,
+            optimizer,
+            weight_decay,
+            warmup_epochs,
+            label_smoothing,
+            patience,
+            augment,
+            run_dir,
+            resume,
         } => {
-            let mut opts = TrainOptions::new(&data_dir, &model, &out);
-            opts.val_dir = val;
-            opts.val_fraction = val_fraction;
-            opts.seed = seed;
-            opts.weights = weights;
+            let mut opts = match (&resume, &data_dir) {
+                (Some(dir), _) => retrain::finetune::resume_options(dir)?,
+                (None, Some(data_dir)) => {
+                    let mut opts = TrainOptions::new(data_dir, &model, &out);
+                    opts.val_dir = val;
+                    opts.val_fraction = val_fraction;
+                    opts.seed = seed;
+                    opts.weights = weights;
+                    opts.batch = batch.max(1);
+                    opts.head.balanced = class_weights == ClassWeights::Auto;
+                    opts.head.l2 = l2;
+                    opts.strategy = match strategy {
+                        StrategyArg::Linear => Strategy::Linear,
+                        StrategyArg::Finetune => Strategy::Finetune,
+                        StrategyArg::Full => Strategy::Full,
+                    };
+                    if let Some(lr) = lr {
+                        if opts.strategy == Strategy::Linear {
+                            opts.head.learning_rate = lr;
+                        } else {
+                            opts.tune.lr = lr;
+                        }
+                    }
+                    opts.tune.body_lr = backbone_lr.unwrap_or(opts.tune.lr / 10.0);
+                    opts.unfreeze = unfreeze;
+                    opts.tune.epochs = epochs;
+                    opts.tune.batch = batch.max(1);
+                    opts.tune.optimizer = match optimizer {
+                        OptimizerArg::Adamw => retrain_tune_kind::AdamW,
+                        OptimizerArg::Sgd => retrain_tune_kind::Sgd,
+                    };
+                    opts.tune.weight_decay = weight_decay;
+                    opts.tune.warmup_epochs = warmup_epochs;
+                    opts.tune.label_smoothing = label_smoothing;
+                    opts.tune.patience = patience.max(1);
+                    opts.tune.seed = seed;
+                    opts.augment = match augment {
+                        AugmentArg::None => retrain::Augment::None,
+                        AugmentArg::Light => retrain::Augment::Light,
+                        AugmentArg::Standard => retrain::Augment::Standard,
+                    };
+                    opts.run_dir = run_dir;
+                    if no_cache {
+                        opts.feature_cache = None;
+                    }
+                    opts
+                }
+                (None, None) => bail!("give DATA_DIR, or --resume RUN_DIR"),
+            };
             opts.threads = threads;
-            opts.batch = batch.max(1);
             opts.quiet = cli.quiet;
-            opts.head.balanced = class_weights == ClassWeights::Auto;
-            opts.head.l2 = l2;
-            opts.head.learning_rate = lr;
-            if no_cache {
-                opts.feature_cache = None;
+            if opts.strategy != Strategy::Linear {
+                opts.stop = Some(stop_on_ctrl_c()?);
             }
             let r = retrain::train::train(&opts)?;
             if let Some(path) = &report {
@@ -207,10 +321,24 @@ fn run(cli: Cli) -> Result<()> {
                     r.features_computed,
                     r.features_cached
                 );
-                println!(
-                    "val accuracy {:.4} (train {:.4}), best step {} of {}",
-                    r.val_accuracy, r.train_accuracy, r.best_step, r.steps_run
-                );
+                match &r.finetune {
+                    Some(f) => println!(
+                        "val accuracy {:.4} (train {:.4}{}), best epoch {} of {} ({}: {} block(s) from {}); checkpoints in {}",
+                        r.val_accuracy,
+                        r.train_accuracy,
+                        if f.best_epoch > 0 { ", augmented" } else { ", linear head" },
+                        f.best_epoch,
+                        f.epochs_run,
+                        if f.strategy == Strategy::Full { "full fine-tuning" } else { "fine-tuning" },
+                        f.unfrozen_blocks,
+                        f.first_trained_block,
+                        f.run_dir.display()
+                    ),
+                    None => println!(
+                        "val accuracy {:.4} (train {:.4}), best step {} of {}",
+                        r.val_accuracy, r.train_accuracy, r.best_step, r.steps_run
+                    ),
+                }
                 println!("wrote {} in {:.2}s", r.model.display(), r.timings.total);
             }
         }
@@ -278,6 +406,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models { action: None, format } => list_models(format)?,
     }
     Ok(())
+}
+
+/// Ctrl-C once: finish the current batch, checkpoint, exit. Twice: exit at once.
+fn stop_on_ctrl_c() -> Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this batch (Ctrl-C again to quit without a checkpoint)");
+    })?;
+    Ok(stop)
 }
 
 fn list_models(format: Format) -> Result<()> {

@@ -503,3 +503,113 @@ fn resnet50_trains_end_to_end_from_a_torchvision_format_file() {
     let e = fails(&mut c, "these weights do not fit resnet18");
     assert!(e.contains("layer1.0.conv1.weight has shape [64, 64, 1, 1], expected [64, 64, 3, 3]"), "{e}");
 }
+
+/// A train/val copy of the bundled flowers-mini set: 12 train + 4 val photos per class.
+fn mini_split(dir: &Path) -> PathBuf {
+    let data = dir.join("mini");
+    for class in ["daisy", "dandelion", "sunflower"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples/flowers-mini").join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 16);
+        for (i, f) in files.iter().enumerate() {
+            let split = if i < 12 { "train" } else { "val" };
+            let to = data.join(split).join(class);
+            std::fs::create_dir_all(&to).unwrap();
+            std::fs::copy(f, to.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    data
+}
+
+fn finetune_args(cmd: &mut Command, data: &Path, out: &Path) {
+    cmd.arg("train").arg(data).arg("--weights").arg(mnv2()).args([
+        "--strategy",
+        "finetune",
+        "--epochs",
+        "4",
+        "--batch",
+        "4",
+        "--patience",
+        "10",
+        "--seed",
+        "3",
+        "--augment",
+        "standard",
+        "--threads",
+        "2",
+        "--out",
+    ]);
+    cmd.arg(out);
+}
+
+#[test]
+fn finetune_interrupted_and_resumed_ends_with_the_same_model_and_eval_agrees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let data = mini_split(tmp.path());
+
+    // Uninterrupted.
+    let a = tmp.path().join("a.onnx");
+    let report = tmp.path().join("a.json");
+    let mut cmd = retrain(&cache);
+    finetune_args(&mut cmd, &data, &a);
+    let stdout = ok(cmd.arg("--report").arg(&report));
+    assert!(stdout.contains("fine-tuning: 4 block(s) from features.15"), "{stdout}");
+    let r = read_json(&report);
+    let f = &r["finetune"];
+    let curve = f["curve"].as_array().unwrap();
+    assert_eq!(curve.len(), 5, "epoch 0 (linear head) + 4 epochs");
+    assert_eq!(f["epochs_run"], 4);
+    for (i, e) in curve.iter().enumerate() {
+        assert_eq!(e["epoch"], i);
+        assert!(e["val_loss"].as_f64().unwrap().is_finite());
+    }
+    // The kept epoch is the one with the lowest validation loss.
+    let best = f["best_epoch"].as_u64().unwrap() as usize;
+    let min = curve.iter().map(|e| e["val_loss"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
+    assert_eq!(curve[best]["val_loss"].as_f64().unwrap(), min);
+    assert!(a.with_extension("run").join("state.json").is_file());
+
+    // `retrain eval` on the written model gives the reported validation accuracy.
+    let ev: Value =
+        serde_json::from_str(&ok(retrain(&cache).args(["eval", "--format", "json"]).arg(&a).arg(&data))).unwrap();
+    assert_eq!(ev["accuracy"], r["val_accuracy"]);
+    assert_eq!(ev["confusion_matrix"], r["confusion_matrix"]);
+    assert_eq!(ev["images"], 12);
+
+    // Interrupted with Ctrl-C (SIGINT) after the first epoch's checkpoint, then resumed.
+    let b = tmp.path().join("b.onnx");
+    let run_dir = b.with_extension("run");
+    let mut cmd = retrain(&cache);
+    finetune_args(&mut cmd, &data, &b);
+    let child = cmd.stderr(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while !run_dir.join("state.json").exists() {
+        assert!(t0.elapsed().as_secs() < 300, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let se = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{se}");
+    assert!(se.contains("--resume"), "{se}");
+    assert!(!se.contains("panicked"), "{se}");
+    assert!(!b.exists(), "an interrupted run writes no model");
+    let state = read_json(&run_dir.join("state.json"));
+    assert!(!state["progress"]["finished"].as_bool().unwrap());
+    assert!(state["progress"]["epoch"].as_u64().unwrap() < 4);
+
+    ok(retrain(&cache).arg("train").arg("--resume").arg(&run_dir));
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "resumed run ends with different weights");
+
+    // Resuming something that is not a run directory names it.
+    fails(retrain(&cache).arg("train").arg("--resume").arg(&data), "not a fine-tuning run directory");
+    // Asking for more blocks than the backbone has lists them.
+    let mut cmd = retrain(&cache);
+    cmd.arg("train").arg(&data).arg("--weights").arg(mnv2()).args(["--strategy", "finetune", "--unfreeze", "40"]);
+    fails(cmd.arg("--out").arg(tmp.path().join("c.onnx")), "--unfreeze must be 1..=19");
+}

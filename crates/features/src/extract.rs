@@ -83,7 +83,7 @@ pub fn extract(
                 let (_, shape, data) = outs.into_iter().find(|(n, _, _)| n == output).ok_or_else(|| {
                     FeatureError::Ort { what: "backbone".into(), reason: format!("no output `{output}`") }
                 })?;
-                let dim = shape[1];
+                let dim: usize = shape[1..].iter().product();
                 computed = data.chunks_exact(dim).map(<[f32]>::to_vec).collect();
             }
             let mut computed = computed.into_iter();

@@ -5,7 +5,7 @@
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{activation::log_softmax, Device, Tensor, TensorData};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HeadError {
@@ -22,7 +22,7 @@ pub struct Split<'a> {
     pub labels: &'a [usize],
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HeadConfig {
     /// L2 penalty on the weights (on standardised features), `l2/2·‖W‖²` added to the mean loss.
     pub l2: f32,

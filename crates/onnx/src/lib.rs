@@ -4,9 +4,11 @@
 
 mod builder;
 pub mod proto;
+mod surgery;
 
 pub use builder::{Attr, Dim, GraphBuilder};
 pub use proto::ModelProto;
+pub use surgery::{initializer_f32, set_initializer_f32, truncate};
 
 use prost::Message;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,9 @@
 //! Files to pixels: decoding any common image file to RGB and preparing it exactly as a
 //! backbone was trained (resize of the shorter side, center crop), the first stage of the flow.
 
+mod augment;
 mod resample;
+pub use augment::{augmented, Augment, Rng};
 pub use resample::{resize_rgb8, resize_window_rgb8, Filter};
 
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};

@@ -2,11 +2,12 @@
 //!
 //! The flow, one stage per module or crate: [`dataset`] (files) → `retrain_pixels` (decode,
 //! preprocess) → `retrain_features` (frozen backbone in ONNX Runtime, cache) → `retrain_head`
-//! (burn) → [`model`] (one `.onnx` file) → [`predict`], [`eval`], [`report`].
+//! (burn), or [`finetune`] the upper blocks too (`retrain_tune`) → [`model`] (one `.onnx` file) → [`predict`], [`eval`], [`report`].
 
 pub mod backbone;
 pub mod dataset;
 pub mod eval;
+pub mod finetune;
 pub mod imported;
 pub mod metrics;
 pub mod model;
@@ -15,7 +16,8 @@ pub mod report;
 pub mod train;
 
 pub use retrain_head::HeadConfig;
-pub use retrain_pixels::Filter;
+pub use retrain_pixels::{Augment, Filter};
+pub use retrain_tune::{OptimizerKind as TuneOptimizer, TuneConfig};
 pub use retrain_zoo::{registry, Backbone};
 
 /// A backbone by name: the zoo's, then those imported with `retrain models import`.
@@ -61,6 +63,12 @@ pub enum Error {
     Onnx(#[from] retrain_onnx::OnnxError),
     #[error("training the head: {0}")]
     Head(#[from] retrain_head::HeadError),
+    #[error("{0}")]
+    Tune(#[from] retrain_tune::TuneError),
+    #[error("{model} cannot be fine-tuned: {reason}")]
+    Finetune { model: String, reason: String },
+    #[error("interrupted; the run is checkpointed in {}: continue it with `retrain train --resume {}`", run_dir.display(), run_dir.display())]
+    Interrupted { run_dir: PathBuf },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

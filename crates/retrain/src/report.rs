@@ -17,6 +17,8 @@ pub struct Timings {
     pub weights: f64,
     pub features: f64,
     pub head: f64,
+    /// Fine-tuning epochs (0 for a linear head).
+    pub finetune: f64,
     pub export: f64,
     pub total: f64,
 }
@@ -44,6 +46,26 @@ pub struct Report {
     pub skipped: Vec<Skipped>,
     pub timings: Timings,
     pub curve: Vec<retrain_head::StepStats>,
+    /// Fine-tuning after the linear head (`--strategy finetune|full`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finetune: Option<FinetuneSummary>,
+}
+
+/// What a fine-tuning run did, epoch by epoch.
+#[derive(Clone, Debug, Serialize)]
+pub struct FinetuneSummary {
+    pub strategy: crate::train::Strategy,
+    /// The first trainable block (the trunk before it runs frozen in ONNX Runtime).
+    pub first_trained_block: String,
+    pub unfrozen_blocks: usize,
+    pub trainable_parameters: usize,
+    pub augment: retrain_pixels::Augment,
+    pub config: retrain_tune::TuneConfig,
+    /// The kept epoch (lowest validation loss; 0 = the linear head it started from).
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub run_dir: PathBuf,
+    pub curve: Vec<retrain_tune::EpochStats>,
 }
 
 impl Report {

@@ -7,10 +7,27 @@ use crate::model::ModelInfo;
 use crate::report::{Report, Skipped, Timings};
 use crate::{progress_bar, Error, Result};
 use retrain_features::{FeatureCache, LazySession, Session};
-use retrain_head::{HeadConfig, Split};
+use retrain_head::{HeadConfig, Split, TrainedHead};
+use retrain_pixels::Augment;
+use retrain_tune::TuneConfig;
 use retrain_zoo::LinearHead;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
+
+/// What `train` trains (`--strategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// A linear head on the frozen backbone's features.
+    Linear,
+    /// The linear head, then the last blocks and the head together.
+    Finetune,
+    /// The linear head, then every layer.
+    Full,
+}
 
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
@@ -27,6 +44,17 @@ pub struct TrainOptions {
     pub quiet: bool,
     /// Feature cache root; `None` disables the cache.
     pub feature_cache: Option<PathBuf>,
+    pub strategy: Strategy,
+    /// Blocks to train with `Finetune` (default: about the last fifth of the backbone's).
+    pub unfreeze: Option<usize>,
+    pub augment: Augment,
+    pub tune: TuneConfig,
+    /// Checkpoints of a fine-tuning run (default: next to the model, `OUT.run/`).
+    pub run_dir: Option<PathBuf>,
+    /// Set (by a Ctrl-C handler) to stop a fine-tuning run at the next batch, checkpointed.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Continue the run checkpointed in the run directory.
+    pub resume: bool,
 }
 
 impl TrainOptions {
@@ -44,28 +72,120 @@ impl TrainOptions {
             head: HeadConfig::default(),
             quiet: false,
             feature_cache: Some(retrain_weights::cache_dir().join("features")),
+            strategy: Strategy::Linear,
+            unfreeze: None,
+            augment: Augment::Standard,
+            tune: TuneConfig::default(),
+            run_dir: None,
+            stop: None,
+            resume: false,
         }
+    }
+
+    /// The run directory of a fine-tuning run.
+    pub fn run_dir(&self) -> PathBuf {
+        self.run_dir.clone().unwrap_or_else(|| self.out.with_extension("run"))
     }
 }
 
 /// Fails early, before minutes of work, if the model cannot be written where asked.
-fn check_writable(out: &Path) -> Result<()> {
+pub(crate) fn check_writable(out: &Path) -> Result<()> {
     let probe = out.with_extension("onnx.partial");
     std::fs::write(&probe, b"").map_err(|source| Error::Write { path: out.to_path_buf(), source })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
 
-fn warn(quiet: bool, msg: &str) {
+pub(crate) fn warn(quiet: bool, msg: &str) {
     if !quiet {
         eprintln!("warning: {msg}");
     }
 }
 
+/// The linear stage's outcome: the data, the backbone and the head trained on its features.
+pub(crate) struct LinearFit {
+    pub ds: dataset::Dataset,
+    pub backbone: LoadedBackbone,
+    pub head: TrainedHead,
+    /// The samples that decoded, with their features (row-major).
+    pub train: Vec<Sample>,
+    pub val: Vec<Sample>,
+    pub tx: Vec<f32>,
+    pub vx: Vec<f32>,
+    pub skipped: Vec<Skipped>,
+    pub files: usize,
+    pub computed: usize,
+    pub timings: Timings,
+    pub started: Instant,
+}
+
+/// Trains a classifier as `opts.strategy` says and writes it to `opts.out`.
 pub fn train(opts: &TrainOptions) -> Result<Report> {
+    if opts.strategy != Strategy::Linear {
+        return crate::finetune::finetune(opts);
+    }
+    check_writable(&opts.out)?;
+    let LinearFit { ds, backbone, head, train, val, tx, vx, skipped, files, computed, mut timings, started: t0 } =
+        fit_linear(opts)?;
+    let ty: Vec<usize> = train.iter().map(|s| s.label).collect();
+    let vy: Vec<usize> = val.iter().map(|s| s.label).collect();
+    let predict = |x: &[f32]| -> Vec<usize> { head.predict_proba(x).iter().map(|p| argmax(p)).collect() };
+    let val_metrics = metrics::compute(&vy, &predict(&vx), &ds.class_names);
+    let train_accuracy = metrics::compute(&ty, &predict(&tx), &ds.class_names).accuracy;
+
+    let t = Instant::now();
+    let info = ModelInfo {
+        class_names: ds.class_names.clone(),
+        backbone: backbone.info.name.into(),
+        weights_sha256: backbone.weights_sha256.clone(),
+        preprocess: backbone.info.preprocess,
+    };
+    let model =
+        backbone.classifier(LinearHead { weight: head.weight.clone(), bias: head.bias.clone() }, &info.metadata())?;
+    write_model(&model, &opts.out)?;
+    timings.export = t.elapsed().as_secs_f64();
+    timings.total = t0.elapsed().as_secs_f64();
+
+    let best_val_loss = head.curve.get(head.best_step.saturating_sub(1)).and_then(|s| s.val_loss);
+    let mut report = Report {
+        model: opts.out.clone(),
+        backbone: backbone.info.name.into(),
+        weights: backbone.weights_path.clone(),
+        weights_sha256: backbone.weights_sha256.clone(),
+        split: ds.split.clone(),
+        train_images: ty.len(),
+        val_images: vy.len(),
+        features_cached: files - skipped.len() - computed,
+        features_computed: computed,
+        val_accuracy: 0.0,
+        train_accuracy,
+        val_loss: best_val_loss,
+        best_step: head.best_step,
+        steps_run: head.steps_run,
+        head: opts.head.clone(),
+        class_names: Vec::new(),
+        per_class: Vec::new(),
+        confusion_matrix: Vec::new(),
+        skipped,
+        timings,
+        curve: head.curve.clone(),
+        finetune: None,
+    };
+    report.set_val_metrics(val_metrics);
+    Ok(report)
+}
+
+pub(crate) fn write_model(model: &retrain_onnx::ModelProto, out: &Path) -> Result<()> {
+    retrain_onnx::write(model, out).map_err(|e| match e {
+        retrain_onnx::OnnxError::Write { path, source } => Error::Write { path, source },
+        other => other.into(),
+    })
+}
+
+/// Scan, load the backbone, extract (or read cached) features, train the linear head.
+pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
     let t0 = Instant::now();
     let mut timings = Timings::default();
-    check_writable(&opts.out)?;
     let ds = dataset::scan(&opts.data_dir, opts.val_dir.as_deref(), opts.val_fraction, opts.seed)?;
     timings.scan = t0.elapsed().as_secs_f64();
 
@@ -103,16 +223,19 @@ pub fn train(opts: &TrainOptions) -> Result<Report> {
     let dim = backbone.info.feature_dim;
     let mut skipped = Vec::new();
     let (mut tx, mut ty, mut vx, mut vy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut train_ok, mut val_ok) = (Vec::new(), Vec::new());
     let n_train = ds.train.len();
     for (i, (s, f)) in all.iter().zip(extracted.features).enumerate() {
         match f {
             Ok(f) if i < n_train => {
                 tx.extend(f);
-                ty.push(s.label)
+                ty.push(s.label);
+                train_ok.push((*s).clone());
             }
             Ok(f) => {
                 vx.extend(f);
-                vy.push(s.label)
+                vy.push(s.label);
+                val_ok.push((*s).clone());
             }
             Err(e) => {
                 warn(opts.quiet, &format!("skipped {e}"));
@@ -136,56 +259,25 @@ pub fn train(opts: &TrainOptions) -> Result<Report> {
         }
     }
 
+    drop(session);
     let t = Instant::now();
     let k = ds.class_names.len();
     let val = (!vy.is_empty()).then_some(Split { features: &vx, labels: &vy });
     let head = retrain_head::train(Split { features: &tx, labels: &ty }, val, dim, k, &opts.head)?;
     timings.head = t.elapsed().as_secs_f64();
 
-    let predict = |x: &[f32]| -> Vec<usize> { head.predict_proba(x).iter().map(|p| argmax(p)).collect() };
-    let val_metrics = metrics::compute(&vy, &predict(&vx), &ds.class_names);
-    let train_accuracy = metrics::compute(&ty, &predict(&tx), &ds.class_names).accuracy;
-
-    let t = Instant::now();
-    let info = ModelInfo {
-        class_names: ds.class_names.clone(),
-        backbone: backbone.info.name.into(),
-        weights_sha256: backbone.weights_sha256.clone(),
-        preprocess: backbone.info.preprocess,
-    };
-    let model =
-        backbone.classifier(LinearHead { weight: head.weight.clone(), bias: head.bias.clone() }, &info.metadata())?;
-    retrain_onnx::write(&model, &opts.out).map_err(|e| match e {
-        retrain_onnx::OnnxError::Write { path, source } => Error::Write { path, source },
-        other => other.into(),
-    })?;
-    timings.export = t.elapsed().as_secs_f64();
-    timings.total = t0.elapsed().as_secs_f64();
-
-    let best_val_loss = head.curve.get(head.best_step.saturating_sub(1)).and_then(|s| s.val_loss);
-    let mut report = Report {
-        model: opts.out.clone(),
-        backbone: backbone.info.name.into(),
-        weights: backbone.weights_path.clone(),
-        weights_sha256: backbone.weights_sha256.clone(),
-        split: ds.split.clone(),
-        train_images: ty.len(),
-        val_images: vy.len(),
-        features_cached: files.len() - skipped.len() - extracted.computed,
-        features_computed: extracted.computed,
-        val_accuracy: 0.0,
-        train_accuracy,
-        val_loss: best_val_loss,
-        best_step: head.best_step,
-        steps_run: head.steps_run,
-        head: opts.head.clone(),
-        class_names: Vec::new(),
-        per_class: Vec::new(),
-        confusion_matrix: Vec::new(),
+    Ok(LinearFit {
+        ds,
+        backbone,
+        head,
+        train: train_ok,
+        val: val_ok,
+        tx,
+        vx,
         skipped,
+        files: files.len(),
+        computed: extracted.computed,
         timings,
-        curve: head.curve.clone(),
-    };
-    report.set_val_metrics(val_metrics);
-    Ok(report)
+        started: t0,
+    })
 }

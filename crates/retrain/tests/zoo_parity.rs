@@ -4,19 +4,13 @@
 //! Runtime and compares. Tolerance: max |Δlogit| ≤ 1e-4 × max |logit| (the issue asks 1e-3).
 
 use retrain_features::Session;
-use retrain_weights::{synthetic, synthetic_bytes, StateDict};
-use serde_json::Value;
+use retrain_weights::synthetic_bytes;
 use std::path::Path;
 
+mod common;
+
 fn parity(model: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/parity").join(format!("{model}.json"));
-    let fx: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let mut sd = StateDict::new();
-    for t in fx["tensors"].as_array().unwrap() {
-        let name = t[0].as_str().unwrap();
-        let shape: Vec<usize> = t[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-        sd.insert(name.to_string(), synthetic(name, &shape));
-    }
+    let (sd, fx) = common::fixture_state_dict(model);
     let backbone = retrain_zoo::find(model).unwrap();
     let crop = fx["crop"].as_u64().unwrap() as usize;
     assert_eq!(backbone.preprocess.crop as usize, crop);

@@ -30,9 +30,23 @@ pub(crate) struct Weights<'a> {
     sd: &'a StateDict,
     problems: Vec<String>,
     pub(crate) used: BTreeSet<String>,
+    /// The backbone's trainable units (module prefixes) and, once seen, the graph value each
+    /// one reads: where the graph can be cut into a frozen trunk and a trainable tail.
+    blocks: Vec<(String, Option<String>)>,
 }
 
 impl<'a> Weights<'a> {
+    /// Notes that the layer `module` reads value `x`: the first such read of a block is its input.
+    pub(crate) fn reads(&mut self, module: &str, x: &str) {
+        for (prefix, input) in &mut self.blocks {
+            if input.is_none()
+                && (module == prefix || module.strip_prefix(prefix.as_str()).is_some_and(|r| r.starts_with('.')))
+            {
+                *input = Some(x.to_string());
+            }
+        }
+    }
+
     pub(crate) fn get(&mut self, name: &str, shape: &[usize]) -> Vec<f32> {
         self.used.insert(name.to_string());
         match self.sd.get(name) {
@@ -57,8 +71,27 @@ pub fn build(
     outputs: &GraphOutputs,
     metadata: &[(String, String)],
 ) -> Result<ModelProto, ZooError> {
+    Ok(build_with_blocks(backbone, sd, outputs, metadata)?.model)
+}
+
+/// A built graph and, for each of the backbone's [`Backbone::blocks`], the name of the value
+/// that block reads: cutting the graph there splits it into a frozen trunk and a tail.
+#[derive(Clone, Debug)]
+pub struct Built {
+    pub model: ModelProto,
+    /// `None` where a block starts with a layer that does not note what it reads.
+    pub block_inputs: Vec<Option<String>>,
+}
+
+/// [`build`], also naming each block's input value (empty for imported graphs).
+pub fn build_with_blocks(
+    backbone: &Backbone,
+    sd: &StateDict,
+    outputs: &GraphOutputs,
+    metadata: &[(String, String)],
+) -> Result<Built, ZooError> {
     if let Some(imp) = &backbone.imported {
-        return build_imported(backbone, imp, outputs, metadata);
+        return Ok(Built { model: build_imported(backbone, imp, outputs, metadata)?, block_inputs: Vec::new() });
     }
     let crop = backbone.preprocess.crop as i64;
     let mut g = GraphBuilder::new(backbone.name);
@@ -83,7 +116,8 @@ pub fn build(
     } else {
         sd
     };
-    let mut w = Weights { sd, problems: Vec::new(), used: BTreeSet::new() };
+    let blocks = backbone.blocks.iter().map(|b| (b.clone(), None)).collect();
+    let mut w = Weights { sd, problems: Vec::new(), used: BTreeSet::new(), blocks };
     let trunk = arch::build(backbone.family, &mut g, &mut w, &x, p.crop as usize, outputs.imagenet_logits);
     let features = trunk.features;
     let batch = Dim::Named("batch");
@@ -104,7 +138,8 @@ pub fn build(
     if let Some(head) = &outputs.head {
         attach_head(&mut g, &features, head, d);
     }
-    Ok(g.finish(metadata))
+    let block_inputs = w.blocks.into_iter().map(|(_, x)| x).collect();
+    Ok(Built { model: g.finish(metadata), block_inputs })
 }
 
 /// The trained classifier on the features: `logits` and `probabilities` (softmax) outputs.

@@ -124,6 +124,7 @@ impl Conv {
     }
 
     pub fn build(self, g: &mut GraphBuilder, w: &mut Weights, x: &str, hw: &mut Hw) -> String {
+        w.reads(&self.name, x);
         let per_group = self.cin / self.groups;
         let (kh, kw) = self.k;
         let mut kernel = w.get(&format!("{}.weight", self.name), &[self.cout, per_group, kh, kw]);
@@ -202,6 +203,7 @@ pub(crate) fn global_avg_pool(g: &mut GraphBuilder, x: &str) -> String {
 
 /// `y = x·Wᵀ + b` with torch's `name.weight` `[out, in]` and `name.bias`, on `[N, in]` rows.
 pub(crate) fn linear(g: &mut GraphBuilder, w: &mut Weights, x: &str, name: &str, cin: usize, cout: usize) -> String {
+    w.reads(name, x);
     let wt = w.get(&format!("{name}.weight"), &[cout, cin]);
     let b = w.get(&format!("{name}.bias"), &[cout]);
     let wt = g.constant_f32("fc_weight", &[cout, cin], &wt);
@@ -211,6 +213,7 @@ pub(crate) fn linear(g: &mut GraphBuilder, w: &mut Weights, x: &str, name: &str,
 
 /// `x·Wᵀ + b` on the last axis of any-rank `x` (MatMul + Add), for token sequences.
 pub(crate) fn linear_nd(g: &mut GraphBuilder, w: &mut Weights, x: &str, name: &str, cin: usize, cout: usize) -> String {
+    w.reads(name, x);
     let wt = w.get(&format!("{name}.weight"), &[cout, cin]);
     let mut t = vec![0f32; cin * cout];
     for o in 0..cout {
@@ -227,6 +230,7 @@ pub(crate) fn linear_nd(g: &mut GraphBuilder, w: &mut Weights, x: &str, name: &s
 
 /// LayerNorm over the last axis with torch's `name.weight` / `name.bias`.
 pub(crate) fn layer_norm(g: &mut GraphBuilder, w: &mut Weights, x: &str, name: &str, c: usize, eps: f32) -> String {
+    w.reads(name, x);
     let s = w.get(&format!("{name}.weight"), &[c]);
     let b = w.get(&format!("{name}.bias"), &[c]);
     let s = g.constant_f32("ln_scale", &[c], &s);
@@ -237,6 +241,7 @@ pub(crate) fn layer_norm(g: &mut GraphBuilder, w: &mut Weights, x: &str, name: &
 /// BatchNorm (running statistics) as a per-channel affine map on NCHW, for networks where it
 /// precedes the convolution and cannot be folded into it.
 pub(crate) fn bn_affine(g: &mut GraphBuilder, w: &mut Weights, x: &str, name: &str, c: usize, eps: f32) -> String {
+    w.reads(name, x);
     let (scale, shift) = batchnorm(w, name, c, eps);
     let s = g.constant_f32("bn_scale", &[1, c, 1, 1], &scale);
     let b = g.constant_f32("bn_shift", &[1, c, 1, 1], &shift);

@@ -1,0 +1,465 @@
+//! `retrain train --strategy finetune|full`: the linear head first (as `linear` trains it),
+//! then the upper blocks and the head together. The frozen trunk runs in ONNX Runtime on
+//! augmented images; its activations at the cut feed the tail, trained in burn; every epoch is
+//! checkpointed into the run directory, and the best epoch's weights go back into the one
+//! `.onnx` model.
+
+use crate::dataset::Sample;
+use crate::metrics::{self, argmax};
+use crate::model::{Classifier, ModelInfo};
+use crate::report::{FinetuneSummary, Report};
+use crate::train::{check_writable, fit_linear, warn, write_model, LinearFit, Strategy, TrainOptions};
+use crate::{progress_bar, Error, Result};
+use rayon::prelude::*;
+use retrain_features::{LazySession, Session};
+use retrain_head::HeadConfig;
+use retrain_pixels::{Augment, Geometry, Rng};
+use retrain_tune::{learning_rate, EpochStats, Progress, Tail, Trainer, TuneConfig};
+use retrain_zoo::{GraphOutputs, LinearHead};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// The options of a run, saved as `run.json` in its directory so `--resume DIR` alone
+/// continues it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RunSpec {
+    data_dir: PathBuf,
+    val_dir: Option<PathBuf>,
+    val_fraction: f64,
+    seed: u64,
+    model: String,
+    weights: Option<PathBuf>,
+    out: PathBuf,
+    batch: usize,
+    head: HeadConfig,
+    feature_cache: Option<PathBuf>,
+    strategy: Strategy,
+    unfreeze: Option<usize>,
+    augment: Augment,
+    tune: TuneConfig,
+}
+
+/// The options of the run checkpointed in `run_dir`, set to resume it.
+pub fn resume_options(run_dir: &Path) -> Result<TrainOptions> {
+    let p = run_dir.join("run.json");
+    let bytes = std::fs::read(&p).map_err(|e| Error::Data {
+        path: run_dir.to_path_buf(),
+        reason: format!("not a fine-tuning run directory (cannot read run.json: {e})"),
+    })?;
+    let s: RunSpec = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Data { path: p.clone(), reason: format!("not a retrain run file: {e}") })?;
+    let mut o = TrainOptions::new(&s.data_dir, &s.model, &s.out);
+    o.val_dir = s.val_dir;
+    o.val_fraction = s.val_fraction;
+    o.seed = s.seed;
+    o.weights = s.weights;
+    o.batch = s.batch;
+    o.head = s.head;
+    o.feature_cache = s.feature_cache;
+    o.strategy = s.strategy;
+    o.unfreeze = s.unfreeze;
+    o.augment = s.augment;
+    o.tune = s.tune;
+    o.run_dir = Some(run_dir.to_path_buf());
+    o.resume = true;
+    Ok(o)
+}
+
+/// Blocks trained by default: about the last fifth (MobileNetV2 and EfficientNet-Lite0: 4,
+/// ResNets: layer4, EfficientNet-B0: the last two stages).
+pub fn default_unfreeze(blocks: usize) -> usize {
+    ((blocks as f64 * 0.2).round() as usize).clamp(1, blocks.max(1))
+}
+
+/// Cut activations of a set of images, row per image, and their shape `[C, H, W]`.
+struct Activations {
+    rows: Vec<Vec<f32>>,
+    labels: Vec<usize>,
+}
+
+fn evaluate(trainer: &Trainer, acts: &Activations, shape: &[usize]) -> Result<(f32, f64)> {
+    let (mut loss, mut correct) = (0f64, 0usize);
+    for (rows, labels) in acts.rows.chunks(64).zip(acts.labels.chunks(64)) {
+        let x: Vec<f32> = rows.concat();
+        let dims: Vec<usize> = std::iter::once(rows.len()).chain(shape.iter().copied()).collect();
+        let logits = trainer.logits(x, &dims)?;
+        let k = logits.len() / rows.len();
+        for (l, &y) in logits.chunks_exact(k).zip(labels) {
+            let p = retrain_head::softmax(l);
+            loss -= (p[y].max(1e-12) as f64).ln();
+            correct += (argmax(l) == y) as usize;
+        }
+    }
+    let n = acts.labels.len().max(1) as f64;
+    Ok(((loss / n) as f32, correct as f64 / n))
+}
+
+/// One training batch, decoded and augmented.
+struct Batch {
+    pixels: Vec<u8>,
+    labels: Vec<usize>,
+    failed: Vec<(PathBuf, String)>,
+}
+
+fn make_batch(samples: &[&Sample], g: Geometry, aug: Augment, seed: u64, epoch: usize, order: &[usize]) -> Batch {
+    let items: Vec<_> = samples
+        .par_iter()
+        .zip(order)
+        .map(|(s, &i)| {
+            let bytes = std::fs::read(&s.path).map_err(|e| e.to_string())?;
+            let img = retrain_pixels::decode_for(&bytes, &s.path, g).map_err(|e| e.reason())?;
+            let mut rng = Rng::for_item(seed, epoch as u64, i as u64);
+            Ok::<_, String>(retrain_pixels::augmented(&img, g, aug, &mut rng))
+        })
+        .collect();
+    let mut b = Batch { pixels: Vec::new(), labels: Vec::new(), failed: Vec::new() };
+    for (s, r) in samples.iter().zip(items) {
+        match r {
+            Ok(px) => {
+                b.pixels.extend(px);
+                b.labels.push(s.label);
+            }
+            Err(e) => b.failed.push((s.path.clone(), e)),
+        }
+    }
+    b
+}
+
+pub fn finetune(opts: &TrainOptions) -> Result<Report> {
+    check_writable(&opts.out)?;
+    let run_dir = opts.run_dir();
+    let fit = fit_linear(opts)?;
+    let LinearFit { ds, backbone, head, train, val, tx, skipped, files, computed, mut timings, started, .. } = fit;
+    let t_tune = Instant::now();
+    let name = backbone.info.name;
+    let not_tunable = |reason: String| Error::Finetune { model: name.to_string(), reason };
+    let info = ModelInfo {
+        class_names: ds.class_names.clone(),
+        backbone: name.into(),
+        weights_sha256: backbone.weights_sha256.clone(),
+        preprocess: backbone.info.preprocess,
+    };
+    let linear = LinearHead { weight: head.weight.clone(), bias: head.bias.clone() };
+    let outputs = GraphOutputs { features: true, head: Some(linear), ..Default::default() };
+    let built = retrain_zoo::build_with_blocks(backbone.info, &backbone.state, &outputs, &info.metadata())
+        .map_err(|source| Error::Zoo { path: backbone.weights_path.clone(), source })?;
+    let blocks = &backbone.info.blocks;
+    if blocks.is_empty() || built.block_inputs.len() != blocks.len() {
+        return Err(not_tunable("it has no known block boundaries (imported models train a linear head only)".into()));
+    }
+    let unfreeze = match opts.strategy {
+        Strategy::Full => blocks.len(),
+        _ => opts.unfreeze.unwrap_or_else(|| default_unfreeze(blocks.len())),
+    };
+    if unfreeze == 0 || unfreeze > blocks.len() {
+        return Err(not_tunable(format!(
+            "--unfreeze must be 1..={} (its blocks: {})",
+            blocks.len(),
+            blocks.join(", ")
+        )));
+    }
+    let first = blocks.len() - unfreeze;
+    let cut = built.block_inputs[first]
+        .clone()
+        .ok_or_else(|| not_tunable(format!("block {} has no cut point", blocks[first])))?;
+    let tail = Tail::from_model(&built.model, &cut, "logits").map_err(|e| not_tunable(e.to_string()))?;
+    let mut model = built.model;
+    let graph = model.graph.as_ref().expect("built models have a graph");
+    let mut trainer = Trainer::new(tail, graph, opts.tune.clone())?;
+    let trunk = retrain_onnx::encode(&retrain_onnx::truncate(&model, &cut));
+    let mut session = Session::new(&trunk, name, opts.threads)?;
+    let g = backbone.geometry();
+    let size = g.crop as usize;
+    let probe = session.run(vec![0u8; size * size * 3], 1, size)?;
+    // Per-image shape of the cut activations: [C, H, W], or [D] between linear layers.
+    let shape: Vec<usize> = match probe.first().map(|(_, s, _)| s.as_slice()) {
+        Some([1, rest @ ..]) if rest.len() == 3 || rest.len() == 1 => rest.to_vec(),
+        other => return Err(not_tunable(format!("the cut value has shape {other:?}"))),
+    };
+
+    // Resume, or start a new run directory.
+    let mut progress = Progress::default();
+    let mut best: Vec<Vec<f32>> = trainer.values();
+    if opts.resume && run_dir.join("state.json").exists() {
+        progress = trainer.restore(&run_dir)?;
+        if let Some(b) = trainer.read_best(&run_dir)? {
+            best = b;
+        }
+    } else {
+        std::fs::create_dir_all(&run_dir).map_err(|source| Error::Write { path: run_dir.clone(), source })?;
+        for f in ["state.json", "weights.safetensors", "best.safetensors", "optim_head.bpk", "optim_body.bpk"] {
+            let _ = std::fs::remove_file(run_dir.join(f));
+        }
+        let spec = RunSpec {
+            data_dir: opts.data_dir.clone(),
+            val_dir: opts.val_dir.clone(),
+            val_fraction: opts.val_fraction,
+            seed: opts.seed,
+            model: opts.model.clone(),
+            weights: opts.weights.clone(),
+            out: opts.out.clone(),
+            batch: opts.batch,
+            head: opts.head.clone(),
+            feature_cache: opts.feature_cache.clone(),
+            strategy: opts.strategy,
+            unfreeze: opts.unfreeze,
+            augment: opts.augment,
+            tune: opts.tune.clone(),
+        };
+        let p = run_dir.join("run.json");
+        std::fs::write(&p, serde_json::to_vec_pretty(&spec).expect("options serialise"))
+            .map_err(|source| Error::Write { path: p, source })?;
+    }
+    let cfg = trainer.cfg.clone();
+
+    // The trunk is frozen and validation uses the deterministic preprocessing: its
+    // activations are computed once.
+    let bar = progress_bar(val.len() as u64, "val trunk", opts.quiet);
+    let val_files: Vec<PathBuf> = val.iter().map(|s| s.path.clone()).collect();
+    let mut lazy = LazySession::ready(session);
+    let extracted = retrain_features::extract(&mut lazy, &cut, &val_files, g, None, opts.batch, &bar)?;
+    session = lazy.into_inner().expect("session kept");
+    bar.finish_and_clear();
+    let mut val_acts = Activations { rows: Vec::new(), labels: Vec::new() };
+    for (s, r) in val.iter().zip(extracted.features) {
+        if let Ok(row) = r {
+            val_acts.rows.push(row);
+            val_acts.labels.push(s.label);
+        }
+    }
+    let has_val = !val_acts.rows.is_empty();
+    if progress.curve.is_empty() {
+        let (vl, va) = if has_val {
+            evaluate(&trainer, &val_acts, &shape).map(|(l, a)| (Some(l), Some(a)))?
+        } else {
+            (None, None)
+        };
+        progress.best_val_loss = vl;
+        progress.curve.push(EpochStats {
+            epoch: 0,
+            train_loss: None,
+            train_accuracy: None,
+            val_loss: vl,
+            val_accuracy: va,
+            learning_rate: 0.0,
+            seconds: 0.0,
+            images_per_second: 0.0,
+        });
+        if !opts.quiet {
+            eprintln!(
+                "epoch 0 (linear head): val loss {:.4} accuracy {:.4}; fine-tuning {} block(s) from {} ({} parameters)",
+                vl.unwrap_or(f32::NAN),
+                va.unwrap_or(f64::NAN),
+                unfreeze,
+                blocks[first],
+                trainer.trainable_values()
+            );
+        }
+    }
+
+    let train_refs: Vec<&Sample> = train.iter().collect();
+    let steps_per_epoch = train.len().div_ceil(cfg.batch.max(1));
+    let total_steps = cfg.epochs * steps_per_epoch;
+    let warmup = ((cfg.warmup_epochs * steps_per_epoch as f64).ceil() as usize).min(total_steps);
+    let stop = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+    let mut failed_once = std::collections::BTreeSet::new();
+    while !progress.finished && progress.epoch < cfg.epochs {
+        let epoch = progress.epoch + 1;
+        let order = Rng::for_item(cfg.seed, epoch as u64, u64::MAX).permutation(train.len());
+        let chunks: Vec<&[usize]> = order.chunks(cfg.batch.max(1)).collect();
+        let bar = progress_bar(train.len() as u64, &format!("epoch {epoch}/{}", cfg.epochs), opts.quiet);
+        bar.set_position((progress.batch * cfg.batch).min(train.len()) as u64);
+        bar.reset_eta();
+        let t_epoch = Instant::now();
+        let seen_before = progress.train_seen;
+        let mut interrupted = false;
+        let (tx, rx) = crossbeam_channel::bounded::<Batch>(1);
+        let skip = progress.batch;
+        std::thread::scope(|scope| -> Result<()> {
+            let chunks = &chunks;
+            let train_refs = &train_refs;
+            scope.spawn(move || {
+                for idx in chunks.iter().skip(skip) {
+                    let samples: Vec<&Sample> = idx.iter().map(|&i| train_refs[i]).collect();
+                    if tx.send(make_batch(&samples, g, opts.augment, cfg.seed, epoch, idx)).is_err() {
+                        break;
+                    }
+                }
+            });
+            // Owned here: dropping it when the loop stops early unblocks the producer.
+            let rx = rx;
+            for b in rx.iter() {
+                for (p, e) in &b.failed {
+                    if failed_once.insert(p.clone()) {
+                        warn(opts.quiet, &format!("skipped {}: {e}", p.display()));
+                    }
+                }
+                let n = b.labels.len();
+                if n > 0 {
+                    let outs = session.run(b.pixels, n, size)?;
+                    let (_, _, acts) = outs.into_iter().next().expect("the trunk has one output");
+                    let lr_h = learning_rate(cfg.lr, progress.step, warmup, total_steps);
+                    let lr_b = learning_rate(cfg.body_lr, progress.step, warmup, total_steps);
+                    let dims: Vec<usize> = std::iter::once(n).chain(shape.iter().copied()).collect();
+                    let (loss, correct) = trainer.step(acts, &dims, &b.labels, lr_h, lr_b)?;
+                    progress.train_loss_sum += loss as f64 * n as f64;
+                    progress.train_correct += correct;
+                    progress.train_seen += n;
+                }
+                progress.step += 1;
+                progress.batch += 1;
+                bar.inc(idx_len(chunks, progress.batch - 1) as u64);
+                if stop() {
+                    interrupted = true;
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+        progress.epoch_seconds += t_epoch.elapsed().as_secs_f64();
+        if interrupted {
+            bar.abandon();
+            trainer.save(&run_dir, &progress, Some(&best))?;
+            return Err(Error::Interrupted { run_dir });
+        }
+        bar.finish_and_clear();
+        let (vl, va) = if has_val {
+            evaluate(&trainer, &val_acts, &shape).map(|(l, a)| (Some(l), Some(a)))?
+        } else {
+            (None, None)
+        };
+        let seen = progress.train_seen.max(1) as f64;
+        let stats = EpochStats {
+            epoch,
+            train_loss: Some((progress.train_loss_sum / seen) as f32),
+            train_accuracy: Some(progress.train_correct as f64 / seen),
+            val_loss: vl,
+            val_accuracy: va,
+            learning_rate: learning_rate(cfg.lr, progress.step.saturating_sub(1), warmup, total_steps),
+            seconds: progress.epoch_seconds,
+            images_per_second: (progress.train_seen - seen_before.min(progress.train_seen)) as f64
+                / t_epoch.elapsed().as_secs_f64().max(1e-9),
+        };
+        let improved = match (vl, progress.best_val_loss) {
+            (Some(v), Some(b)) => v < b,
+            (Some(_), None) => true,
+            (None, _) => true,
+        };
+        if improved {
+            progress.best_val_loss = vl;
+            progress.best_epoch = epoch;
+            best = trainer.values();
+        }
+        if !opts.quiet {
+            eprintln!(
+                "epoch {epoch}/{}: train loss {:.4} accuracy {:.4} (augmented) | val loss {:.4} accuracy {:.4}{} | {:.1}s",
+                cfg.epochs,
+                stats.train_loss.unwrap_or(f32::NAN),
+                stats.train_accuracy.unwrap_or(f64::NAN),
+                vl.unwrap_or(f32::NAN),
+                va.unwrap_or(f64::NAN),
+                if improved { " (best)" } else { "" },
+                stats.seconds
+            );
+        }
+        progress.curve.push(stats);
+        progress.epoch = epoch;
+        progress.batch = 0;
+        progress.train_loss_sum = 0.0;
+        progress.train_correct = 0;
+        progress.train_seen = 0;
+        progress.epoch_seconds = 0.0;
+        if epoch >= cfg.epochs || (has_val && epoch - progress.best_epoch >= cfg.patience) {
+            progress.finished = true;
+        }
+        trainer.save(&run_dir, &progress, improved.then_some(best.as_slice()))?;
+        if stop() && !progress.finished {
+            return Err(Error::Interrupted { run_dir });
+        }
+    }
+    timings.finetune = t_tune.elapsed().as_secs_f64();
+
+    // The best epoch's weights into the model the linear stage built.
+    let t = Instant::now();
+    trainer.tail.write_values(&best, model.graph.as_mut().expect("graph"))?;
+    model.metadata_props.push(retrain_onnx::proto::StringStringEntryProto {
+        key: "retrain.training".into(),
+        value: format!(
+            "{} ({} block(s) from {}), best epoch {} of {}",
+            match opts.strategy {
+                Strategy::Full => "full fine-tuning",
+                _ => "fine-tuning",
+            },
+            unfreeze,
+            blocks[first],
+            progress.best_epoch,
+            progress.epoch
+        ),
+    });
+    write_model(&model, &opts.out)?;
+    timings.export = t.elapsed().as_secs_f64();
+
+    // Validation metrics from the written model itself, as `retrain eval` computes them.
+    let mut classifier = Classifier::open(&opts.out, opts.threads)?;
+    let bar = progress_bar(val_files.len() as u64, "val", opts.quiet);
+    let probs = classifier.classify(&val_files, &bar)?;
+    bar.finish_and_clear();
+    let (mut truth, mut pred) = (Vec::new(), Vec::new());
+    for (s, p) in val.iter().zip(probs) {
+        if let Ok(p) = p {
+            truth.push(s.label);
+            pred.push(argmax(&p));
+        }
+    }
+    let val_metrics = metrics::compute(&truth, &pred, &ds.class_names);
+    timings.total = started.elapsed().as_secs_f64();
+    let best_stats = &progress.curve[progress.curve.iter().position(|c| c.epoch == progress.best_epoch).unwrap_or(0)];
+    let mut report = Report {
+        model: opts.out.clone(),
+        backbone: name.into(),
+        weights: backbone.weights_path.clone(),
+        weights_sha256: backbone.weights_sha256.clone(),
+        split: ds.split.clone(),
+        train_images: train.len(),
+        val_images: truth.len(),
+        features_cached: files - skipped.len() - computed,
+        features_computed: computed,
+        val_accuracy: 0.0,
+        // Epoch 0 is the linear head: its accuracy on the (unaugmented) training features.
+        train_accuracy: best_stats.train_accuracy.unwrap_or_else(|| {
+            let ty: Vec<usize> = train.iter().map(|s| s.label).collect();
+            let pred: Vec<usize> = head.predict_proba(&tx).iter().map(|p| argmax(p)).collect();
+            metrics::compute(&ty, &pred, &ds.class_names).accuracy
+        }),
+        val_loss: best_stats.val_loss,
+        best_step: head.best_step,
+        steps_run: head.steps_run,
+        head: opts.head.clone(),
+        class_names: Vec::new(),
+        per_class: Vec::new(),
+        confusion_matrix: Vec::new(),
+        skipped,
+        timings,
+        curve: head.curve.clone(),
+        finetune: Some(FinetuneSummary {
+            strategy: opts.strategy,
+            first_trained_block: blocks[first].clone(),
+            unfrozen_blocks: unfreeze,
+            trainable_parameters: trainer.trainable_values(),
+            augment: opts.augment,
+            config: cfg,
+            best_epoch: progress.best_epoch,
+            epochs_run: progress.epoch,
+            run_dir,
+            curve: progress.curve.clone(),
+        }),
+    };
+    report.set_val_metrics(val_metrics);
+    Ok(report)
+}
+
+fn idx_len(chunks: &[&[usize]], i: usize) -> usize {
+    chunks.get(i).map_or(0, |c| c.len())
+}

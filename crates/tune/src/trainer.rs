@@ -1,0 +1,399 @@
+//! Training the tail: optimisers, the loss, evaluation and checkpoints.
+
+use crate::{Tail, TailParams, TuneError};
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+use retrain_onnx::proto::GraphProto;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    AdamW,
+    Sgd,
+}
+
+/// Everything that decides a fine-tuning run's arithmetic; saved with each checkpoint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TuneConfig {
+    pub epochs: usize,
+    pub batch: usize,
+    /// Peak learning rate of the new head.
+    pub lr: f64,
+    /// Peak learning rate of the unfrozen blocks (discriminative: lower than the head's).
+    pub body_lr: f64,
+    pub weight_decay: f32,
+    pub optimizer: OptimizerKind,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Linear warm-up length, in epochs (fractions allowed).
+    pub warmup_epochs: f64,
+    pub label_smoothing: f32,
+    /// Stop after this many epochs without a lower validation loss.
+    pub patience: usize,
+    pub seed: u64,
+}
+
+impl Default for TuneConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 5,
+            batch: 32,
+            lr: 1e-3,
+            body_lr: 1e-4,
+            weight_decay: 0.01,
+            optimizer: OptimizerKind::AdamW,
+            momentum: 0.9,
+            warmup_epochs: 0.5,
+            label_smoothing: 0.0,
+            patience: 5,
+            seed: 0,
+        }
+    }
+}
+
+/// One epoch's figures, as printed and kept in the report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochStats {
+    /// 0 is the starting point (the warmed-up linear head), before any tail update.
+    pub epoch: usize,
+    pub train_loss: Option<f32>,
+    pub train_accuracy: Option<f64>,
+    pub val_loss: Option<f32>,
+    pub val_accuracy: Option<f64>,
+    pub learning_rate: f64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// Where a run stands; with the weights and optimiser states it is a checkpoint.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Progress {
+    /// The epoch under way (1-based; 0 before the first).
+    pub epoch: usize,
+    /// Batches of that epoch already applied.
+    pub batch: usize,
+    /// Optimiser steps taken in all.
+    pub step: usize,
+    pub train_loss_sum: f64,
+    pub train_correct: usize,
+    pub train_seen: usize,
+    pub epoch_seconds: f64,
+    pub best_epoch: usize,
+    pub best_val_loss: Option<f32>,
+    pub curve: Vec<EpochStats>,
+    /// True once the run has ended (last epoch or early stop).
+    pub finished: bool,
+}
+
+pub struct Trainer {
+    pub tail: Tail,
+    params: TailParams,
+    head_opt: ModuleOptimizer,
+    body_opt: ModuleOptimizer,
+    pub cfg: TuneConfig,
+    device: Device,
+}
+
+fn optimizer(cfg: &TuneConfig) -> ModuleOptimizer {
+    match cfg.optimizer {
+        OptimizerKind::AdamW => AdamWConfig::new().with_weight_decay(cfg.weight_decay).init(),
+        OptimizerKind::Sgd => SgdConfig::new()
+            .with_momentum(Some(MomentumConfig::new().with_momentum(cfg.momentum).with_dampening(0.0)))
+            .with_weight_decay((cfg.weight_decay > 0.0).then(|| WeightDecayConfig::new(cfg.weight_decay)))
+            .init(),
+    }
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)
+}
+
+impl Trainer {
+    /// A trainer starting from the graph's current weights.
+    pub fn new(tail: Tail, graph: &GraphProto, cfg: TuneConfig) -> Result<Self, TuneError> {
+        let device = Device::flex().autodiff();
+        let params = tail.init_params(graph, &device)?;
+        Ok(Self { tail, params, head_opt: optimizer(&cfg), body_opt: optimizer(&cfg), cfg, device })
+    }
+
+    pub fn trainable_values(&self) -> usize {
+        self.tail.params.iter().map(|p| p.shape.iter().product::<usize>()).sum()
+    }
+
+    /// One optimiser step on a batch of cut activations; returns the mean loss and how many
+    /// of the batch were classified right (before the step).
+    pub fn step(
+        &mut self,
+        x: Vec<f32>,
+        shape: &[usize],
+        labels: &[usize],
+        lr_head: f64,
+        lr_body: f64,
+    ) -> Result<(f32, usize), TuneError> {
+        let logits = self.tail.forward(&self.params, x, shape, &self.device)?;
+        let [n, k] = logits.dims();
+        let eps = self.cfg.label_smoothing;
+        let mut target = vec![eps / k as f32; n * k];
+        for (i, &l) in labels.iter().enumerate() {
+            target[i * k + l] += 1.0 - eps;
+        }
+        let target = Tensor::<2>::from_data(TensorData::new(target, [n, k]), &self.device);
+        let loss = (log_softmax(logits.clone(), 1) * target).sum().neg().div_scalar(n as f32);
+        let values = logits.detach().into_data().try_to_vec::<f32>().unwrap_or_default();
+        let correct = values.chunks_exact(k).zip(labels).filter(|(r, &l)| argmax(r) == l).count();
+        let loss_value = loss.clone().into_scalar();
+        let mut grads = loss.backward();
+        let gh = GradientsParams::from_module(&mut grads, &self.params.head);
+        let gb = GradientsParams::from_module(&mut grads, &self.params.body);
+        let params = std::mem::replace(&mut self.params, TailParams { head: Vec::new(), body: Vec::new() });
+        let params = self.head_opt.step(lr_head, params, gh);
+        self.params = if self.params_body_empty(&params) { params } else { self.body_opt.step(lr_body, params, gb) };
+        Ok((loss_value, correct))
+    }
+
+    fn params_body_empty(&self, p: &TailParams) -> bool {
+        p.body.is_empty()
+    }
+
+    /// Logits `[n, classes]` (row-major) for cut activations, without tracking gradients.
+    pub fn logits(&self, x: Vec<f32>, shape: &[usize]) -> Result<Vec<f32>, TuneError> {
+        let params = self.params.valid();
+        let logits = self.tail.forward(&params, x, shape, &Device::flex())?;
+        Ok(logits.into_data().try_to_vec::<f32>().unwrap_or_default())
+    }
+
+    /// Current parameter values, in [`Tail::params`] order.
+    pub fn values(&self) -> Vec<Vec<f32>> {
+        self.tail.values(&self.params)
+    }
+
+    pub fn params(&self) -> &TailParams {
+        &self.params
+    }
+
+    /// Writes a checkpoint into `dir`: weights, both optimisers' states, the best weights so
+    /// far when given, then `state.json` (config + progress) last, renamed into place, so a
+    /// checkpoint interrupted half-way leaves the previous one whole.
+    pub fn save(&self, dir: &Path, progress: &Progress, best: Option<&[Vec<f32>]>) -> Result<(), TuneError> {
+        let err = |path: PathBuf, reason: String| TuneError::Checkpoint { path, reason };
+        std::fs::create_dir_all(dir).map_err(|e| err(dir.into(), e.to_string()))?;
+        let names: Vec<&str> = self.tail.params.iter().map(|p| p.name.as_str()).collect();
+        write_tensors(&dir.join("weights.safetensors"), &names, &self.values())?;
+        if let Some(b) = best {
+            write_tensors(&dir.join("best.safetensors"), &names, b)?;
+        }
+        for (opt, file) in [(&self.head_opt, "optim_head.bpk"), (&self.body_opt, "optim_body.bpk")] {
+            let tmp = dir.join(format!("{file}.partial"));
+            opt.save(&tmp).map_err(|e| err(tmp.clone(), e.to_string()))?;
+            std::fs::rename(&tmp, dir.join(file)).map_err(|e| err(dir.join(file), e.to_string()))?;
+        }
+        let state = Checkpoint { config: self.cfg.clone(), progress: progress.clone() };
+        let json = serde_json::to_vec_pretty(&state).map_err(|e| err(dir.join("state.json"), e.to_string()))?;
+        let tmp = dir.join("state.json.partial");
+        std::fs::write(&tmp, json).map_err(|e| err(tmp.clone(), e.to_string()))?;
+        std::fs::rename(&tmp, dir.join("state.json")).map_err(|e| err(dir.join("state.json"), e.to_string()))
+    }
+
+    /// Restores weights and optimiser states saved by [`Trainer::save`] into this trainer
+    /// (built from the same graph and cut) and returns the saved progress.
+    pub fn restore(&mut self, dir: &Path) -> Result<Progress, TuneError> {
+        let state = Checkpoint::read(dir)?;
+        let values = read_tensors(&dir.join("weights.safetensors"), &self.tail)?;
+        self.params = self.tail.params_from_values(&values, &self.device);
+        self.cfg = state.config;
+        let err = |path: PathBuf, reason: String| TuneError::Checkpoint { path, reason };
+        let head = dir.join("optim_head.bpk");
+        self.head_opt = optimizer(&self.cfg).load(&head).map_err(|e| err(head.clone(), e.to_string()))?;
+        let body = dir.join("optim_body.bpk");
+        self.body_opt = optimizer(&self.cfg).load(&body).map_err(|e| err(body.clone(), e.to_string()))?;
+        Ok(state.progress)
+    }
+
+    /// The best epoch's weights saved in `dir`, if any.
+    pub fn read_best(&self, dir: &Path) -> Result<Option<Vec<Vec<f32>>>, TuneError> {
+        let p = dir.join("best.safetensors");
+        if !p.exists() {
+            return Ok(None);
+        }
+        read_tensors(&p, &self.tail).map(Some)
+    }
+}
+
+/// `state.json` of a run directory.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub config: TuneConfig,
+    pub progress: Progress,
+}
+
+impl Checkpoint {
+    pub fn read(dir: &Path) -> Result<Self, TuneError> {
+        let p = dir.join("state.json");
+        let bytes = std::fs::read(&p).map_err(|e| TuneError::Checkpoint { path: p.clone(), reason: e.to_string() })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| TuneError::Checkpoint { path: p, reason: format!("not a retrain checkpoint: {e}") })
+    }
+}
+
+fn write_tensors(path: &Path, names: &[&str], values: &[Vec<f32>]) -> Result<(), TuneError> {
+    let err = |reason: String| TuneError::Checkpoint { path: path.to_path_buf(), reason };
+    let bytes: Vec<Vec<u8>> = values.iter().map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect()).collect();
+    let views = names
+        .iter()
+        .zip(&bytes)
+        .zip(values)
+        .map(|((n, b), v)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![v.len()], b).map(|t| (n.to_string(), t))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(e.to_string()))?;
+    let data = safetensors::serialize(views, None).map_err(|e| err(e.to_string()))?;
+    let tmp = path.with_extension("safetensors.partial");
+    std::fs::write(&tmp, data).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+}
+
+fn read_tensors(path: &Path, tail: &Tail) -> Result<Vec<Vec<f32>>, TuneError> {
+    let err = |reason: String| TuneError::Checkpoint { path: path.to_path_buf(), reason };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
+    tail.params
+        .iter()
+        .map(|p| {
+            let t =
+                st.tensor(&p.name).map_err(|_| err(format!("no tensor `{}`: not this run's checkpoint", p.name)))?;
+            let v: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            if v.len() != p.shape.iter().product::<usize>() {
+                return Err(err(format!("tensor `{}` has {} values, expected {:?}", p.name, v.len(), p.shape)));
+            }
+            Ok(v)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use retrain_onnx::{Attr, Dim, GraphBuilder, ModelProto};
+
+    /// conv 3×3 → Clip(0, 6) → + input (residual) → global pool → flatten → Gemm (3 classes).
+    fn tiny() -> ModelProto {
+        let mut g = GraphBuilder::new("tiny");
+        let x = g.input_f32("x", &[Dim::Named("n"), Dim::Fixed(2), Dim::Fixed(4), Dim::Fixed(4)]);
+        let w: Vec<f32> = (0..2 * 2 * 9).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.05).collect();
+        let w = g.constant_f32("w", &[2, 2, 3, 3], &w);
+        let b = g.constant_f32("b", &[2], &[0.1, -0.1]);
+        let y = g.node(
+            "Conv",
+            &[&x, &w, &b],
+            vec![Attr::Ints("kernel_shape", vec![3, 3]), Attr::Ints("pads", vec![1, 1, 1, 1])],
+        );
+        let lo = g.constant_f32("lo", &[], &[0.0]);
+        let hi = g.constant_f32("hi", &[], &[6.0]);
+        let y = g.node("Clip", &[&y, &lo, &hi], vec![]);
+        let y = g.node("Add", &[&y, &x], vec![]);
+        let y = g.node("GlobalAveragePool", &[&y], vec![]);
+        let y = g.node("Flatten", &[&y], vec![Attr::Int("axis", 1)]);
+        let fw = g.constant_f32("fw", &[3, 2], &[0.2, -0.1, 0.0, 0.3, -0.2, 0.1]);
+        let fb = g.constant_f32("fb", &[3], &[0.0; 3]);
+        let l = g.node("Gemm", &[&y, &fw, &fb], vec![Attr::Int("transB", 1)]);
+        g.output_f32(&l, "logits", &[Dim::Named("n"), Dim::Fixed(3)]);
+        g.finish(&[])
+    }
+
+    fn data() -> (Vec<f32>, Vec<usize>) {
+        // Class = which quarter of the image is bright.
+        let mut x = vec![0f32; 6 * 2 * 16];
+        let labels = vec![0, 1, 2, 0, 1, 2];
+        for (i, &l) in labels.iter().enumerate() {
+            for c in 0..2 {
+                for p in 0..16 {
+                    let bright = (p / 4) == l || (c == 1 && l == 2);
+                    x[(i * 2 + c) * 16 + p] = if bright { 1.0 } else { 0.1 * (p % 3) as f32 };
+                }
+            }
+        }
+        (x, labels)
+    }
+
+    fn trainer(m: &ModelProto) -> Trainer {
+        let tail = Tail::from_model(m, "x", "logits").unwrap();
+        let cfg = TuneConfig { lr: 0.05, body_lr: 0.01, ..TuneConfig::default() };
+        Trainer::new(tail, m.graph.as_ref().unwrap(), cfg).unwrap()
+    }
+
+    #[test]
+    fn tail_groups_head_and_body_and_computes_by_hand() {
+        let m = tiny();
+        let t = trainer(&m);
+        let heads: Vec<bool> = t.tail.params.iter().map(|p| p.head).collect();
+        assert_eq!(heads, vec![false, false, true, true], "conv w/b in the body, gemm w/b in the head");
+        // One all-zero image: conv gives its bias, clipped at 0 → [0.1, 0]; + 0; pooled; gemm.
+        let logits = t.logits(vec![0.0; 32], &[1, 2, 4, 4]).unwrap();
+        let want = [0.2 * 0.1, 0.0, -0.2 * 0.1];
+        for (a, b) in logits.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{logits:?}");
+        }
+    }
+
+    #[test]
+    fn training_lowers_the_loss_and_a_restored_checkpoint_continues_identically() {
+        let m = tiny();
+        let (x, y) = data();
+        let shape = [6, 2, 4, 4];
+        let mut a = trainer(&m);
+        let first = a.step(x.clone(), &shape, &y, 0.05, 0.01).unwrap().0;
+        for _ in 0..30 {
+            a.step(x.clone(), &shape, &y, 0.05, 0.01).unwrap();
+        }
+        let later = a.step(x.clone(), &shape, &y, 0.05, 0.01).unwrap().0;
+        assert!(later < first * 0.5, "{first} -> {later}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let progress = Progress { epoch: 3, step: 32, ..Progress::default() };
+        a.save(dir.path(), &progress, None).unwrap();
+        let mut b = trainer(&m);
+        assert_eq!(b.restore(dir.path()).unwrap().step, 32);
+        assert_eq!(a.values(), b.values());
+        for _ in 0..3 {
+            a.step(x.clone(), &shape, &y, 0.02, 0.01).unwrap();
+            b.step(x.clone(), &shape, &y, 0.02, 0.01).unwrap();
+        }
+        // Optimiser moments came back too: the continuations agree bit for bit.
+        assert_eq!(a.values(), b.values());
+
+        // The tuned values go back into the graph by name.
+        let mut g = m.graph.clone().unwrap();
+        a.tail.write_values(&a.values(), &mut g).unwrap();
+        let fw = retrain_onnx::initializer_f32(&g, &a.tail.params[2].name).unwrap().1;
+        assert_eq!(fw, a.values()[2]);
+    }
+
+    #[test]
+    fn sgd_with_momentum_and_label_smoothing_also_learn() {
+        let m = tiny();
+        let (x, y) = data();
+        let tail = Tail::from_model(&m, "x", "logits").unwrap();
+        let cfg = TuneConfig { optimizer: OptimizerKind::Sgd, label_smoothing: 0.1, ..TuneConfig::default() };
+        let mut t = Trainer::new(tail, m.graph.as_ref().unwrap(), cfg).unwrap();
+        let first = t.step(x.clone(), &[6, 2, 4, 4], &y, 0.5, 0.1).unwrap().0;
+        let mut last = first;
+        for _ in 0..40 {
+            last = t.step(x.clone(), &[6, 2, 4, 4], &y, 0.5, 0.1).unwrap().0;
+        }
+        // With smoothing 0.1 over 3 classes the loss cannot go below its entropy (≈0.39).
+        assert!(last < first * 0.8 && last > 0.3, "{first} -> {last}");
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_graph_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(trainer(&tiny()).restore(dir.path()), Err(TuneError::Checkpoint { .. })));
+    }
+}
