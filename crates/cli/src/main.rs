@@ -64,6 +64,7 @@ enum Format {
 enum Command {
     /// Train a classifier on DATA_DIR (one sub-folder per class, or train/ and val/ folders of them).
     Train {
+        /// Folder of class folders (not needed with --resume).
         #[arg(required_unless_present = "resume")]
         data_dir: Option<PathBuf>,
         /// Backbone (see `retrain models`).
@@ -78,7 +79,7 @@ enum Command {
         /// Fraction of each class held out for validation when there is no val folder.
         #[arg(long, default_value_t = 0.2)]
         val_fraction: f64,
-        /// Seed of the validation split.
+        /// Seed of the validation split and of fine-tuning's shuffling and augmentation.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Where to write the model.
@@ -116,6 +117,7 @@ enum Command {
         /// Peak learning rate of the unfrozen blocks (default: --lr / 10).
         #[arg(long)]
         backbone_lr: Option<f64>,
+        /// Fine-tuning optimiser (sgd: with momentum 0.9).
         #[arg(long, value_enum, default_value_t = OptimizerArg::Adamw)]
         optimizer: OptimizerArg,
         /// Decoupled weight decay (AdamW) or L2 (SGD) while fine-tuning.
