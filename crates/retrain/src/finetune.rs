@@ -6,40 +6,18 @@
 
 use crate::dataset::Sample;
 use crate::metrics::{self, argmax};
-use crate::model::{Classifier, ModelInfo};
+use crate::model::Classifier;
 use crate::report::{FinetuneSummary, Report};
-use crate::train::{check_writable, fit_linear, warn, write_model, LinearFit, Strategy, TrainOptions};
+use crate::train::{check_writable, fit_linear, warn, write_model, Strategy, TrainOptions};
 use crate::{progress_bar, Error, Result};
 use rayon::prelude::*;
 use retrain_features::{LazySession, Session};
-use retrain_head::HeadConfig;
 use retrain_pixels::{Augment, Geometry, Rng};
-use retrain_tune::{learning_rate, EpochStats, Progress, Tail, Trainer, TuneConfig};
+use retrain_tune::{learning_rate, EpochStats, Progress, Tail, Trainer};
 use retrain_zoo::{GraphOutputs, LinearHead};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-
-/// The options of a run, saved as `run.json` in its directory so `--resume DIR` alone
-/// continues it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct RunSpec {
-    data_dir: PathBuf,
-    val_dir: Option<PathBuf>,
-    val_fraction: f64,
-    seed: u64,
-    model: String,
-    weights: Option<PathBuf>,
-    out: PathBuf,
-    batch: usize,
-    head: HeadConfig,
-    feature_cache: Option<PathBuf>,
-    strategy: Strategy,
-    unfreeze: Option<usize>,
-    augment: Augment,
-    tune: TuneConfig,
-}
 
 /// The options of the run checkpointed in `run_dir`, set to resume it.
 pub fn resume_options(run_dir: &Path) -> Result<TrainOptions> {
@@ -48,20 +26,8 @@ pub fn resume_options(run_dir: &Path) -> Result<TrainOptions> {
         path: run_dir.to_path_buf(),
         reason: format!("not a fine-tuning run directory (cannot read run.json: {e})"),
     })?;
-    let s: RunSpec = serde_json::from_slice(&bytes)
+    let mut o: TrainOptions = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Data { path: p.clone(), reason: format!("not a retrain run file: {e}") })?;
-    let mut o = TrainOptions::new(&s.data_dir, &s.model, &s.out);
-    o.val_dir = s.val_dir;
-    o.val_fraction = s.val_fraction;
-    o.seed = s.seed;
-    o.weights = s.weights;
-    o.batch = s.batch;
-    o.head = s.head;
-    o.feature_cache = s.feature_cache;
-    o.strategy = s.strategy;
-    o.unfreeze = s.unfreeze;
-    o.augment = s.augment;
-    o.tune = s.tune;
     o.run_dir = Some(run_dir.to_path_buf());
     o.resume = true;
     Ok(o)
@@ -73,13 +39,17 @@ pub fn default_unfreeze(blocks: usize) -> usize {
     ((blocks as f64 * 0.2).round() as usize).clamp(1, blocks.max(1))
 }
 
-/// Cut activations of a set of images, row per image, and their shape `[C, H, W]`.
+/// Cut activations of a set of images, one row per image, with their labels.
 struct Activations {
     rows: Vec<Vec<f32>>,
     labels: Vec<usize>,
 }
 
-fn evaluate(trainer: &Trainer, acts: &Activations, shape: &[usize]) -> Result<(f32, f64)> {
+/// Mean validation loss and accuracy; `None`s without a validation split.
+fn evaluate(trainer: &Trainer, acts: &Activations, shape: &[usize]) -> Result<(Option<f32>, Option<f64>)> {
+    if acts.rows.is_empty() {
+        return Ok((None, None));
+    }
     let (mut loss, mut correct) = (0f64, 0usize);
     for (rows, labels) in acts.rows.chunks(64).zip(acts.labels.chunks(64)) {
         let x: Vec<f32> = rows.concat();
@@ -92,8 +62,8 @@ fn evaluate(trainer: &Trainer, acts: &Activations, shape: &[usize]) -> Result<(f
             correct += (argmax(l) == y) as usize;
         }
     }
-    let n = acts.labels.len().max(1) as f64;
-    Ok(((loss / n) as f32, correct as f64 / n))
+    let n = acts.labels.len() as f64;
+    Ok((Some((loss / n) as f32), Some(correct as f64 / n)))
 }
 
 /// One training batch, decoded and augmented.
@@ -131,19 +101,13 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
     check_writable(&opts.out)?;
     let run_dir = opts.run_dir();
     let fit = fit_linear(opts)?;
-    let LinearFit { ds, backbone, head, train, val, tx, skipped, files, computed, mut timings, started, .. } = fit;
     let t_tune = Instant::now();
+    let (backbone, train, val) = (&fit.backbone, &fit.train, &fit.val);
     let name = backbone.info.name;
     let not_tunable = |reason: String| Error::Finetune { model: name.to_string(), reason };
-    let info = ModelInfo {
-        class_names: ds.class_names.clone(),
-        backbone: name.into(),
-        weights_sha256: backbone.weights_sha256.clone(),
-        preprocess: backbone.info.preprocess,
-    };
-    let linear = LinearHead { weight: head.weight.clone(), bias: head.bias.clone() };
+    let linear = LinearHead { weight: fit.head.weight.clone(), bias: fit.head.bias.clone() };
     let outputs = GraphOutputs { features: true, head: Some(linear), ..Default::default() };
-    let built = retrain_zoo::build_with_blocks(backbone.info, &backbone.state, &outputs, &info.metadata())
+    let built = retrain_zoo::build_with_blocks(backbone.info, &backbone.state, &outputs, &fit.model_info().metadata())
         .map_err(|source| Error::Zoo { path: backbone.weights_path.clone(), source })?;
     let blocks = &backbone.info.blocks;
     if blocks.is_empty() || built.block_inputs.len() != blocks.len() {
@@ -192,24 +156,8 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
         for f in ["state.json", "weights.safetensors", "best.safetensors", "optim_head.bpk", "optim_body.bpk"] {
             let _ = std::fs::remove_file(run_dir.join(f));
         }
-        let spec = RunSpec {
-            data_dir: opts.data_dir.clone(),
-            val_dir: opts.val_dir.clone(),
-            val_fraction: opts.val_fraction,
-            seed: opts.seed,
-            model: opts.model.clone(),
-            weights: opts.weights.clone(),
-            out: opts.out.clone(),
-            batch: opts.batch,
-            head: opts.head.clone(),
-            feature_cache: opts.feature_cache.clone(),
-            strategy: opts.strategy,
-            unfreeze: opts.unfreeze,
-            augment: opts.augment,
-            tune: opts.tune.clone(),
-        };
         let p = run_dir.join("run.json");
-        std::fs::write(&p, serde_json::to_vec_pretty(&spec).expect("options serialise"))
+        std::fs::write(&p, serde_json::to_vec_pretty(opts).expect("options serialise"))
             .map_err(|source| Error::Write { path: p, source })?;
     }
     let cfg = trainer.cfg.clone();
@@ -231,11 +179,7 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
     }
     let has_val = !val_acts.rows.is_empty();
     if progress.curve.is_empty() {
-        let (vl, va) = if has_val {
-            evaluate(&trainer, &val_acts, &shape).map(|(l, a)| (Some(l), Some(a)))?
-        } else {
-            (None, None)
-        };
+        let (vl, va) = evaluate(&trainer, &val_acts, &shape)?;
         progress.best_val_loss = vl;
         progress.curve.push(EpochStats {
             epoch: 0,
@@ -310,7 +254,7 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
                 }
                 progress.step += 1;
                 progress.batch += 1;
-                bar.inc(idx_len(chunks, progress.batch - 1) as u64);
+                bar.inc((b.labels.len() + b.failed.len()) as u64);
                 if stop() {
                     interrupted = true;
                     break;
@@ -325,11 +269,7 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
             return Err(Error::Interrupted { run_dir });
         }
         bar.finish_and_clear();
-        let (vl, va) = if has_val {
-            evaluate(&trainer, &val_acts, &shape).map(|(l, a)| (Some(l), Some(a)))?
-        } else {
-            (None, None)
-        };
+        let (vl, va) = evaluate(&trainer, &val_acts, &shape)?;
         let seen = progress.train_seen.max(1) as f64;
         let stats = EpochStats {
             epoch,
@@ -339,13 +279,12 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
             val_accuracy: va,
             learning_rate: learning_rate(cfg.lr, progress.step.saturating_sub(1), warmup, total_steps),
             seconds: progress.epoch_seconds,
-            images_per_second: (progress.train_seen - seen_before.min(progress.train_seen)) as f64
-                / t_epoch.elapsed().as_secs_f64().max(1e-9),
+            images_per_second: (progress.train_seen - seen_before) as f64 / t_epoch.elapsed().as_secs_f64().max(1e-9),
         };
+        // Without a validation split the last epoch counts as the best.
         let improved = match (vl, progress.best_val_loss) {
             (Some(v), Some(b)) => v < b,
-            (Some(_), None) => true,
-            (None, _) => true,
+            _ => true,
         };
         if improved {
             progress.best_val_loss = vl;
@@ -379,7 +318,7 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
             return Err(Error::Interrupted { run_dir });
         }
     }
-    timings.finetune = t_tune.elapsed().as_secs_f64();
+    let finetune_seconds = t_tune.elapsed().as_secs_f64();
 
     // The best epoch's weights into the model the linear stage built.
     let t = Instant::now();
@@ -399,7 +338,7 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
         ),
     });
     write_model(&model, &opts.out)?;
-    timings.export = t.elapsed().as_secs_f64();
+    let export_seconds = t.elapsed().as_secs_f64();
 
     // Validation metrics from the written model itself, as `retrain eval` computes them.
     let mut classifier = Classifier::open(&opts.out, opts.threads)?;
@@ -413,53 +352,28 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
             pred.push(argmax(&p));
         }
     }
-    let val_metrics = metrics::compute(&truth, &pred, &ds.class_names);
-    timings.total = started.elapsed().as_secs_f64();
+    let val_metrics = metrics::compute(&truth, &pred, &fit.ds.class_names);
     let best_stats = &progress.curve[progress.curve.iter().position(|c| c.epoch == progress.best_epoch).unwrap_or(0)];
-    let mut report = Report {
-        model: opts.out.clone(),
-        backbone: name.into(),
-        weights: backbone.weights_path.clone(),
-        weights_sha256: backbone.weights_sha256.clone(),
-        split: ds.split.clone(),
-        train_images: train.len(),
-        val_images: truth.len(),
-        features_cached: files - skipped.len() - computed,
-        features_computed: computed,
-        val_accuracy: 0.0,
-        // Epoch 0 is the linear head: its accuracy on the (unaugmented) training features.
-        train_accuracy: best_stats.train_accuracy.unwrap_or_else(|| {
-            let ty: Vec<usize> = train.iter().map(|s| s.label).collect();
-            let pred: Vec<usize> = head.predict_proba(&tx).iter().map(|p| argmax(p)).collect();
-            metrics::compute(&ty, &pred, &ds.class_names).accuracy
-        }),
-        val_loss: best_stats.val_loss,
-        best_step: head.best_step,
-        steps_run: head.steps_run,
-        head: opts.head.clone(),
-        class_names: Vec::new(),
-        per_class: Vec::new(),
-        confusion_matrix: Vec::new(),
-        skipped,
-        timings,
-        curve: head.curve.clone(),
-        finetune: Some(FinetuneSummary {
-            strategy: opts.strategy,
-            first_trained_block: blocks[first].clone(),
-            unfrozen_blocks: unfreeze,
-            trainable_parameters: trainer.trainable_values(),
-            augment: opts.augment,
-            config: cfg,
-            best_epoch: progress.best_epoch,
-            epochs_run: progress.epoch,
-            run_dir,
-            curve: progress.curve.clone(),
-        }),
-    };
+    let mut report = fit.report(opts);
+    report.val_images = truth.len();
+    // Epoch 0 is the linear head: its accuracy on the (unaugmented) training features.
+    report.train_accuracy = best_stats.train_accuracy.unwrap_or_else(|| fit.train_accuracy());
+    report.val_loss = best_stats.val_loss;
+    report.timings.finetune = finetune_seconds;
+    report.timings.export = export_seconds;
+    report.timings.total = fit.started.elapsed().as_secs_f64();
+    report.finetune = Some(FinetuneSummary {
+        strategy: opts.strategy,
+        first_trained_block: blocks[first].clone(),
+        unfrozen_blocks: unfreeze,
+        trainable_parameters: trainer.trainable_values(),
+        augment: opts.augment,
+        config: cfg,
+        best_epoch: progress.best_epoch,
+        epochs_run: progress.epoch,
+        run_dir,
+        curve: progress.curve.clone(),
+    });
     report.set_val_metrics(val_metrics);
     Ok(report)
-}
-
-fn idx_len(chunks: &[&[usize]], i: usize) -> usize {
-    chunks.get(i).map_or(0, |c| c.len())
 }

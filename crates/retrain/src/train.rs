@@ -29,7 +29,9 @@ pub enum Strategy {
     Full,
 }
 
-#[derive(Clone, Debug)]
+/// What to train. Serialised as a fine-tuning run's `run.json`, so `--resume DIR` alone
+/// continues the run; how this process runs (threads, output, Ctrl-C) is not saved.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainOptions {
     pub data_dir: PathBuf,
     pub val_dir: Option<PathBuf>,
@@ -38,9 +40,11 @@ pub struct TrainOptions {
     pub model: String,
     pub weights: Option<PathBuf>,
     pub out: PathBuf,
+    #[serde(skip, default = "crate::default_threads")]
     pub threads: usize,
     pub batch: usize,
     pub head: HeadConfig,
+    #[serde(skip)]
     pub quiet: bool,
     /// Feature cache root; `None` disables the cache.
     pub feature_cache: Option<PathBuf>,
@@ -50,10 +54,13 @@ pub struct TrainOptions {
     pub augment: Augment,
     pub tune: TuneConfig,
     /// Checkpoints of a fine-tuning run (default: next to the model, `OUT.run/`).
+    #[serde(skip)]
     pub run_dir: Option<PathBuf>,
     /// Set (by a Ctrl-C handler) to stop a fine-tuning run at the next batch, checkpointed.
+    #[serde(skip)]
     pub stop: Option<Arc<AtomicBool>>,
     /// Continue the run checkpointed in the run directory.
+    #[serde(skip)]
     pub resume: bool,
 }
 
@@ -119,58 +126,75 @@ pub(crate) struct LinearFit {
     pub started: Instant,
 }
 
+impl LinearFit {
+    /// The model file's metadata for this data and backbone.
+    pub fn model_info(&self) -> ModelInfo {
+        ModelInfo {
+            class_names: self.ds.class_names.clone(),
+            backbone: self.backbone.info.name.into(),
+            weights_sha256: self.backbone.weights_sha256.clone(),
+            preprocess: self.backbone.info.preprocess,
+        }
+    }
+
+    fn predict(&self, x: &[f32]) -> Vec<usize> {
+        self.head.predict_proba(x).iter().map(|p| argmax(p)).collect()
+    }
+
+    /// The linear head's accuracy on the (unaugmented) training features.
+    pub fn train_accuracy(&self) -> f64 {
+        let ty: Vec<usize> = self.train.iter().map(|s| s.label).collect();
+        metrics::compute(&ty, &self.predict(&self.tx), &self.ds.class_names).accuracy
+    }
+
+    /// The report's part that the linear stage decides; the caller sets the accuracies, the
+    /// validation metrics, the timings and what fine-tuning did.
+    pub fn report(&self, opts: &TrainOptions) -> Report {
+        Report {
+            model: opts.out.clone(),
+            backbone: self.backbone.info.name.into(),
+            weights: self.backbone.weights_path.clone(),
+            weights_sha256: self.backbone.weights_sha256.clone(),
+            split: self.ds.split.clone(),
+            train_images: self.train.len(),
+            val_images: self.val.len(),
+            features_cached: self.files - self.skipped.len() - self.computed,
+            features_computed: self.computed,
+            val_accuracy: 0.0,
+            train_accuracy: 0.0,
+            val_loss: self.head.curve.get(self.head.best_step.saturating_sub(1)).and_then(|s| s.val_loss),
+            best_step: self.head.best_step,
+            steps_run: self.head.steps_run,
+            head: opts.head.clone(),
+            class_names: Vec::new(),
+            per_class: Vec::new(),
+            confusion_matrix: Vec::new(),
+            skipped: self.skipped.clone(),
+            timings: self.timings.clone(),
+            curve: self.head.curve.clone(),
+            finetune: None,
+        }
+    }
+}
+
 /// Trains a classifier as `opts.strategy` says and writes it to `opts.out`.
 pub fn train(opts: &TrainOptions) -> Result<Report> {
     if opts.strategy != Strategy::Linear {
         return crate::finetune::finetune(opts);
     }
     check_writable(&opts.out)?;
-    let LinearFit { ds, backbone, head, train, val, tx, vx, skipped, files, computed, mut timings, started: t0 } =
-        fit_linear(opts)?;
-    let ty: Vec<usize> = train.iter().map(|s| s.label).collect();
-    let vy: Vec<usize> = val.iter().map(|s| s.label).collect();
-    let predict = |x: &[f32]| -> Vec<usize> { head.predict_proba(x).iter().map(|p| argmax(p)).collect() };
-    let val_metrics = metrics::compute(&vy, &predict(&vx), &ds.class_names);
-    let train_accuracy = metrics::compute(&ty, &predict(&tx), &ds.class_names).accuracy;
+    let fit = fit_linear(opts)?;
+    let vy: Vec<usize> = fit.val.iter().map(|s| s.label).collect();
+    let val_metrics = metrics::compute(&vy, &fit.predict(&fit.vx), &fit.ds.class_names);
 
     let t = Instant::now();
-    let info = ModelInfo {
-        class_names: ds.class_names.clone(),
-        backbone: backbone.info.name.into(),
-        weights_sha256: backbone.weights_sha256.clone(),
-        preprocess: backbone.info.preprocess,
-    };
-    let model =
-        backbone.classifier(LinearHead { weight: head.weight.clone(), bias: head.bias.clone() }, &info.metadata())?;
+    let head = LinearHead { weight: fit.head.weight.clone(), bias: fit.head.bias.clone() };
+    let model = fit.backbone.classifier(head, &fit.model_info().metadata())?;
     write_model(&model, &opts.out)?;
-    timings.export = t.elapsed().as_secs_f64();
-    timings.total = t0.elapsed().as_secs_f64();
-
-    let best_val_loss = head.curve.get(head.best_step.saturating_sub(1)).and_then(|s| s.val_loss);
-    let mut report = Report {
-        model: opts.out.clone(),
-        backbone: backbone.info.name.into(),
-        weights: backbone.weights_path.clone(),
-        weights_sha256: backbone.weights_sha256.clone(),
-        split: ds.split.clone(),
-        train_images: ty.len(),
-        val_images: vy.len(),
-        features_cached: files - skipped.len() - computed,
-        features_computed: computed,
-        val_accuracy: 0.0,
-        train_accuracy,
-        val_loss: best_val_loss,
-        best_step: head.best_step,
-        steps_run: head.steps_run,
-        head: opts.head.clone(),
-        class_names: Vec::new(),
-        per_class: Vec::new(),
-        confusion_matrix: Vec::new(),
-        skipped,
-        timings,
-        curve: head.curve.clone(),
-        finetune: None,
-    };
+    let mut report = fit.report(opts);
+    report.timings.export = t.elapsed().as_secs_f64();
+    report.timings.total = fit.started.elapsed().as_secs_f64();
+    report.train_accuracy = fit.train_accuracy();
     report.set_val_metrics(val_metrics);
     Ok(report)
 }

@@ -153,12 +153,8 @@ impl Trainer {
         let gb = GradientsParams::from_module(&mut grads, &self.params.body);
         let params = std::mem::replace(&mut self.params, TailParams { head: Vec::new(), body: Vec::new() });
         let params = self.head_opt.step(lr_head, params, gh);
-        self.params = if self.params_body_empty(&params) { params } else { self.body_opt.step(lr_body, params, gb) };
+        self.params = if params.body.is_empty() { params } else { self.body_opt.step(lr_body, params, gb) };
         Ok((loss_value, correct))
-    }
-
-    fn params_body_empty(&self, p: &TailParams) -> bool {
-        p.body.is_empty()
     }
 
     /// Logits `[n, classes]` (row-major) for cut activations, without tracking gradients.
