@@ -4,6 +4,8 @@ PyTorch peer (torchvision ImageFolder + DataLoader + the same backbone), in one 
 same threads.
 
 usage: bench/.venv/bin/python bench/pipeline.py [--threads 2] [--models ...] [--datasets ...]
+                                               [--precisions fp32 int8] [--no-peer]
+A second table compares `--precision int8` with fp32: speed, and the linear head's val accuracy.
 Needs `bash setup.sh`, `cargo build --release --workspace --examples`, `bash bench/setup.sh`, ../shared.
 ResNet-50 runs on synthetic weights (the parity fixture's; speed does not depend on the values).
 Prints a Markdown table of images/s and ratios.
@@ -46,10 +48,12 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", nargs="+", default=["mobilenet_v2", "efficientnet_lite0", "resnet50"])
     ap.add_argument("--datasets", nargs="+", default=["hymenoptera", "flowers"])
-    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "int8"],
+                    help="retrain runs per precision; fp32 is compared with bare ORT and PyTorch, int8 with fp32")
+    ap.add_argument("--no-peer", action="store_true", help="skip PyTorch (and the first table): precisions only")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="retrain-pipeline-")
-    rows = []
+    rows, prec_rows = [], []
     for model in a.models:
         w = WEIGHTS.get(model) or synthetic_weights(model, os.path.join(tmp, f"{model}.pth"))
         bare = json.loads(run([SPEED, model, "4", "32", str(a.threads), w]))["images_per_s"]
@@ -57,21 +61,56 @@ def main():
             data = os.path.join(SHARED, "data", ds)
             report = os.path.join(tmp, "r.json")
             env = dict(os.environ, XDG_CACHE_HOME=tmp)
-            run([RETRAIN, "--quiet", "--threads", str(a.threads), "train", data, "--model", model, "--weights", w,
-                 "--no-cache", "--out", os.path.join(tmp, "m.onnx"), "--report", report], env)
-            r = json.load(open(report))
-            n = r["train_images"] + r["val_images"] + len(r["skipped"])
-            ours = n / r["timings"]["features"]
+            by_precision = {}
+            for precision in a.precisions:
+                run([RETRAIN, "--quiet", "--threads", str(a.threads), "train", data, "--model", model, "--weights", w,
+                     "--no-cache", "--precision", precision, "--out", os.path.join(tmp, "m.onnx"),
+                     "--report", report] + (["--val-fraction", "0.2"] if ds == "flowers" else []), env)
+                r = json.load(open(report))
+                n = r["train_images"] + r["val_images"] + len(r["skipped"])
+                # int8 pays for its calibration (64 images in fp32) once per run: shown apart.
+                t = r["timings"]
+                by_precision[precision] = (n / t["features"], n / (t["features"] + t["calibration"]), r["val_accuracy"])
+            ours = by_precision.get("fp32", next(iter(by_precision.values())))[0]
+            if len(by_precision) > 1:
+                prec_rows.append((model, ds, by_precision, model not in WEIGHTS))
+            if a.no_peer:
+                continue
             peer = json.loads(run([sys.executable, os.path.join(ROOT, "bench", "torch_linear_probe.py"), data, w,
                                    "--model", model, "--threads", str(a.threads), "--features-only"]))
             theirs = peer["images"] / peer["seconds"]["features"]
             rows.append((model, ds, ours, bare, theirs))
             print(f"{model} {ds}: retrain {ours:.1f} img/s, ORT bare {bare:.1f}, PyTorch {theirs:.1f}", file=sys.stderr)
-    print(f"\nfiles on disk → features, {a.threads} threads, batch 32, fp32, images/s\n")
+    if rows:
+        print_pipeline(rows, a.threads)
+    if prec_rows:
+        print_precisions(prec_rows, a.precisions)
+
+
+def print_pipeline(rows, threads):
+    print(f"\nfiles on disk → features, {threads} threads, batch 32, fp32, images/s\n")
     print("| backbone | dataset | retrain end-to-end | ONNX Runtime bare (pre-decoded) | PyTorch peer end-to-end | retrain / bare | retrain / PyTorch |")
     print("|---|---|---|---|---|---|---|")
     for model, ds, ours, bare, theirs in rows:
         print(f"| {model} | {ds} | {ours:.1f} | {bare:.1f} | {theirs:.1f} | {ours / bare:.2f} | {ours / theirs:.1f}× |")
+
+
+def print_precisions(prec_rows, precisions):
+    others = [p for p in precisions if p != "fp32"]
+    print(f"\n`--precision`: files on disk → features, images/s (and with the one-off calibration included),"
+          f" and the linear head's val accuracy\n")
+    print("| backbone | dataset | fp32 | " + " | ".join(f"{p} | {p} / fp32 | {p} incl. calibration" for p in others)
+          + " | fp32 accuracy | " + " | ".join(f"{p} accuracy (Δ points)" for p in others) + " |")
+    print("|---" * (4 + 4 * len(others)) + "|")
+    for model, ds, res, synthetic in prec_rows:
+        f_speed, _, f_acc = res["fp32"]
+        cells = [f"{res[p][0]:.1f} | {res[p][0] / f_speed:.2f}× | {res[p][1]:.1f} ({res[p][1] / f_speed:.2f}×)"
+                 for p in others]
+        if synthetic:
+            accs = ["— (synthetic weights)"] + ["—"] * len(others)
+        else:
+            accs = [f"{f_acc:.4f}"] + [f"{res[p][2]:.4f} ({100 * (res[p][2] - f_acc):+.2f})" for p in others]
+        print(f"| {model} | {ds} | {f_speed:.1f} | " + " | ".join(cells) + " | " + " | ".join(accs) + " |")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,17 @@ fn read_json(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
+/// The model's probabilities from Python's onnxruntime (tests/python/ort_predict.py): path →
+/// class → probability.
+fn python_probabilities(model: &Path, images: &[PathBuf]) -> Value {
+    let python = root().join(".venv/bin/python");
+    assert!(python.exists(), "run `bash setup.sh` first: it installs onnxruntime into .venv");
+    let out =
+        Command::new(&python).arg(root().join("tests/python/ort_predict.py")).arg(model).args(images).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn hymenoptera_train_eval_predict_and_python_agree() {
     let tmp = tempfile::tempdir().unwrap();
@@ -110,16 +121,7 @@ fn hymenoptera_train_eval_predict_and_python_agree() {
     let pred: Value = serde_json::from_str(&ok(&mut c)).unwrap();
     let preds = pred["predictions"].as_array().unwrap();
     assert_eq!(preds.len(), 4);
-    let python = root().join(".venv/bin/python");
-    assert!(python.exists(), "run `bash setup.sh` first: it installs onnxruntime into .venv");
-    let out = Command::new(&python)
-        .arg(root().join("tests/python/ort_predict.py"))
-        .arg(&model)
-        .args(&images)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let py: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let py = python_probabilities(&model, &images);
     for p in preds {
         let path = p["path"].as_str().unwrap();
         for ranked in p["top"].as_array().unwrap() {
@@ -612,4 +614,71 @@ fn finetune_interrupted_and_resumed_ends_with_the_same_model_and_eval_agrees() {
     let mut cmd = retrain(&cache);
     cmd.arg("train").arg(&data).arg("--weights").arg(mnv2()).args(["--strategy", "finetune", "--unfreeze", "40"]);
     fails(cmd.arg("--out").arg(tmp.path().join("c.onnx")), "--unfreeze must be 1..=19");
+}
+
+#[test]
+fn int8_model_trains_evaluates_and_runs_in_python_like_fp32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared("data/hymenoptera");
+    let train = |precision: &str| {
+        let (model, report) =
+            (tmp.path().join(format!("{precision}.onnx")), tmp.path().join(format!("{precision}.json")));
+        let mut c = retrain(tmp.path());
+        c.args(["train", data.to_str().unwrap(), "--quiet", "--precision", precision, "--weights"])
+            .arg(mnv2())
+            .arg("--out")
+            .arg(&model)
+            .arg("--report")
+            .arg(&report);
+        ok(&mut c);
+        (model, read_json(&report))
+    };
+    let (_, fp32) = train("fp32");
+    let (model, int8) = train("int8");
+    assert_eq!(int8["precision"], "int8");
+    assert_eq!(fp32["precision"], "fp32");
+    assert!(int8["timings"]["calibration"].as_f64().unwrap() > 0.0);
+    // Its own features (not the fp32 cache's), within a point or so of fp32 (153 images: one
+    // image is 0.65 points).
+    assert_eq!(int8["features_computed"], 398);
+    let (a, q) = (fp32["val_accuracy"].as_f64().unwrap(), int8["val_accuracy"].as_f64().unwrap());
+    assert!(q >= a - 0.014 && q >= 0.94, "int8 {q} vs fp32 {a}");
+
+    // Again: ranges and int8 features come from the cache, and the model is the same file.
+    let first = std::fs::read(&model).unwrap();
+    let (_, again) = train("int8");
+    assert_eq!(again["features_cached"], 398);
+    assert_eq!(again["val_accuracy"], int8["val_accuracy"]);
+    assert!(std::fs::read(&model).unwrap() == first, "same data and seed must give the same int8 model");
+
+    let m = retrain_onnx::read(&model).unwrap();
+    let g = m.graph.as_ref().unwrap();
+    assert!(g.node.iter().filter(|n| n.op_type == "QuantizeLinear").count() >= 60);
+    assert!(retrain_onnx::metadata(&m, "retrain.precision").unwrap().starts_with("int8"));
+
+    // eval of the int8 file gives what training reported; Python's onnxruntime runs it too.
+    let mut c = retrain(tmp.path());
+    c.args(["eval", "--format", "json", "--quiet"]).arg(&model).arg(&data);
+    let ev: Value = serde_json::from_str(&ok(&mut c)).unwrap();
+    assert!((ev["accuracy"].as_f64().unwrap() - q).abs() < 1e-9, "eval {} vs train {q}", ev["accuracy"]);
+    assert_eq!(ev["confusion_matrix"], int8["confusion_matrix"]);
+    let image = shared("images/chelsea.png");
+    let mut c = retrain(tmp.path());
+    c.args(["predict", "--format", "json", "--top", "2", "--quiet"]).arg(&model).arg(&image);
+    let pred: Value = serde_json::from_str(&ok(&mut c)).unwrap();
+    let py = python_probabilities(&model, std::slice::from_ref(&image));
+    for ranked in pred["predictions"][0]["top"].as_array().unwrap() {
+        let (class, ours) = (ranked["class"].as_str().unwrap(), ranked["probability"].as_f64().unwrap());
+        let theirs = py[image.to_str().unwrap()][class].as_f64().unwrap();
+        assert!((ours - theirs).abs() < 1e-5, "{class}: retrain {ours} vs python {theirs}");
+    }
+
+    // bf16 is refused before any work, with the reason.
+    let mut c = retrain(tmp.path());
+    c.args(["train", data.to_str().unwrap(), "--precision", "bf16", "--weights"])
+        .arg(mnv2())
+        .arg("--out")
+        .arg(tmp.path().join("b.onnx"));
+    let se = fails(&mut c, "--precision bf16: ONNX's Conv is defined for float16/float/double only");
+    assert!(se.contains("--precision int8"), "{se}");
 }

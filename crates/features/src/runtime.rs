@@ -75,10 +75,8 @@ fn environment() -> Result<&'static ort::environment::Environment, FeatureError>
         let builder = ort::init_from(&lib).map_err(|e| format!("{}: cannot load ONNX Runtime: {e}", lib.display()))?;
         builder.with_name("retrain").build().map_err(|e| format!("{}: cannot start ONNX Runtime: {e}", lib.display()))
     });
-    env.as_ref().map_err(|reason| FeatureError::RuntimeLoad {
-        path: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_default(),
-        reason: reason.clone(),
-    })
+    // The message already names the library (or says where it was looked for).
+    env.as_ref().map_err(|reason| FeatureError::RuntimeUnavailable(reason.clone()))
 }
 
 /// Named float outputs of one run: name → (shape, row-major data).

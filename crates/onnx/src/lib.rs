@@ -4,6 +4,7 @@
 
 mod builder;
 pub mod proto;
+pub mod quantize;
 mod surgery;
 
 pub use builder::{Attr, Dim, GraphBuilder};

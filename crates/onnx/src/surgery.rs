@@ -22,15 +22,20 @@ pub fn truncate(model: &ModelProto, output: &str) -> ModelProto {
     graph.initializer.retain(|t| needed.contains(&t.name));
     graph.input.retain(|v| needed.contains(&v.name));
     graph.value_info.clear();
-    graph.output = vec![proto::ValueInfoProto {
-        name: output.to_string(),
+    graph.output = vec![float_output(output)];
+    m
+}
+
+/// A graph output entry for a float value of unspecified shape.
+pub(crate) fn float_output(name: &str) -> proto::ValueInfoProto {
+    proto::ValueInfoProto {
+        name: name.to_string(),
         r#type: Some(proto::TypeProto {
             tensor_type: Some(proto::TypeProtoTensor { elem_type: data_type::FLOAT, shape: None }),
             ..Default::default()
         }),
         ..Default::default()
-    }];
-    m
+    }
 }
 
 /// A float initializer's shape and values (raw or `float_data` storage).

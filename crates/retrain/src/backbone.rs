@@ -12,6 +12,8 @@ pub struct LoadedBackbone {
     pub state: StateDict,
     pub weights_path: PathBuf,
     pub weights_sha256: String,
+    /// Calibrated ranges when the backbone runs in int8 (`--precision int8`).
+    pub int8: Option<retrain_onnx::quantize::Ranges>,
 }
 
 /// Bumped whenever the feature graph changes numerically, to retire cached features.
@@ -29,6 +31,7 @@ impl LoadedBackbone {
                 state: StateDict::new(),
                 weights_path: imp.onnx.clone(),
                 weights_sha256: info.weights.sha256.into(),
+                int8: None,
             };
             me.graph(&GraphOutputs { features: true, ..Default::default() }, &[])?;
             return Ok(me);
@@ -39,7 +42,7 @@ impl LoadedBackbone {
         };
         let weights_sha256 = retrain_weights::sha256_file(&path)?;
         let state = retrain_weights::load_state_dict(&path)?;
-        let me = Self { info, state, weights_path: path, weights_sha256 };
+        let me = Self { info, state, weights_path: path, weights_sha256, int8: None };
         // Building once checks every tensor's name and shape before any long work starts.
         me.graph(&GraphOutputs { features: true, ..Default::default() }, &[])?;
         Ok(me)
@@ -52,14 +55,43 @@ impl LoadedBackbone {
     /// Names this backbone, its weights and preprocessing: the feature cache's key.
     pub fn cache_key(&self) -> String {
         let p = self.info.preprocess;
-        let desc = format!("{FEATURE_VERSION}|{}|{}|{:?}", self.info.name, self.weights_sha256, p);
+        let mut desc = format!("{FEATURE_VERSION}|{}|{}|{:?}", self.info.name, self.weights_sha256, p);
+        if let Some(r) = &self.int8 {
+            desc += &format!("|int8 {}", crate::precision::ranges_digest(r));
+        }
         format!("{}-{}", self.info.name, &blake3::hash(desc.as_bytes()).to_hex()[..16])
     }
 
-    /// The backbone as an ONNX model with the given outputs and metadata.
+    /// The backbone as an ONNX model with the given outputs and metadata (quantised when
+    /// the backbone has been calibrated for int8).
     pub fn graph(&self, outputs: &GraphOutputs, metadata: &[(String, String)]) -> Result<retrain_onnx::ModelProto> {
+        let m = self.float_graph(outputs, metadata)?;
+        Ok(match &self.int8 {
+            Some(r) => crate::precision::quantized(&m, r),
+            None => m,
+        })
+    }
+
+    fn float_graph(&self, outputs: &GraphOutputs, metadata: &[(String, String)]) -> Result<retrain_onnx::ModelProto> {
         retrain_zoo::build(self.info, &self.state, outputs, metadata)
             .map_err(|source| Error::Zoo { path: self.weights_path.clone(), source })
+    }
+
+    /// From now on the backbone runs in int8, with ranges measured on `files`, or read from
+    /// `cache` (a feature cache root) when these files were measured before.
+    pub fn calibrate_int8(&mut self, files: &[PathBuf], threads: usize, cache: Option<&Path>) -> Result<()> {
+        let m = self.float_graph(&GraphOutputs { features: true, ..Default::default() }, &[])?;
+        let cached = cache.map(|root| crate::precision::RangeCache::new(root, &self.cache_key(), files));
+        if let Some(r) = cached.as_ref().and_then(|c| c.get()) {
+            self.int8 = Some(r);
+            return Ok(());
+        }
+        let ranges = crate::precision::calibrate(&m, &[], files, self.geometry(), threads)?;
+        if let Some(c) = &cached {
+            c.put(&ranges)?;
+        }
+        self.int8 = Some(ranges);
+        Ok(())
     }
 
     /// Serialised feature extractor (`features` output only).

@@ -7,6 +7,7 @@
 use crate::dataset::Sample;
 use crate::metrics::{self, argmax};
 use crate::model::Classifier;
+use crate::precision::{self, Precision};
 use crate::report::{FinetuneSummary, Report};
 use crate::train::{check_writable, fit_linear, warn, write_model, Strategy, TrainOptions};
 use crate::{progress_bar, Error, Result};
@@ -337,6 +338,16 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
             progress.epoch
         ),
     });
+    let mut calibration_seconds = 0.0;
+    if opts.precision == Precision::Int8 {
+        let t = Instant::now();
+        let head = precision::head_input(&model);
+        let exclude: Vec<&str> = head.iter().map(String::as_str).collect();
+        let files = precision::calibration_files(train);
+        let ranges = precision::calibrate(&model, &exclude, &files, g, opts.threads)?;
+        model = precision::quantized(&model, &ranges);
+        calibration_seconds = t.elapsed().as_secs_f64();
+    }
     write_model(&model, &opts.out)?;
     let export_seconds = t.elapsed().as_secs_f64();
 
@@ -355,11 +366,13 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
     let val_metrics = metrics::compute(&truth, &pred, &fit.ds.class_names);
     let best_stats = &progress.curve[progress.curve.iter().position(|c| c.epoch == progress.best_epoch).unwrap_or(0)];
     let mut report = fit.report(opts);
+    report.precision = opts.precision;
     report.val_images = truth.len();
     // Epoch 0 is the linear head: its accuracy on the (unaugmented) training features.
     report.train_accuracy = best_stats.train_accuracy.unwrap_or_else(|| fit.train_accuracy());
     report.val_loss = best_stats.val_loss;
     report.timings.finetune = finetune_seconds;
+    report.timings.calibration = calibration_seconds;
     report.timings.export = export_seconds;
     report.timings.total = fit.started.elapsed().as_secs_f64();
     report.finetune = Some(FinetuneSummary {

@@ -11,6 +11,7 @@ pub mod finetune;
 pub mod imported;
 pub mod metrics;
 pub mod model;
+pub mod precision;
 pub mod predict;
 pub mod report;
 pub mod train;
@@ -67,6 +68,8 @@ pub enum Error {
     Tune(#[from] retrain_tune::TuneError),
     #[error("{model} cannot be fine-tuned: {reason}")]
     Finetune { model: String, reason: String },
+    #[error("--precision {precision}: {reason}")]
+    Precision { precision: &'static str, reason: String },
     #[error("interrupted; the run is checkpointed in {}: continue it with `retrain train --resume {}`", run_dir.display(), run_dir.display())]
     Interrupted { run_dir: PathBuf },
 }

@@ -15,6 +15,8 @@ pub struct Skipped {
 pub struct Timings {
     pub scan: f64,
     pub weights: f64,
+    /// int8 calibration (0 at fp32).
+    pub calibration: f64,
     pub features: f64,
     pub head: f64,
     /// Fine-tuning epochs (0 for a linear head).
@@ -29,6 +31,7 @@ pub struct Report {
     pub backbone: String,
     pub weights: PathBuf,
     pub weights_sha256: String,
+    pub precision: crate::precision::Precision,
     pub split: String,
     pub train_images: usize,
     pub val_images: usize,

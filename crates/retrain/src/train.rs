@@ -4,6 +4,7 @@ use crate::backbone::LoadedBackbone;
 use crate::dataset::{self, Sample};
 use crate::metrics::{self, argmax};
 use crate::model::ModelInfo;
+use crate::precision::{self, Precision};
 use crate::report::{Report, Skipped, Timings};
 use crate::{progress_bar, Error, Result};
 use retrain_features::{FeatureCache, LazySession, Session};
@@ -53,6 +54,10 @@ pub struct TrainOptions {
     pub unfreeze: Option<usize>,
     pub augment: Augment,
     pub tune: TuneConfig,
+    /// What the backbone computes in (`--precision`); fine-tuning trains in fp32 and
+    /// quantises the model it exports.
+    #[serde(default)]
+    pub precision: Precision,
     /// Checkpoints of a fine-tuning run (default: next to the model, `OUT.run/`).
     #[serde(skip)]
     pub run_dir: Option<PathBuf>,
@@ -83,6 +88,7 @@ impl TrainOptions {
             unfreeze: None,
             augment: Augment::Standard,
             tune: TuneConfig::default(),
+            precision: Precision::Fp32,
             run_dir: None,
             stop: None,
             resume: false,
@@ -155,6 +161,7 @@ impl LinearFit {
             backbone: self.backbone.info.name.into(),
             weights: self.backbone.weights_path.clone(),
             weights_sha256: self.backbone.weights_sha256.clone(),
+            precision: if self.backbone.int8.is_some() { Precision::Int8 } else { Precision::Fp32 },
             split: self.ds.split.clone(),
             train_images: self.train.len(),
             val_images: self.val.len(),
@@ -179,6 +186,7 @@ impl LinearFit {
 
 /// Trains a classifier as `opts.strategy` says and writes it to `opts.out`.
 pub fn train(opts: &TrainOptions) -> Result<Report> {
+    opts.precision.check()?;
     if opts.strategy != Strategy::Linear {
         return crate::finetune::finetune(opts);
     }
@@ -214,8 +222,20 @@ pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
     timings.scan = t0.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let backbone = LoadedBackbone::load(&opts.model, opts.weights.as_deref(), opts.quiet)?;
+    let mut backbone = LoadedBackbone::load(&opts.model, opts.weights.as_deref(), opts.quiet)?;
     timings.weights = t.elapsed().as_secs_f64();
+
+    // A linear head learns on the int8 features it will see; fine-tuning learns in fp32 and
+    // quantises what it exports.
+    if opts.precision == Precision::Int8 && opts.strategy == Strategy::Linear {
+        let t = Instant::now();
+        backbone.calibrate_int8(
+            &precision::calibration_files(&ds.train),
+            opts.threads,
+            opts.feature_cache.as_deref(),
+        )?;
+        timings.calibration = t.elapsed().as_secs_f64();
+    }
 
     let t = Instant::now();
     let all: Vec<&Sample> = ds.train.iter().chain(&ds.val).collect();
