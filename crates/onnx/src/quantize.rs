@@ -93,6 +93,12 @@ pub fn quantize_qdq(model: &ModelProto, ranges: &Ranges) -> ModelProto {
     let mut new_init: Vec<TensorProto> = Vec::new();
     let mut renamed: HashMap<String, String> = HashMap::new();
     let read: BTreeSet<String> = g.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+    // A weight read by several nodes stays float: its int8 copy would need one bias scale each.
+    let mut readers: HashMap<&str, usize> = HashMap::new();
+    for x in g.node.iter().flat_map(|n| n.input.iter()) {
+        *readers.entry(x.as_str()).or_default() += 1;
+    }
+    let shared: BTreeSet<String> = readers.into_iter().filter(|&(_, c)| c > 1).map(|(k, _)| k.to_string()).collect();
     let produced: BTreeSet<String> = g.node.iter().flat_map(|n| n.output.iter().cloned()).collect();
     let qdq = |x: &str, nodes: &mut Vec<NodeProto>, new_init: &mut Vec<TensorProto>| -> Option<String> {
         let &(lo, hi) = ranges.get(x)?;
@@ -129,7 +135,7 @@ pub fn quantize_qdq(model: &ModelProto, ranges: &Ranges) -> ModelProto {
             }
         }
         if let (Some(sx), true) = (act_scale, matches!(n.op_type.as_str(), "Conv" | "Gemm")) {
-            quantize_weights(&mut n, sx, &mut init, &mut nodes, &mut new_init);
+            quantize_weights(&mut n, sx, &shared, &mut init, &mut nodes, &mut new_init);
         }
         let outputs = n.output.clone();
         nodes.push(n);
@@ -154,11 +160,12 @@ pub fn quantize_qdq(model: &ModelProto, ranges: &Ranges) -> ModelProto {
 fn quantize_weights(
     n: &mut NodeProto,
     sx: f32,
+    shared: &BTreeSet<String>,
     init: &mut HashMap<String, TensorProto>,
     nodes: &mut Vec<NodeProto>,
     new_init: &mut Vec<TensorProto>,
 ) {
-    let Some(wname) = n.input.get(1).cloned() else { return };
+    let Some(wname) = n.input.get(1).cloned().filter(|w| !shared.contains(w)) else { return };
     let Some(wt) = init.get(&wname) else { return };
     let graph = GraphProto { initializer: vec![wt.clone()], ..Default::default() };
     let Some((dims, w)) = initializer_f32(&graph, &wname) else { return };
@@ -209,7 +216,7 @@ fn quantize_weights(
     nodes.push(node("DequantizeLinear", &[&wq, &ws, &wz], &wdq, axis.clone()));
     n.input[1] = wdq;
 
-    let Some(bname) = n.input.get(2).cloned().filter(|b| !b.is_empty()) else { return };
+    let Some(bname) = n.input.get(2).cloned().filter(|b| !b.is_empty() && !shared.contains(b)) else { return };
     let Some(bt) = init.get(&bname) else { return };
     let graph = GraphProto { initializer: vec![bt.clone()], ..Default::default() };
     let Some((bdims, b)) = initializer_f32(&graph, &bname) else { return };
@@ -308,6 +315,24 @@ mod tests {
         // the first Conv's input (`x`) stays float
         assert_eq!(pts, vec![relu.clone(), conv2.clone(), add.clone()]);
         assert_eq!(calibration_points(&m, &[&conv2]), vec![relu, add]);
+    }
+
+    #[test]
+    fn a_weight_two_convs_read_stays_float() {
+        let mut g = GraphBuilder::new("t");
+        let x = g.input_f32("x", &[Dim::Fixed(1), Dim::Fixed(2), Dim::Fixed(3), Dim::Fixed(3)]);
+        let w = g.constant_f32("w", &[2, 2, 1, 1], &[1.0, 0.5, -0.5, 1.0]);
+        let a = g.node("Conv", &[&x, &w], vec![]);
+        let b = g.node("Conv", &[&a, &w], vec![]);
+        let c = g.node("Conv", &[&b, &w], vec![]);
+        g.output_f32(&c, "out", &[Dim::Fixed(1), Dim::Fixed(2), Dim::Fixed(3), Dim::Fixed(3)]);
+        let m = g.finish(&[]);
+        let ranges: Ranges = calibration_points(&m, &[]).into_iter().map(|p| (p, (0.0, 1.0))).collect();
+        let q = quantize_qdq(&m, &ranges);
+        let g = q.graph.unwrap();
+        assert_eq!(g.node.iter().filter(|n| n.op_type == "QuantizeLinear").count(), 2);
+        assert!(g.initializer.iter().all(|t| t.data_type != data_type::INT8), "shared weight must stay float");
+        assert!(g.node.iter().filter(|n| n.op_type == "Conv").all(|n| n.input[1] == w));
     }
 
     #[test]
