@@ -18,14 +18,7 @@ pub fn calibrate(
     let size = geometry.crop as usize;
     let mut ranges: BTreeMap<String, (f32, f32)> = BTreeMap::new();
     for chunk in files.chunks(batch.max(1)) {
-        let images: Vec<Vec<u8>> = chunk
-            .par_iter()
-            .filter_map(|p| {
-                let bytes = std::fs::read(p).ok()?;
-                let img = retrain_pixels::decode_for(&bytes, p, geometry).ok()?;
-                Some(retrain_pixels::prepare(&img, geometry))
-            })
-            .collect();
+        let images: Vec<Vec<u8>> = chunk.par_iter().filter_map(|p| retrain_pixels::load(p, geometry).ok()).collect();
         if images.is_empty() {
             continue;
         }

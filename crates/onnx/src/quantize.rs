@@ -9,7 +9,7 @@
 //! range (from 0) already clips.
 
 use crate::proto::{attribute_type, data_type, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
-use crate::surgery::initializer_f32;
+use crate::surgery::tensor_f32;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Observed range of a tensor over the calibration images: (min, max).
@@ -88,21 +88,21 @@ pub fn activation_params((lo, hi): (f32, f32)) -> (f32, u8) {
 pub fn quantize_qdq(model: &ModelProto, ranges: &Ranges) -> ModelProto {
     let mut m = model.clone();
     let Some(g) = m.graph.as_mut() else { return m };
-    let mut init: HashMap<String, TensorProto> = g.initializer.drain(..).map(|t| (t.name.clone(), t)).collect();
+    let init: HashMap<String, TensorProto> = g.initializer.drain(..).map(|t| (t.name.clone(), t)).collect();
     let mut nodes: Vec<NodeProto> = Vec::with_capacity(g.node.len() * 2);
     let mut new_init: Vec<TensorProto> = Vec::new();
     let mut renamed: HashMap<String, String> = HashMap::new();
-    let read: BTreeSet<String> = g.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
-    // A weight read by several nodes stays float: its int8 copy would need one bias scale each.
-    let mut readers: HashMap<&str, usize> = HashMap::new();
+    // How many nodes read each value. A weight read by several stays float: its int8 copy
+    // would need one bias scale each.
+    let mut readers: HashMap<String, usize> = HashMap::new();
     for x in g.node.iter().flat_map(|n| n.input.iter()) {
-        *readers.entry(x.as_str()).or_default() += 1;
+        *readers.entry(x.clone()).or_default() += 1;
     }
-    let shared: BTreeSet<String> = readers.into_iter().filter(|&(_, c)| c > 1).map(|(k, _)| k.to_string()).collect();
+    let shared: BTreeSet<String> = readers.iter().filter(|&(_, &c)| c > 1).map(|(k, _)| k.clone()).collect();
     let produced: BTreeSet<String> = g.node.iter().flat_map(|n| n.output.iter().cloned()).collect();
     let qdq = |x: &str, nodes: &mut Vec<NodeProto>, new_init: &mut Vec<TensorProto>| -> Option<String> {
         let &(lo, hi) = ranges.get(x)?;
-        if !read.contains(x) {
+        if !readers.contains_key(x) {
             return None;
         }
         let (scale, zp) = activation_params((lo, hi));
@@ -135,7 +135,7 @@ pub fn quantize_qdq(model: &ModelProto, ranges: &Ranges) -> ModelProto {
             }
         }
         if let (Some(sx), true) = (act_scale, matches!(n.op_type.as_str(), "Conv" | "Gemm")) {
-            quantize_weights(&mut n, sx, &shared, &mut init, &mut nodes, &mut new_init);
+            quantize_weights(&mut n, sx, &shared, &init, &mut nodes, &mut new_init);
         }
         let outputs = n.output.clone();
         nodes.push(n);
@@ -161,14 +161,12 @@ fn quantize_weights(
     n: &mut NodeProto,
     sx: f32,
     shared: &BTreeSet<String>,
-    init: &mut HashMap<String, TensorProto>,
+    init: &HashMap<String, TensorProto>,
     nodes: &mut Vec<NodeProto>,
     new_init: &mut Vec<TensorProto>,
 ) {
     let Some(wname) = n.input.get(1).cloned().filter(|w| !shared.contains(w)) else { return };
-    let Some(wt) = init.get(&wname) else { return };
-    let graph = GraphProto { initializer: vec![wt.clone()], ..Default::default() };
-    let Some((dims, w)) = initializer_f32(&graph, &wname) else { return };
+    let Some((dims, w)) = init.get(&wname).and_then(tensor_f32) else { return };
     let gemm = n.op_type == "Gemm";
     if gemm && (attr_i(n, "transB") != 1 || dims.len() != 2) {
         return; // only the [out, in] layout retrain writes; anything else stays float
@@ -188,72 +186,64 @@ fn quantize_weights(
         .collect();
     let q: Vec<u8> =
         w.iter().enumerate().map(|(i, v)| ((v / scales[i / per]).round().clamp(-127.0, 127.0) as i8) as u8).collect();
-    let (wq, ws, wz, wdq) =
-        (format!("{wname}_int8"), format!("{wname}_wscale"), format!("{wname}_wzero"), format!("{wname}_dq"));
-    let shape_of = |v: &[f32]| if gemm { vec![] } else { vec![v.len() as i64] };
-    new_init.push(TensorProto {
-        name: wq.clone(),
-        dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: data_type::INT8,
-        raw_data: q,
-        ..Default::default()
-    });
-    new_init.push(TensorProto {
-        name: ws.clone(),
-        dims: shape_of(&scales),
-        data_type: data_type::FLOAT,
-        raw_data: scales.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    });
-    new_init.push(TensorProto {
-        name: wz.clone(),
-        dims: shape_of(&scales),
-        data_type: data_type::INT8,
-        raw_data: vec![0; scales.len()],
-        ..Default::default()
-    });
-    let axis = if gemm { vec![] } else { vec![int_attr("axis", 0)] };
-    nodes.push(node("DequantizeLinear", &[&wq, &ws, &wz], &wdq, axis.clone()));
-    n.input[1] = wdq;
+    let per_channel = !gemm;
+    n.input[1] = push_dequantized(&wname, "int8", &dims, (data_type::INT8, q), &scales, per_channel, nodes, new_init);
 
     let Some(bname) = n.input.get(2).cloned().filter(|b| !b.is_empty() && !shared.contains(b)) else { return };
-    let Some(bt) = init.get(&bname) else { return };
-    let graph = GraphProto { initializer: vec![bt.clone()], ..Default::default() };
-    let Some((bdims, b)) = initializer_f32(&graph, &bname) else { return };
-    let bscales: Vec<f32> = (0..b.len()).map(|c| sx * scales[if gemm { 0 } else { c }]).collect();
+    let Some((bdims, b)) = init.get(&bname).and_then(tensor_f32) else { return };
+    let bscales: Vec<f32> = scales.iter().map(|s| sx * s).collect();
     let bq: Vec<u8> = b
         .iter()
-        .zip(&bscales)
-        .flat_map(|(v, s)| ((v / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32).to_le_bytes())
+        .enumerate()
+        .flat_map(|(c, v)| {
+            let s = bscales[if gemm { 0 } else { c }];
+            ((v / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32).to_le_bytes()
+        })
         .collect();
-    let (bqn, bs, bz, bdq) =
-        (format!("{bname}_int32"), format!("{bname}_bscale"), format!("{bname}_bzero"), format!("{bname}_dq"));
-    let per_channel = !gemm;
-    let bshape = if per_channel { vec![b.len() as i64] } else { vec![] };
-    new_init.push(TensorProto {
-        name: bqn.clone(),
-        dims: bdims.iter().map(|&d| d as i64).collect(),
-        data_type: data_type::INT32,
-        raw_data: bq,
+    n.input[2] =
+        push_dequantized(&bname, "int32", &bdims, (data_type::INT32, bq), &bscales, per_channel, nodes, new_init);
+}
+
+/// Stores `name`'s quantised values (`q`: element type and little-endian bytes) with their
+/// scales (per channel along axis 0, or one for the tensor) and zero zero-points, and adds the
+/// DequantizeLinear that gives the float value back; returns that value's name.
+#[allow(clippy::too_many_arguments)]
+fn push_dequantized(
+    name: &str,
+    suffix: &str,
+    dims: &[usize],
+    (elem_type, q): (i32, Vec<u8>),
+    scales: &[f32],
+    per_channel: bool,
+    nodes: &mut Vec<NodeProto>,
+    new_init: &mut Vec<TensorProto>,
+) -> String {
+    let (qn, sn, zn, dq) = (
+        format!("{name}_{suffix}"),
+        format!("{name}_{suffix}_scale"),
+        format!("{name}_{suffix}_zero"),
+        format!("{name}_dq"),
+    );
+    let scale_dims = if per_channel { vec![scales.len() as i64] } else { vec![] };
+    let elem_bytes = if elem_type == data_type::INT32 { 4 } else { 1 };
+    let tensor = |name: &str, dims: Vec<i64>, data_type: i32, raw_data: Vec<u8>| TensorProto {
+        name: name.into(),
+        dims,
+        data_type,
+        raw_data,
         ..Default::default()
-    });
-    let bscale_values: Vec<f32> = if per_channel { bscales } else { vec![sx * scales[0]] };
-    new_init.push(TensorProto {
-        name: bs.clone(),
-        dims: bshape.clone(),
-        data_type: data_type::FLOAT,
-        raw_data: bscale_values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    });
-    new_init.push(TensorProto {
-        name: bz.clone(),
-        dims: bshape,
-        data_type: data_type::INT32,
-        raw_data: vec![0; bscale_values.len() * 4],
-        ..Default::default()
-    });
-    nodes.push(node("DequantizeLinear", &[&bqn, &bs, &bz], &bdq, axis));
-    n.input[2] = bdq;
+    };
+    new_init.push(tensor(&qn, dims.iter().map(|&d| d as i64).collect(), elem_type, q));
+    new_init.push(tensor(
+        &sn,
+        scale_dims.clone(),
+        data_type::FLOAT,
+        scales.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    ));
+    new_init.push(tensor(&zn, scale_dims, elem_type, vec![0; scales.len() * elem_bytes]));
+    let axis = if per_channel { vec![int_attr("axis", 0)] } else { vec![] };
+    nodes.push(node("DequantizeLinear", &[&qn, &sn, &zn], &dq, axis));
+    dq
 }
 
 fn scalar_f32(name: &str, v: f32) -> TensorProto {

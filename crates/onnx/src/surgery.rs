@@ -40,7 +40,14 @@ pub(crate) fn float_output(name: &str) -> proto::ValueInfoProto {
 
 /// A float initializer's shape and values (raw or `float_data` storage).
 pub fn initializer_f32(graph: &GraphProto, name: &str) -> Option<(Vec<usize>, Vec<f32>)> {
-    let t = graph.initializer.iter().find(|t| t.name == name && t.data_type == data_type::FLOAT)?;
+    graph.initializer.iter().find(|t| t.name == name).and_then(tensor_f32)
+}
+
+/// A float tensor's shape and values; `None` for other element types.
+pub(crate) fn tensor_f32(t: &proto::TensorProto) -> Option<(Vec<usize>, Vec<f32>)> {
+    if t.data_type != data_type::FLOAT {
+        return None;
+    }
     let data = if t.raw_data.is_empty() {
         t.float_data.clone()
     } else {

@@ -36,18 +36,10 @@ impl Precision {
                 precision: "bf16",
                 reason: "ONNX's Conv is defined for float16/float/double only (a bfloat16 Conv is an invalid \
                          model to ONNX Runtime), and its CPU provider has no bf16 kernels; use `--precision int8` \
-                         (1.8-3.3× faster here) or fp32"
+                         (features 1.7-2.7× faster here) or fp32"
                     .into(),
             }),
             _ => Ok(()),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Fp32 => "fp32",
-            Precision::Bf16 => "bf16",
-            Precision::Int8 => "int8",
         }
     }
 }
