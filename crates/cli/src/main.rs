@@ -119,7 +119,7 @@ enum Command {
         #[arg(long)]
         unfreeze: Option<usize>,
         /// Fine-tuning epochs (after the linear head).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 7)]
         epochs: usize,
         /// Peak learning rate of the unfrozen blocks (default: --lr / 10).
         #[arg(long)]
@@ -136,6 +136,13 @@ enum Command {
         /// Label smoothing of the fine-tuning loss (0 = none).
         #[arg(long, default_value_t = 0.0)]
         label_smoothing: f32,
+        /// Evaluate and export a moving average of the fine-tuned weights, spanning about this
+        /// many epochs (0 = the last weights themselves).
+        #[arg(long, default_value_t = 2.0)]
+        ema: f64,
+        /// Dropout on the new head's input while fine-tuning.
+        #[arg(long, default_value_t = 0.2)]
+        dropout: f32,
         /// Stop fine-tuning after this many epochs without a lower validation loss.
         #[arg(long, default_value_t = 5)]
         patience: usize,
@@ -260,6 +267,8 @@ fn run(cli: Cli) -> Result<()> {
             weight_decay,
             warmup_epochs,
             label_smoothing,
+            ema,
+            dropout,
             patience,
             augment,
             precision,
@@ -300,6 +309,8 @@ fn run(cli: Cli) -> Result<()> {
                     opts.tune.weight_decay = weight_decay;
                     opts.tune.warmup_epochs = warmup_epochs;
                     opts.tune.label_smoothing = label_smoothing;
+                    opts.tune.ema_epochs = ema.max(0.0);
+                    opts.tune.dropout = dropout.clamp(0.0, 0.9);
                     opts.tune.patience = patience.max(1);
                     opts.tune.seed = seed;
                     opts.augment = match augment {

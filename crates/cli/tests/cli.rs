@@ -574,6 +574,8 @@ fn finetune_interrupted_and_resumed_ends_with_the_same_model_and_eval_agrees() {
     let min = curve.iter().map(|e| e["val_loss"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
     assert_eq!(curve[best]["val_loss"].as_f64().unwrap(), min);
     assert!(a.with_extension("run").join("state.json").is_file());
+    // The default weight average is checkpointed, so the resume below depends on it too.
+    assert!(a.with_extension("run").join("average.safetensors").is_file());
 
     // `retrain eval` on the written model gives the reported validation accuracy.
     let ev: Value =

@@ -146,6 +146,7 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
 
     // Resume, or start a new run directory.
     let mut progress = Progress::default();
+    trainer.start_average(train.len().div_ceil(opts.tune.batch.max(1)));
     let mut best: Vec<Vec<f32>> = trainer.values();
     if opts.resume && run_dir.join("state.json").exists() {
         progress = trainer.restore(&run_dir)?;
@@ -154,7 +155,14 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
         }
     } else {
         std::fs::create_dir_all(&run_dir).map_err(|source| Error::Write { path: run_dir.clone(), source })?;
-        for f in ["state.json", "weights.safetensors", "best.safetensors", "optim_head.bpk", "optim_body.bpk"] {
+        for f in [
+            "state.json",
+            "weights.safetensors",
+            "best.safetensors",
+            "optim_head.bpk",
+            "optim_body.bpk",
+            "average.safetensors",
+        ] {
             let _ = std::fs::remove_file(run_dir.join(f));
         }
         let p = run_dir.join("run.json");
@@ -248,7 +256,7 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
                     let lr_h = learning_rate(cfg.lr, progress.step, warmup, total_steps);
                     let lr_b = learning_rate(cfg.body_lr, progress.step, warmup, total_steps);
                     let dims: Vec<usize> = std::iter::once(n).chain(shape.iter().copied()).collect();
-                    let (loss, correct) = trainer.step(acts, &dims, &b.labels, lr_h, lr_b)?;
+                    let (loss, correct) = trainer.step(progress.step as u64, acts, &dims, &b.labels, lr_h, lr_b)?;
                     progress.train_loss_sum += loss as f64 * n as f64;
                     progress.train_correct += correct;
                     progress.train_seen += n;
@@ -290,7 +298,7 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
         if improved {
             progress.best_val_loss = vl;
             progress.best_epoch = epoch;
-            best = trainer.values();
+            best = trainer.answering_values();
         }
         if !opts.quiet {
             eprintln!(

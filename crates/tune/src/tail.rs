@@ -328,12 +328,15 @@ impl Tail {
 
     /// Logits `[N, classes]` for the cut activations `x` of `shape` (`[N, C, H, W]`, or `[N, D]`
     /// when the cut is between fully connected layers).
+    /// `dropout` = (probability, key): in training, the new head's input is dropped at that
+    /// rate with a mask drawn from the key.
     pub fn forward(
         &self,
         params: &TailParams,
         x: Vec<f32>,
         shape: &[usize],
         device: &Device,
+        dropout: Option<(f32, u64)>,
     ) -> Result<Tensor<2>, TuneError> {
         let x = match *shape {
             [n, c, h, w] => V::R4(Tensor::from_data(TensorData::new(x, [n, c, h, w]), device)),
@@ -379,7 +382,12 @@ impl Tail {
                 Op::Gemm { b, c, trans_b } => {
                     let w = get_param(*b, &shape_of(*b)).r2()?;
                     let w = if *trans_b { w.transpose() } else { w };
-                    let mut y = arg(0)?.r2()?.matmul(w);
+                    let mut x = arg(0)?.r2()?;
+                    if let (Some((p, key)), Src::Head(_)) = (dropout, b) {
+                        let [n, d] = x.dims();
+                        x = x * Tensor::<2>::from_data(TensorData::new(dropout_mask(p, key, n * d), [n, d]), &device);
+                    }
+                    let mut y = x.matmul(w);
                     if let Some(c) = c {
                         y = y + get_param(*c, &shape_of(*c)).r1()?.unsqueeze::<2>();
                     }
@@ -508,4 +516,23 @@ impl V {
             _ => return Err(TuneError::Graph("unsupported operand ranks".into())),
         })
     }
+}
+
+/// Inverted dropout: each value kept with probability 1 - `p` and scaled by 1 / (1 - `p`);
+/// the draws are splitmix64 of (`key`, index), so a resumed run draws the same masks.
+pub(crate) fn dropout_mask(p: f32, key: u64, len: usize) -> Vec<f32> {
+    let keep = 1.0 / (1.0 - p);
+    (0..len as u64)
+        .map(|i| {
+            let mut z = key.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            if ((z >> 40) as f32 / (1u64 << 24) as f32) < p {
+                0.0
+            } else {
+                keep
+            }
+        })
+        .collect()
 }

@@ -37,12 +37,19 @@ pub struct TuneConfig {
     /// Stop after this many epochs without a lower validation loss.
     pub patience: usize,
     pub seed: u64,
+    /// Weights evaluated and exported are an exponential moving average of the trained ones,
+    /// over about this many epochs (0: the trained weights themselves).
+    #[serde(default)]
+    pub ema_epochs: f64,
+    /// Dropout on the new head's input while training (as torchvision's classifiers have).
+    #[serde(default)]
+    pub dropout: f32,
 }
 
 impl Default for TuneConfig {
     fn default() -> Self {
         Self {
-            epochs: 5,
+            epochs: 7,
             batch: 32,
             lr: 1e-3,
             body_lr: 1e-4,
@@ -53,6 +60,8 @@ impl Default for TuneConfig {
             label_smoothing: 0.0,
             patience: 5,
             seed: 0,
+            ema_epochs: 2.0,
+            dropout: 0.2,
         }
     }
 }
@@ -98,6 +107,8 @@ pub struct Trainer {
     body_opt: ModuleOptimizer,
     pub cfg: TuneConfig,
     device: Device,
+    /// The moving average of the weights (in [`Tail::params`] order) and its per-step decay.
+    ema: Option<(f32, Vec<Vec<f32>>)>,
 }
 
 fn optimizer(cfg: &TuneConfig) -> ModuleOptimizer {
@@ -119,7 +130,14 @@ impl Trainer {
     pub fn new(tail: Tail, graph: &GraphProto, cfg: TuneConfig) -> Result<Self, TuneError> {
         let device = Device::flex().autodiff();
         let params = tail.init_params(graph, &device)?;
-        Ok(Self { tail, params, head_opt: optimizer(&cfg), body_opt: optimizer(&cfg), cfg, device })
+        Ok(Self { tail, params, head_opt: optimizer(&cfg), body_opt: optimizer(&cfg), cfg, device, ema: None })
+    }
+
+    /// Starts averaging the weights from their current values, with a decay per optimiser
+    /// step that spans `cfg.ema_epochs` epochs of `steps_per_epoch` steps.
+    pub fn start_average(&mut self, steps_per_epoch: usize) {
+        let span = self.cfg.ema_epochs * steps_per_epoch as f64;
+        self.ema = (span >= 1.0).then(|| ((1.0 - 1.0 / span) as f32, self.values()));
     }
 
     pub fn trainable_values(&self) -> usize {
@@ -127,16 +145,20 @@ impl Trainer {
     }
 
     /// One optimiser step on a batch of cut activations; returns the mean loss and how many
-    /// of the batch were classified right (before the step).
+    /// of the batch were classified right (before the step). `key` draws the dropout mask:
+    /// the same key, the same mask.
     pub fn step(
         &mut self,
+        key: u64,
         x: Vec<f32>,
         shape: &[usize],
         labels: &[usize],
         lr_head: f64,
         lr_body: f64,
     ) -> Result<(f32, usize), TuneError> {
-        let logits = self.tail.forward(&self.params, x, shape, &self.device)?;
+        let dropout =
+            (self.cfg.dropout > 0.0).then(|| (self.cfg.dropout.min(0.99), key ^ self.cfg.seed.rotate_left(32)));
+        let logits = self.tail.forward(&self.params, x, shape, &self.device, dropout)?;
         let [n, k] = logits.dims();
         let eps = self.cfg.label_smoothing;
         let mut target = vec![eps / k as f32; n * k];
@@ -154,19 +176,37 @@ impl Trainer {
         let params = std::mem::replace(&mut self.params, TailParams { head: Vec::new(), body: Vec::new() });
         let params = self.head_opt.step(lr_head, params, gh);
         self.params = if params.body.is_empty() { params } else { self.body_opt.step(lr_body, params, gb) };
+        if let Some((decay, avg)) = self.ema.as_mut() {
+            let d = *decay;
+            for (a, v) in avg.iter_mut().zip(self.tail.values(&self.params)) {
+                a.iter_mut().zip(v).for_each(|(a, v)| *a = d * *a + (1.0 - d) * v);
+            }
+        }
         Ok((loss_value, correct))
     }
 
     /// Logits `[n, classes]` (row-major) for cut activations, without tracking gradients.
+    /// With averaging on, the averaged weights answer.
     pub fn logits(&self, x: Vec<f32>, shape: &[usize]) -> Result<Vec<f32>, TuneError> {
-        let params = self.params.valid();
-        let logits = self.tail.forward(&params, x, shape, &Device::flex())?;
+        let params = match &self.ema {
+            Some((_, avg)) => self.tail.params_from_values(avg, &Device::flex()),
+            None => self.params.valid(),
+        };
+        let logits = self.tail.forward(&params, x, shape, &Device::flex(), None)?;
         Ok(logits.into_data().try_to_vec::<f32>().unwrap_or_default())
     }
 
     /// Current parameter values, in [`Tail::params`] order.
     pub fn values(&self) -> Vec<Vec<f32>> {
         self.tail.values(&self.params)
+    }
+
+    /// The weights that [`Trainer::logits`] uses: the average when averaging, else the current.
+    pub fn answering_values(&self) -> Vec<Vec<f32>> {
+        match &self.ema {
+            Some((_, avg)) => avg.clone(),
+            None => self.values(),
+        }
     }
 
     pub fn params(&self) -> &TailParams {
@@ -183,6 +223,9 @@ impl Trainer {
         write_tensors(&dir.join("weights.safetensors"), &names, &self.values())?;
         if let Some(b) = best {
             write_tensors(&dir.join("best.safetensors"), &names, b)?;
+        }
+        if let Some((_, avg)) = &self.ema {
+            write_tensors(&dir.join("average.safetensors"), &names, avg)?;
         }
         for (opt, file) in [(&self.head_opt, "optim_head.bpk"), (&self.body_opt, "optim_body.bpk")] {
             let tmp = dir.join(format!("{file}.partial"));
@@ -208,6 +251,12 @@ impl Trainer {
         self.head_opt = optimizer(&self.cfg).load(&head).map_err(|e| err(head.clone(), e.to_string()))?;
         let body = dir.join("optim_body.bpk");
         self.body_opt = optimizer(&self.cfg).load(&body).map_err(|e| err(body.clone(), e.to_string()))?;
+        if self.cfg.ema_epochs <= 0.0 {
+            self.ema = None;
+        }
+        if let Some((_, avg)) = self.ema.as_mut() {
+            *avg = read_tensors(&dir.join("average.safetensors"), &self.tail)?;
+        }
         Ok(state.progress)
     }
 
@@ -344,11 +393,11 @@ mod tests {
         let (x, y) = data();
         let shape = [6, 2, 4, 4];
         let mut a = trainer(&m);
-        let first = a.step(x.clone(), &shape, &y, 0.05, 0.01).unwrap().0;
+        let first = a.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap().0;
         for _ in 0..30 {
-            a.step(x.clone(), &shape, &y, 0.05, 0.01).unwrap();
+            a.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
         }
-        let later = a.step(x.clone(), &shape, &y, 0.05, 0.01).unwrap().0;
+        let later = a.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap().0;
         assert!(later < first * 0.5, "{first} -> {later}");
 
         let dir = tempfile::tempdir().unwrap();
@@ -358,8 +407,8 @@ mod tests {
         assert_eq!(b.restore(dir.path()).unwrap().step, 32);
         assert_eq!(a.values(), b.values());
         for _ in 0..3 {
-            a.step(x.clone(), &shape, &y, 0.02, 0.01).unwrap();
-            b.step(x.clone(), &shape, &y, 0.02, 0.01).unwrap();
+            a.step(0, x.clone(), &shape, &y, 0.02, 0.01).unwrap();
+            b.step(0, x.clone(), &shape, &y, 0.02, 0.01).unwrap();
         }
         // Optimiser moments came back too: the continuations agree bit for bit.
         assert_eq!(a.values(), b.values());
@@ -372,19 +421,85 @@ mod tests {
     }
 
     #[test]
+    fn the_moving_average_answers_and_survives_a_checkpoint() {
+        let m = tiny();
+        let (x, y) = data();
+        let shape = [6, 2, 4, 4];
+        let avg = |cfg: TuneConfig| {
+            let tail = Tail::from_model(&m, "x", "logits").unwrap();
+            let mut t = Trainer::new(tail, m.graph.as_ref().unwrap(), cfg).unwrap();
+            t.start_average(4);
+            t
+        };
+        // Spanning 2 epochs of 4 steps: decay 1 - 1/8 per step.
+        let cfg = TuneConfig { ema_epochs: 2.0, ..TuneConfig::default() };
+        let mut a = avg(cfg.clone());
+        let start = a.values();
+        a.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
+        let one = a.values();
+        for ((s, o), v) in start.iter().zip(&one).zip(a.answering_values()) {
+            for ((s, o), v) in s.iter().zip(o).zip(v) {
+                assert!((v - (0.875 * s + 0.125 * o)).abs() < 1e-6);
+            }
+        }
+        assert_ne!(a.answering_values(), a.values());
+        // Evaluation runs the averaged weights.
+        let mut g = m.graph.clone().unwrap();
+        a.tail.write_values(&a.answering_values(), &mut g).unwrap();
+        let mut plain = trainer(&ModelProto { graph: Some(g), ..m.clone() });
+        plain.cfg.ema_epochs = 0.0;
+        plain.start_average(4);
+        assert_eq!(plain.answering_values(), plain.values(), "0 epochs: no averaging");
+        assert_eq!(a.logits(x.clone(), &shape).unwrap(), plain.logits(x.clone(), &shape).unwrap());
+
+        let dir = tempfile::tempdir().unwrap();
+        a.save(dir.path(), &Progress::default(), None).unwrap();
+        let mut b = avg(cfg);
+        b.restore(dir.path()).unwrap();
+        for _ in 0..3 {
+            a.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
+            b.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
+        }
+        assert_eq!(a.answering_values(), b.answering_values());
+    }
+
+    #[test]
     fn sgd_with_momentum_and_label_smoothing_also_learn() {
         let m = tiny();
         let (x, y) = data();
         let tail = Tail::from_model(&m, "x", "logits").unwrap();
         let cfg = TuneConfig { optimizer: OptimizerKind::Sgd, label_smoothing: 0.1, ..TuneConfig::default() };
         let mut t = Trainer::new(tail, m.graph.as_ref().unwrap(), cfg).unwrap();
-        let first = t.step(x.clone(), &[6, 2, 4, 4], &y, 0.5, 0.1).unwrap().0;
+        let first = t.step(0, x.clone(), &[6, 2, 4, 4], &y, 0.5, 0.1).unwrap().0;
         let mut last = first;
         for _ in 0..40 {
-            last = t.step(x.clone(), &[6, 2, 4, 4], &y, 0.5, 0.1).unwrap().0;
+            last = t.step(0, x.clone(), &[6, 2, 4, 4], &y, 0.5, 0.1).unwrap().0;
         }
         // With smoothing 0.1 over 3 classes the loss cannot go below its entropy (≈0.39).
         assert!(last < first * 0.8 && last > 0.3, "{first} -> {last}");
+    }
+
+    #[test]
+    fn dropout_draws_its_mask_from_the_key_and_leaves_evaluation_alone() {
+        let m = tiny();
+        let (x, y) = data();
+        let shape = [6, 2, 4, 4];
+        let make = |dropout: f32| {
+            let tail = Tail::from_model(&m, "x", "logits").unwrap();
+            let cfg = TuneConfig { dropout, ..TuneConfig::default() };
+            Trainer::new(tail, m.graph.as_ref().unwrap(), cfg).unwrap()
+        };
+        let loss = |dropout: f32, key: u64| make(dropout).step(key, x.clone(), &shape, &y, 0.0, 0.0).unwrap().0;
+        let none = loss(0.0, 1);
+        assert_eq!(none, loss(0.0, 2), "no dropout: the key does not matter");
+        assert_eq!(loss(0.5, 1), loss(0.5, 1));
+        assert_ne!(loss(0.5, 1), loss(0.5, 2));
+        assert_ne!(loss(0.5, 1), none);
+        assert_eq!(make(0.5).logits(x.clone(), &shape).unwrap(), make(0.0).logits(x.clone(), &shape).unwrap());
+        // Inverted dropout keeps the expected value: about half kept, each doubled.
+        let mask = crate::tail::dropout_mask(0.5, 7, 10_000);
+        let kept = mask.iter().filter(|&&v| v == 2.0).count();
+        assert!((4_800..5_200).contains(&kept) && mask.iter().all(|&v| v == 0.0 || v == 2.0), "{kept}");
     }
 
     #[test]
