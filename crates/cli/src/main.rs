@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use retrain::train::{Strategy, TrainOptions};
 use retrain::Filter as retrain_pixels_filter;
+use retrain::TuneConfig;
 use retrain::TuneOptimizer as retrain_tune_kind;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,7 +120,7 @@ enum Command {
         #[arg(long)]
         unfreeze: Option<usize>,
         /// Fine-tuning epochs (after the linear head).
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = TuneConfig::default().epochs)]
         epochs: usize,
         /// Peak learning rate of the unfrozen blocks (default: --lr / 10).
         #[arg(long)]
@@ -128,23 +129,23 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OptimizerArg::Adamw)]
         optimizer: OptimizerArg,
         /// Decoupled weight decay (AdamW) or L2 (SGD) while fine-tuning.
-        #[arg(long, default_value_t = 0.01)]
+        #[arg(long, default_value_t = TuneConfig::default().weight_decay)]
         weight_decay: f32,
         /// Linear learning-rate warm-up, in epochs, before the cosine decay.
-        #[arg(long, default_value_t = 0.5)]
+        #[arg(long, default_value_t = TuneConfig::default().warmup_epochs)]
         warmup_epochs: f64,
         /// Label smoothing of the fine-tuning loss (0 = none).
-        #[arg(long, default_value_t = 0.0)]
+        #[arg(long, default_value_t = TuneConfig::default().label_smoothing)]
         label_smoothing: f32,
         /// Evaluate and export a moving average of the fine-tuned weights, spanning about this
         /// many epochs (0 = the last weights themselves).
-        #[arg(long, default_value_t = 2.0)]
+        #[arg(long, default_value_t = TuneConfig::default().ema_epochs)]
         ema: f64,
         /// Dropout on the new head's input while fine-tuning.
-        #[arg(long, default_value_t = 0.2)]
+        #[arg(long, default_value_t = TuneConfig::default().dropout)]
         dropout: f32,
         /// Stop fine-tuning after this many epochs without a lower validation loss.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = TuneConfig::default().patience)]
         patience: usize,
         /// Training-time augmentation for fine-tuning (evaluation always uses the plain preprocessing).
         #[arg(long, value_enum, default_value_t = AugmentArg::Standard)]

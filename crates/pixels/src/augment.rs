@@ -43,6 +43,11 @@ impl Rng {
         let b = r.next_u64() ^ item.wrapping_mul(0xAEF1_7502_108E_F2D9);
         Rng(b)
     }
+    /// A generator whose `k`-th draw (0-based) is splitmix64 of `state + (k + 1)·γ`: for draws
+    /// keyed by something other than an image (e.g. a training step's dropout mask).
+    pub fn from_state(state: u64) -> Self {
+        Rng(state)
+    }
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

@@ -155,16 +155,7 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
         }
     } else {
         std::fs::create_dir_all(&run_dir).map_err(|source| Error::Write { path: run_dir.clone(), source })?;
-        for f in [
-            "state.json",
-            "weights.safetensors",
-            "best.safetensors",
-            "optim_head.bpk",
-            "optim_body.bpk",
-            "average.safetensors",
-        ] {
-            let _ = std::fs::remove_file(run_dir.join(f));
-        }
+        Trainer::clear_checkpoint(&run_dir);
         let p = run_dir.join("run.json");
         std::fs::write(&p, serde_json::to_vec_pretty(opts).expect("options serialise"))
             .map_err(|source| Error::Write { path: p, source })?;

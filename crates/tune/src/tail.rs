@@ -519,20 +519,9 @@ impl V {
 }
 
 /// Inverted dropout: each value kept with probability 1 - `p` and scaled by 1 / (1 - `p`);
-/// the draws are splitmix64 of (`key`, index), so a resumed run draws the same masks.
+/// the draws come from the generator keyed by `key`, so a resumed run draws the same masks.
 pub(crate) fn dropout_mask(p: f32, key: u64, len: usize) -> Vec<f32> {
     let keep = 1.0 / (1.0 - p);
-    (0..len as u64)
-        .map(|i| {
-            let mut z = key.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            if ((z >> 40) as f32 / (1u64 << 24) as f32) < p {
-                0.0
-            } else {
-                keep
-            }
-        })
-        .collect()
+    let mut rng = retrain_pixels::Rng::from_state(key);
+    (0..len).map(|_| if ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32) < p { 0.0 } else { keep }).collect()
 }

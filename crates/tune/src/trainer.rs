@@ -239,6 +239,22 @@ impl Trainer {
         std::fs::rename(&tmp, dir.join("state.json")).map_err(|e| err(dir.join("state.json"), e.to_string()))
     }
 
+    /// Removes every file [`Trainer::save`] writes from `dir`, so a new run there cannot pick up
+    /// an older run's checkpoint.
+    pub fn clear_checkpoint(dir: &Path) {
+        let files = [
+            "state.json",
+            "weights.safetensors",
+            "best.safetensors",
+            "average.safetensors",
+            "optim_head.bpk",
+            "optim_body.bpk",
+        ];
+        for f in files {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+    }
+
     /// Restores weights and optimiser states saved by [`Trainer::save`] into this trainer
     /// (built from the same graph and cut) and returns the saved progress.
     pub fn restore(&mut self, dir: &Path) -> Result<Progress, TuneError> {
@@ -367,10 +383,13 @@ mod tests {
         (x, labels)
     }
 
-    fn trainer(m: &ModelProto) -> Trainer {
+    fn trainer_with(m: &ModelProto, cfg: TuneConfig) -> Trainer {
         let tail = Tail::from_model(m, "x", "logits").unwrap();
-        let cfg = TuneConfig { lr: 0.05, body_lr: 0.01, ..TuneConfig::default() };
         Trainer::new(tail, m.graph.as_ref().unwrap(), cfg).unwrap()
+    }
+
+    fn trainer(m: &ModelProto) -> Trainer {
+        trainer_with(m, TuneConfig { lr: 0.05, body_lr: 0.01, ..TuneConfig::default() })
     }
 
     #[test]
@@ -426,8 +445,7 @@ mod tests {
         let (x, y) = data();
         let shape = [6, 2, 4, 4];
         let avg = |cfg: TuneConfig| {
-            let tail = Tail::from_model(&m, "x", "logits").unwrap();
-            let mut t = Trainer::new(tail, m.graph.as_ref().unwrap(), cfg).unwrap();
+            let mut t = trainer_with(&m, cfg);
             t.start_average(4);
             t
         };
@@ -467,9 +485,8 @@ mod tests {
     fn sgd_with_momentum_and_label_smoothing_also_learn() {
         let m = tiny();
         let (x, y) = data();
-        let tail = Tail::from_model(&m, "x", "logits").unwrap();
         let cfg = TuneConfig { optimizer: OptimizerKind::Sgd, label_smoothing: 0.1, ..TuneConfig::default() };
-        let mut t = Trainer::new(tail, m.graph.as_ref().unwrap(), cfg).unwrap();
+        let mut t = trainer_with(&m, cfg);
         let first = t.step(0, x.clone(), &[6, 2, 4, 4], &y, 0.5, 0.1).unwrap().0;
         let mut last = first;
         for _ in 0..40 {
@@ -484,11 +501,7 @@ mod tests {
         let m = tiny();
         let (x, y) = data();
         let shape = [6, 2, 4, 4];
-        let make = |dropout: f32| {
-            let tail = Tail::from_model(&m, "x", "logits").unwrap();
-            let cfg = TuneConfig { dropout, ..TuneConfig::default() };
-            Trainer::new(tail, m.graph.as_ref().unwrap(), cfg).unwrap()
-        };
+        let make = |dropout: f32| trainer_with(&m, TuneConfig { dropout, ..TuneConfig::default() });
         let loss = |dropout: f32, key: u64| make(dropout).step(key, x.clone(), &shape, &y, 0.0, 0.0).unwrap().0;
         let none = loss(0.0, 1);
         assert_eq!(none, loss(0.0, 2), "no dropout: the key does not matter");
