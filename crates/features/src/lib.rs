@@ -8,7 +8,7 @@ mod runtime;
 
 pub use cache::{content_hash, FeatureCache};
 pub use calibrate::calibrate;
-pub use extract::{extract, Extracted, LazySession};
+pub use extract::{extract, Extracted, Sessions};
 pub use runtime::{runtime_library, Outputs, Session};
 
 use std::path::PathBuf;

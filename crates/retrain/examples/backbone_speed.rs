@@ -1,6 +1,8 @@
 //! Feature-extraction throughput of one backbone in ONNX Runtime, as retrain runs it:
-//! `backbone_speed NAME [BATCHES] [BATCH] [THREADS] [WEIGHTS]`. Without WEIGHTS the synthetic
-//! weights of the parity fixture are used (speed does not depend on the values). Prints JSON.
+//! `backbone_speed NAME [BATCHES] [BATCH] [THREADS] [WEIGHTS|-] [STREAMS]`. Without WEIGHTS (or
+//! with `-`) the synthetic weights of the parity fixture are used (speed does not depend on the
+//! values). STREAMS (default 1) sessions run side by side, each with THREADS / STREAMS threads
+//! on BATCH / STREAMS images at a time, as `retrain` splits a batch. Prints JSON.
 use std::time::Instant;
 
 fn main() {
@@ -10,7 +12,8 @@ fn main() {
     let batch: usize = a.get(3).map_or(32, |v| v.parse().expect("BATCH"));
     let threads: usize = a.get(4).map_or(2, |v| v.parse().expect("THREADS"));
     let b = retrain_zoo::find(name).expect("known model");
-    let sd = match a.get(5) {
+    let streams: usize = a.get(6).map_or(1, |v| v.parse().expect("STREAMS")).max(1);
+    let sd = match a.get(5).filter(|w| *w != "-") {
         Some(w) => retrain_weights::load_state_dict(std::path::Path::new(w)).expect("weights"),
         None => {
             let fx = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,14 +33,30 @@ fn main() {
     };
     let g =
         retrain_zoo::build(b, &sd, &retrain_zoo::GraphOutputs { features: true, ..Default::default() }, &[]).unwrap();
-    let mut s = retrain_features::Session::new(&retrain_onnx::encode(&g), name, threads).unwrap();
+    let model = retrain_onnx::encode(&g);
     let crop = b.preprocess.crop as usize;
-    let px = retrain_weights::synthetic_bytes("speed", batch * crop * crop * 3);
-    s.run(px.clone(), batch, crop).unwrap();
-    let t = Instant::now();
-    for _ in 0..batches {
-        s.run(px.clone(), batch, crop).unwrap();
+    let per = batch.div_ceil(streams);
+    let px = retrain_weights::synthetic_bytes("speed", per * crop * crop * 3);
+    let mut sessions: Vec<_> = (0..streams)
+        .map(|_| retrain_features::Session::new(&model, name, (threads / streams).max(1)).unwrap())
+        .collect();
+    for s in &mut sessions {
+        s.run(px.clone(), per, crop).unwrap();
     }
-    let ips = (batches * batch) as f64 / t.elapsed().as_secs_f64();
-    println!("{}", serde_json::json!({"model": name, "images_per_s": ips, "batch": batch, "threads": threads}));
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        for s in &mut sessions {
+            let px = &px;
+            scope.spawn(move || {
+                for _ in 0..batches {
+                    s.run(px.clone(), per, crop).unwrap();
+                }
+            });
+        }
+    });
+    let ips = (batches * per * streams) as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"model": name, "images_per_s": ips, "batch": batch, "threads": threads, "streams": streams})
+    );
 }

@@ -12,7 +12,7 @@ use crate::report::{FinetuneSummary, Report};
 use crate::train::{check_writable, fit_linear, warn, write_model, Strategy, TrainOptions};
 use crate::{progress_bar, Error, Result};
 use rayon::prelude::*;
-use retrain_features::{LazySession, Session};
+use retrain_features::{Session, Sessions};
 use retrain_pixels::{Augment, Geometry, Rng};
 use retrain_tune::{learning_rate, EpochStats, Progress, Tail, Trainer};
 use retrain_zoo::{GraphOutputs, LinearHead};
@@ -166,9 +166,9 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
     // activations are computed once.
     let bar = progress_bar(val.len() as u64, "val trunk", opts.quiet);
     let val_files: Vec<PathBuf> = val.iter().map(|s| s.path.clone()).collect();
-    let mut lazy = LazySession::ready(session);
-    let extracted = retrain_features::extract(&mut lazy, &cut, &val_files, g, None, opts.batch, &bar)?;
-    session = lazy.into_inner().expect("session kept");
+    let mut sessions = Sessions::new(opts.threads, |n| Session::new(&trunk, name, n)).with_whole(session);
+    let extracted = retrain_features::extract(&mut sessions, &cut, &val_files, g, None, opts.batch, &bar)?;
+    session = sessions.into_whole().expect("session kept");
     bar.finish_and_clear();
     let mut val_acts = Activations { rows: Vec::new(), labels: Vec::new() };
     for (s, r) in val.iter().zip(extracted.features) {

@@ -3,7 +3,7 @@
 //! ONNX Runtime gives the same answers as `retrain predict`.
 
 use crate::{Error, Result};
-use retrain_features::{LazySession, Session};
+use retrain_features::{Session, Sessions};
 use retrain_pixels::{Geometry, PixelError};
 use retrain_zoo::Preprocess;
 use serde::{Deserialize, Serialize};
@@ -68,11 +68,17 @@ impl ModelInfo {
     }
 }
 
+/// Sessions over `model`; the one using every thread is made now, so a bad model fails here.
+fn sessions(model: Vec<u8>, what: String, threads: usize) -> Result<Sessions<'static>> {
+    let whole = Session::new(&model, &what, threads)?;
+    Ok(Sessions::new(threads, move |n| Session::new(&model, &what, n)).with_whole(whole))
+}
+
 /// A trained model opened for prediction.
 pub struct Classifier {
     pub info: ModelInfo,
     pub path: PathBuf,
-    session: Option<Session>,
+    sessions: Sessions<'static>,
     /// The graph output read, and whether it still needs a softmax.
     output: &'static str,
     softmax: bool,
@@ -87,11 +93,10 @@ impl Classifier {
             weights_sha256: backbone.weights_sha256.clone(),
             preprocess: backbone.info.preprocess,
         };
-        let session = Session::new(&backbone.imagenet_model()?, backbone.info.name, threads)?;
         Ok(Self {
             info,
             path: backbone.weights_path.clone(),
-            session: Some(session),
+            sessions: sessions(backbone.imagenet_model()?, backbone.info.name.into(), threads)?,
             output: "imagenet_logits",
             softmax: true,
         })
@@ -103,8 +108,8 @@ impl Classifier {
         let model = retrain_onnx::decode(&bytes, path)
             .map_err(|_| Error::NotAModel { path: path.to_path_buf(), reason: "not an ONNX file".into() })?;
         let info = ModelInfo::from_model(&model, path)?;
-        let session = Session::new(&bytes, &path.display().to_string(), threads)?;
-        Ok(Self { info, path: path.to_path_buf(), session: Some(session), output: "probabilities", softmax: false })
+        let sessions = sessions(bytes, path.display().to_string(), threads)?;
+        Ok(Self { info, path: path.to_path_buf(), sessions, output: "probabilities", softmax: false })
     }
 
     /// Class probabilities for each file, in order; a file that cannot be decoded gets its
@@ -116,10 +121,7 @@ impl Classifier {
     ) -> Result<Vec<Result<Vec<f32>, PixelError>>> {
         let g = self.info.geometry();
         progress.set_length(files.len() as u64);
-        let mut lazy = LazySession::ready(self.session.take().expect("session present between calls"));
-        let out = retrain_features::extract(&mut lazy, self.output, files, g, None, 32, progress);
-        self.session = lazy.into_inner();
-        let rows = out?.features;
+        let rows = retrain_features::extract(&mut self.sessions, self.output, files, g, None, 32, progress)?.features;
         Ok(if self.softmax { rows.into_iter().map(|r| r.map(|l| retrain_head::softmax(&l))).collect() } else { rows })
     }
 }

@@ -7,7 +7,7 @@ use crate::model::ModelInfo;
 use crate::precision::{self, Precision};
 use crate::report::{Report, Skipped, Timings};
 use crate::{progress_bar, Error, Result};
-use retrain_features::{FeatureCache, LazySession, Session};
+use retrain_features::{FeatureCache, Session, Sessions};
 use retrain_head::{HeadConfig, Split, TrainedHead};
 use retrain_pixels::Augment;
 use retrain_tune::TuneConfig;
@@ -244,16 +244,26 @@ pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
         .feature_cache
         .as_ref()
         .map(|root| FeatureCache::new(root, &backbone.cache_key(), backbone.info.feature_dim));
-    let mut session = LazySession::new(|| {
-        let bytes = backbone.feature_model().map_err(|e| retrain_features::FeatureError::Ort {
-            what: backbone.info.name.into(),
-            reason: e.to_string(),
-        })?;
-        Session::new(&bytes, backbone.info.name, opts.threads)
+    // Built once, on first use, for however many sessions extraction makes.
+    let model = std::sync::Mutex::new(None::<std::sync::Arc<Vec<u8>>>);
+    let mut sessions = Sessions::new(opts.threads, |threads| {
+        let bytes = {
+            let mut m = model.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match &*m {
+                Some(b) => b.clone(),
+                None => {
+                    let b = std::sync::Arc::new(backbone.feature_model().map_err(|e| {
+                        retrain_features::FeatureError::Ort { what: backbone.info.name.into(), reason: e.to_string() }
+                    })?);
+                    m.insert(b).clone()
+                }
+            }
+        };
+        Session::new(&bytes, backbone.info.name, threads)
     });
     let bar = progress_bar(files.len() as u64, "features", opts.quiet);
     let extracted = retrain_features::extract(
-        &mut session,
+        &mut sessions,
         "features",
         &files,
         backbone.geometry(),
@@ -303,7 +313,7 @@ pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
         }
     }
 
-    drop(session);
+    drop(sessions);
     let t = Instant::now();
     let k = ds.class_names.len();
     let val = (!vy.is_empty()).then_some(Split { features: &vx, labels: &vy });
