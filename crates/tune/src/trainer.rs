@@ -61,7 +61,7 @@ impl Default for TuneConfig {
             patience: 5,
             seed: 0,
             ema_epochs: 2.0,
-            dropout: 0.2,
+            dropout: 0.5,
         }
     }
 }
