@@ -152,14 +152,15 @@ fn streamed(
 ) -> Result<(), FeatureError> {
     let Sessions { make, threads, streams, .. } = sessions;
     let n = streams.len();
-    let intra = (*threads / n).max(1);
     let chunks = files.len().div_ceil(batch.div_ceil(n)).next_multiple_of(n);
     let chunks: Vec<&[PathBuf]> = files.chunks(files.len().div_ceil(chunks)).collect();
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let (tx, rx) = crossbeam_channel::unbounded::<(usize, Result<Vec<Done>, FeatureError>)>();
     std::thread::scope(|s| -> Result<(), FeatureError> {
-        for slot in streams.iter_mut() {
+        for (k, slot) in streams.iter_mut().enumerate() {
+            // Every thread is used: 6 threads on 4 sessions are 2 + 2 + 1 + 1.
+            let intra = *threads / n + usize::from(k < *threads % n);
             let (tx, make, chunks, next, stop) = (tx.clone(), &*make, &chunks, &next, &stop);
             s.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
