@@ -388,8 +388,9 @@ mod tests {
         Trainer::new(tail, m.graph.as_ref().unwrap(), cfg).unwrap()
     }
 
+    // Dropout is explicit: on this two-feature head the default 0.5 hides most of the signal.
     fn trainer(m: &ModelProto) -> Trainer {
-        trainer_with(m, TuneConfig { lr: 0.05, body_lr: 0.01, ..TuneConfig::default() })
+        trainer_with(m, TuneConfig { lr: 0.05, body_lr: 0.01, dropout: 0.2, ..TuneConfig::default() })
     }
 
     #[test]
@@ -485,7 +486,8 @@ mod tests {
     fn sgd_with_momentum_and_label_smoothing_also_learn() {
         let m = tiny();
         let (x, y) = data();
-        let cfg = TuneConfig { optimizer: OptimizerKind::Sgd, label_smoothing: 0.1, ..TuneConfig::default() };
+        let cfg =
+            TuneConfig { optimizer: OptimizerKind::Sgd, label_smoothing: 0.1, dropout: 0.2, ..TuneConfig::default() };
         let mut t = trainer_with(&m, cfg);
         let first = t.step(0, x.clone(), &[6, 2, 4, 4], &y, 0.5, 0.1).unwrap().0;
         let mut last = first;
