@@ -45,14 +45,6 @@ impl<'a> Sessions<'a> {
         self
     }
 
-    /// The session using every thread.
-    pub fn whole(&mut self) -> Result<&mut Session, FeatureError> {
-        if self.whole.is_none() {
-            self.whole = Some((self.make)(self.threads)?);
-        }
-        Ok(self.whole.as_mut().expect("just made"))
-    }
-
     pub fn into_whole(self) -> Option<Session> {
         self.whole
     }
@@ -102,37 +94,43 @@ pub fn extract(
         }
         Ok(())
     };
+    let job = Job { output, files, geometry, cache, batch };
     if sessions.streams.len() < 2 || files.len() <= batch {
-        whole(sessions, output, files, geometry, cache, batch, &mut deliver)?;
+        whole(sessions, job, &mut deliver)?;
     } else {
-        streamed(sessions, output, files, geometry, cache, batch, &mut deliver)?;
+        streamed(sessions, job, &mut deliver)?;
     }
     Ok(out)
+}
+
+/// What one extraction computes, shared by both ways of running it.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    output: &'a str,
+    files: &'a [PathBuf],
+    geometry: Geometry,
+    cache: Option<&'a FeatureCache>,
+    batch: usize,
 }
 
 /// One session with every thread; the next batch is decoded in parallel (rayon) while it runs.
 fn whole(
     sessions: &mut Sessions,
-    output: &str,
-    files: &[PathBuf],
-    geometry: Geometry,
-    cache: Option<&FeatureCache>,
-    batch: usize,
+    job: Job,
     deliver: &mut dyn FnMut(Vec<Done>) -> Result<(), FeatureError>,
 ) -> Result<(), FeatureError> {
     let (tx, rx) = crossbeam_channel::bounded::<Vec<Item>>(1);
     std::thread::scope(|s| -> Result<(), FeatureError> {
         s.spawn(move || {
-            for chunk in files.chunks(batch) {
-                let items: Vec<Item> = chunk.par_iter().map(|p| prepare(p, geometry, cache)).collect();
+            for chunk in job.files.chunks(job.batch) {
+                let items: Vec<Item> = chunk.par_iter().map(|p| prepare(p, job)).collect();
                 if tx.send(items).is_err() {
                     break;
                 }
             }
         });
         for items in rx {
-            let rows = if needs_session(&items) { infer(sessions.whole()?, output, &items, geometry)? } else { vec![] };
-            deliver(done(items, rows))?;
+            deliver(compute(items, &mut sessions.whole, &*sessions.make, sessions.threads, job)?)?;
         }
         Ok(())
     })
@@ -143,16 +141,13 @@ fn whole(
 /// and the last round is balanced so that no stream runs alone at the end.
 fn streamed(
     sessions: &mut Sessions,
-    output: &str,
-    files: &[PathBuf],
-    geometry: Geometry,
-    cache: Option<&FeatureCache>,
-    batch: usize,
+    job: Job,
     deliver: &mut dyn FnMut(Vec<Done>) -> Result<(), FeatureError>,
 ) -> Result<(), FeatureError> {
     let Sessions { make, threads, streams, .. } = sessions;
     let n = streams.len();
-    let chunks = files.len().div_ceil(batch.div_ceil(n)).next_multiple_of(n);
+    let files = job.files;
+    let chunks = files.len().div_ceil(job.batch.div_ceil(n)).next_multiple_of(n);
     let chunks: Vec<&[PathBuf]> = files.chunks(files.len().div_ceil(chunks)).collect();
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
@@ -168,20 +163,11 @@ fn streamed(
                     break;
                 }
                 let items: Vec<Item> = if intra > 1 {
-                    chunks[i].par_iter().map(|p| prepare(p, geometry, cache)).collect()
+                    chunks[i].par_iter().map(|p| prepare(p, job)).collect()
                 } else {
-                    chunks[i].iter().map(|p| prepare(p, geometry, cache)).collect()
+                    chunks[i].iter().map(|p| prepare(p, job)).collect()
                 };
-                let rows = if needs_session(&items) {
-                    let session = match slot {
-                        Some(s) => Ok(s),
-                        None => make(intra).map(|s| slot.insert(s)),
-                    };
-                    session.and_then(|s| infer(s, output, &items, geometry))
-                } else {
-                    Ok(vec![])
-                };
-                if tx.send((i, rows.map(|rows| done(items, rows)))).is_err() {
+                if tx.send((i, compute(items, slot, make, intra, job))).is_err() {
                     break;
                 }
             });
@@ -204,43 +190,51 @@ fn streamed(
     })
 }
 
-fn needs_session(items: &[Item]) -> bool {
-    items.iter().any(|i| matches!(i, Item::Pixels(..)))
-}
-
-/// Runs the decoded images among `items` through `session` in one batch: one row each.
-fn infer(session: &mut Session, output: &str, items: &[Item], g: Geometry) -> Result<Vec<Vec<f32>>, FeatureError> {
-    let size = g.crop as usize;
+/// Runs the decoded images among `items` in one batch through the session in `slot` (made
+/// with `threads` threads when first needed) and pairs each with its row.
+fn compute(
+    items: Vec<Item>,
+    slot: &mut Option<Session>,
+    make: &MakeSession,
+    threads: usize,
+    job: Job,
+) -> Result<Vec<Done>, FeatureError> {
+    let size = job.geometry.crop as usize;
     let n = items.iter().filter(|i| matches!(i, Item::Pixels(..))).count();
-    let mut pixels = Vec::with_capacity(n * size * size * 3);
-    for item in items {
-        if let Item::Pixels(_, px) = item {
-            pixels.extend_from_slice(px);
+    let rows = if n == 0 {
+        Vec::new()
+    } else {
+        let mut pixels = Vec::with_capacity(n * size * size * 3);
+        for item in &items {
+            if let Item::Pixels(_, px) = item {
+                pixels.extend_from_slice(px);
+            }
         }
-    }
-    let outs = session.run(pixels, n, size)?;
-    let (_, shape, data) = outs
-        .into_iter()
-        .find(|(name, _, _)| name == output)
-        .ok_or_else(|| FeatureError::Ort { what: "backbone".into(), reason: format!("no output `{output}`") })?;
-    let dim: usize = shape[1..].iter().product();
-    Ok(data.chunks_exact(dim).map(<[f32]>::to_vec).collect())
-}
-
-/// Pairs each decoded image with its row.
-fn done(items: Vec<Item>, rows: Vec<Vec<f32>>) -> Vec<Done> {
+        let session = match slot {
+            Some(s) => s,
+            None => slot.insert(make(threads)?),
+        };
+        let output = job.output;
+        let (_, shape, data) =
+            session.run(pixels, n, size)?.into_iter().find(|(name, _, _)| name == output).ok_or_else(|| {
+                FeatureError::Ort { what: "backbone".into(), reason: format!("no output `{output}`") }
+            })?;
+        let dim: usize = shape[1..].iter().product();
+        data.chunks_exact(dim).map(<[f32]>::to_vec).collect()
+    };
     let mut rows = rows.into_iter();
-    items
+    Ok(items
         .into_iter()
         .map(|item| match item {
             Item::Cached(f) => Done::Cached(f),
             Item::Failed(e) => Done::Failed(e),
             Item::Pixels(hash, _) => Done::Computed(hash, rows.next().expect("one feature row per decoded image")),
         })
-        .collect()
+        .collect())
 }
 
-fn prepare(path: &std::path::Path, g: Geometry, cache: Option<&FeatureCache>) -> Item {
+fn prepare(path: &std::path::Path, job: Job) -> Item {
+    let (g, cache) = (job.geometry, job.cache);
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(source) => return Item::Failed(PixelError::Io { path: path.to_path_buf(), source }),
