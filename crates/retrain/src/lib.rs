@@ -18,7 +18,7 @@ pub mod train;
 
 pub use retrain_head::HeadConfig;
 pub use retrain_pixels::{Augment, Filter};
-pub use retrain_tune::{OptimizerKind as TuneOptimizer, TuneConfig};
+pub use retrain_tune::{BatchNormMode, OptimizerKind as TuneOptimizer, TuneConfig};
 pub use retrain_zoo::{registry, Backbone};
 
 /// A backbone by name: the zoo's, then those imported with `retrain models import`.

@@ -14,7 +14,7 @@ fn parity(model: &str) {
     let backbone = retrain_zoo::find(model).unwrap();
     let crop = fx["crop"].as_u64().unwrap() as usize;
     assert_eq!(backbone.preprocess.crop as usize, crop);
-    let outputs = retrain_zoo::GraphOutputs { imagenet_logits: true, features: true, head: None };
+    let outputs = retrain_zoo::GraphOutputs { imagenet_logits: true, features: true, ..Default::default() };
     let graph = retrain_zoo::build(backbone, &sd, &outputs, &[]).unwrap();
     let mut session = Session::new(&retrain_onnx::encode(&graph), model, 2).unwrap();
     let pixels = synthetic_bytes(&format!("input:{model}"), 2 * crop * crop * 3);

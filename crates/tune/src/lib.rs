@@ -11,8 +11,8 @@ mod tail;
 mod trainer;
 
 pub use schedule::learning_rate;
-pub use tail::{ParamSpec, Tail, TailParams};
-pub use trainer::{Checkpoint, EpochStats, OptimizerKind, Progress, Trainer, TuneConfig};
+pub use tail::{BatchStat, ParamSpec, Tail, TailParams};
+pub use trainer::{BatchNormMode, Checkpoint, EpochStats, OptimizerKind, Progress, Trainer, TuneConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TuneError {

@@ -3,9 +3,10 @@
 //!
 //! The tail is read from the very graph the model file holds, so the tuned weights go back into
 //! that graph by initializer name and the exported model computes what training evaluated.
-//! BatchNorm arrives folded into the convolutions (running statistics), so the tail trains the
-//! folded weights and biases: the per-channel affine of each BatchNorm is part of what it learns,
-//! its statistics stay those of ImageNet.
+//! BatchNorm either arrives folded into the convolutions (running statistics: the tail trains
+//! the folded weights and biases) or as `BatchNormalization` nodes, which train as PyTorch's
+//! `model.train()` does: each batch is normalised by its own statistics, the running ones
+//! follow them (momentum 0.1) and answer in evaluation.
 
 use crate::TuneError;
 use burn::module::{Module, Param, ParamId};
@@ -23,6 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct TailParams {
     pub head: Vec<Param<Tensor<1>>>,
     pub body: Vec<Param<Tensor<1>>>,
+    /// BatchNorm running means and variances: state, not trained by the optimisers.
+    pub stats: Vec<Param<Tensor<1>>>,
 }
 
 /// One trainable initializer of the graph.
@@ -31,6 +34,19 @@ pub struct ParamSpec {
     pub name: String,
     pub shape: Vec<usize>,
     pub head: bool,
+    /// A BatchNorm running statistic (updated from batches, not by gradients).
+    pub stat: bool,
+}
+
+/// The momentum of BatchNorm's running statistics, PyTorch's default.
+const BN_MOMENTUM: f32 = 0.1;
+
+/// One BatchNorm's statistics over a training batch: (mean slot, variance slot) in
+/// [`TailParams::stats`], the batch mean and the unbiased batch variance.
+pub struct BatchStat {
+    slots: (usize, usize),
+    mean: Vec<f32>,
+    var: Vec<f32>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +60,7 @@ enum Src {
 enum Op {
     Conv { w: Src, b: Option<Src>, opts: ConvOptions<2> },
     Gemm { b: Src, c: Option<Src>, trans_b: bool },
+    BatchNorm { scale: Src, bias: Src, mean: usize, var: usize, eps: f32 },
     Clip(f32, f32),
     Relu,
     Sigmoid,
@@ -78,6 +95,7 @@ pub struct Tail {
     pub params: Vec<ParamSpec>,
     head_index: Vec<usize>,
     body_index: Vec<usize>,
+    stat_index: Vec<usize>,
     consts: Vec<(Vec<usize>, Vec<f32>)>,
 }
 
@@ -143,6 +161,7 @@ impl Tail {
             params: Vec::new(),
             head_index: Vec::new(),
             body_index: Vec::new(),
+            stat_index: Vec::new(),
             consts: Vec::new(),
         };
         for (i, n) in graph.node.iter().enumerate() {
@@ -166,7 +185,7 @@ impl Tail {
         let (shape, _) = retrain_onnx::initializer_f32(graph, name)
             .ok_or_else(|| TuneError::Graph(format!("initializer `{name}` is not float")))?;
         let idx = self.params.len();
-        self.params.push(ParamSpec { name: name.into(), shape, head });
+        self.params.push(ParamSpec { name: name.into(), shape, head, stat: false });
         Ok(if head {
             self.head_index.push(idx);
             Src::Head(self.head_index.len() - 1)
@@ -174,6 +193,14 @@ impl Tail {
             self.body_index.push(idx);
             Src::Body(self.body_index.len() - 1)
         })
+    }
+
+    fn stat(&mut self, graph: &GraphProto, name: &str) -> Result<usize, TuneError> {
+        let (shape, _) = retrain_onnx::initializer_f32(graph, name)
+            .ok_or_else(|| TuneError::Graph(format!("initializer `{name}` is not float")))?;
+        self.stat_index.push(self.params.len());
+        self.params.push(ParamSpec { name: name.into(), shape, head: false, stat: true });
+        Ok(self.stat_index.len() - 1)
     }
 
     fn constant(&mut self, graph: &GraphProto, name: &str) -> Result<Src, TuneError> {
@@ -224,6 +251,18 @@ impl Tail {
                     None => None,
                 };
                 Op::Gemm { b, c, trans_b: int(n, "transB", 0) != 0 }
+            }
+            "BatchNormalization" => {
+                if n.input.len() != 5 || n.output.len() != 1 || int(n, "training_mode", 0) != 0 {
+                    return Err(TuneError::Unsupported(format!("{} (BatchNormalization form)", n.name)));
+                }
+                Op::BatchNorm {
+                    scale: self.param(graph, &n.input[1], head)?,
+                    bias: self.param(graph, &n.input[2], head)?,
+                    mean: self.stat(graph, &n.input[3])?,
+                    var: self.stat(graph, &n.input[4])?,
+                    eps: float(n, "epsilon", 1e-5),
+                }
             }
             "Clip" => Op::Clip(
                 Self::scalar(graph, n.input.get(1), f32::NEG_INFINITY),
@@ -295,20 +334,37 @@ impl Tail {
             idx.iter()
                 .map(|&i| {
                     let t = Tensor::<1>::from_data(TensorData::new(values[i].clone(), [values[i].len()]), device);
-                    Param::initialized(ParamId::from(i as u64), t).set_require_grad(true)
+                    Param::initialized(ParamId::from(i as u64), t).set_require_grad(!self.params[i].stat)
                 })
                 .collect()
         };
-        TailParams { head: make(&self.head_index), body: make(&self.body_index) }
+        TailParams { head: make(&self.head_index), body: make(&self.body_index), stats: make(&self.stat_index) }
     }
 
     /// Flat values of the parameters, in [`Tail::params`] order.
     pub fn values(&self, params: &TailParams) -> Vec<Vec<f32>> {
         let mut out = vec![Vec::new(); self.params.len()];
-        for (p, &i) in params.head.iter().zip(&self.head_index).chain(params.body.iter().zip(&self.body_index)) {
+        let groups =
+            [(&params.head, &self.head_index), (&params.body, &self.body_index), (&params.stats, &self.stat_index)];
+        for (p, &i) in groups.into_iter().flat_map(|(p, idx)| p.iter().zip(idx)) {
             out[i] = p.val().into_data().try_to_vec::<f32>().unwrap_or_default();
         }
         out
+    }
+
+    /// Moves the running statistics towards a training batch's, as BatchNorm does after each
+    /// training forward pass.
+    pub fn update_stats(&self, params: &mut TailParams, batch: Vec<BatchStat>) {
+        for b in batch {
+            for (slot, new) in [(b.slots.0, b.mean), (b.slots.1, b.var)] {
+                let p = &mut params.stats[slot];
+                let device = p.val().device();
+                let mut v = p.val().into_data().try_to_vec::<f32>().unwrap_or_default();
+                v.iter_mut().zip(&new).for_each(|(r, x)| *r = (1.0 - BN_MOMENTUM) * *r + BN_MOMENTUM * x);
+                let t = Tensor::<1>::from_data(TensorData::new(v, [new.len()]), &device);
+                *p = Param::initialized(p.id, t).set_require_grad(false);
+            }
+        }
     }
 
     /// Writes the parameters into the graph's initializers of the same names.
@@ -329,7 +385,8 @@ impl Tail {
     /// Logits `[N, classes]` for the cut activations `x` of `shape` (`[N, C, H, W]`, or `[N, D]`
     /// when the cut is between fully connected layers).
     /// `dropout` = (probability, key): in training, the new head's input is dropped at that
-    /// rate with a mask drawn from the key.
+    /// rate with a mask drawn from the key. With `batch_stats` (training), BatchNorm uses the
+    /// batch's own statistics and records them there for [`Tail::update_stats`].
     pub fn forward(
         &self,
         params: &TailParams,
@@ -337,6 +394,7 @@ impl Tail {
         shape: &[usize],
         device: &Device,
         dropout: Option<(f32, u64)>,
+        mut batch_stats: Option<&mut Vec<BatchStat>>,
     ) -> Result<Tensor<2>, TuneError> {
         let x = match *shape {
             [n, c, h, w] => V::R4(Tensor::from_data(TensorData::new(x, [n, c, h, w]), device)),
@@ -392,6 +450,28 @@ impl Tail {
                         y = y + get_param(*c, &shape_of(*c)).r1()?.unsqueeze::<2>();
                     }
                     V::R2(y)
+                }
+                Op::BatchNorm { scale, bias, mean, var, eps } => {
+                    let x = arg(0)?.r4()?;
+                    let [n, c, h, w] = x.dims();
+                    let per_channel = |t: Tensor<1>| t.reshape([1, c, 1, 1]);
+                    let scale = per_channel(get_param(*scale, &[c]).r1()?);
+                    let bias = per_channel(get_param(*bias, &[c]).r1()?);
+                    let (centred, var_t) = match batch_stats.as_deref_mut() {
+                        Some(record) => {
+                            let mu = x.clone().mean_dim(0).mean_dim(2).mean_dim(3);
+                            let centred = x - mu.clone();
+                            let var_t = centred.clone().powi_scalar(2).mean_dim(0).mean_dim(2).mean_dim(3);
+                            let count = (n * h * w) as f32;
+                            let flat = |t: Tensor<4>| t.detach().into_data().try_to_vec::<f32>().unwrap_or_default();
+                            let unbiased = count / (count - 1.0).max(1.0);
+                            let batch_var = flat(var_t.clone()).into_iter().map(|v| v * unbiased).collect();
+                            record.push(BatchStat { slots: (*mean, *var), mean: flat(mu), var: batch_var });
+                            (centred, var_t)
+                        }
+                        None => (x - per_channel(params.stats[*mean].val()), per_channel(params.stats[*var].val())),
+                    };
+                    V::R4(centred / (var_t + *eps).sqrt() * scale + bias)
                 }
                 Op::Clip(lo, hi) => arg(0)?.map(|t| t.clamp(*lo, *hi), |t| t.clamp(*lo, *hi)),
                 Op::Relu => arg(0)?.map(relu, relu),

@@ -18,6 +18,21 @@ pub enum OptimizerKind {
     Sgd,
 }
 
+/// What BatchNorm does in the trained blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchNormMode {
+    /// Batch statistics while training, running statistics updated from them (PyTorch's
+    /// `model.train()`), folded into the convolutions at export.
+    Train,
+    /// Running statistics throughout (folded into the convolutions; their affine still trains).
+    Frozen,
+}
+
+fn frozen() -> BatchNormMode {
+    BatchNormMode::Frozen
+}
+
 /// Everything that decides a fine-tuning run's arithmetic; saved with each checkpoint.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TuneConfig {
@@ -44,6 +59,9 @@ pub struct TuneConfig {
     /// Dropout on the new head's input while training (as torchvision's classifiers have).
     #[serde(default)]
     pub dropout: f32,
+    /// Runs saved before this setting existed trained with frozen statistics.
+    #[serde(default = "frozen")]
+    pub batchnorm: BatchNormMode,
 }
 
 impl Default for TuneConfig {
@@ -62,6 +80,7 @@ impl Default for TuneConfig {
             seed: 0,
             ema_epochs: 2.0,
             dropout: 0.5,
+            batchnorm: BatchNormMode::Frozen,
         }
     }
 }
@@ -141,7 +160,7 @@ impl Trainer {
     }
 
     pub fn trainable_values(&self) -> usize {
-        self.tail.params.iter().map(|p| p.shape.iter().product::<usize>()).sum()
+        self.tail.params.iter().filter(|p| !p.stat).map(|p| p.shape.iter().product::<usize>()).sum()
     }
 
     /// One optimiser step on a batch of cut activations; returns the mean loss and how many
@@ -158,7 +177,8 @@ impl Trainer {
     ) -> Result<(f32, usize), TuneError> {
         let dropout =
             (self.cfg.dropout > 0.0).then(|| (self.cfg.dropout.min(0.99), key ^ self.cfg.seed.rotate_left(32)));
-        let logits = self.tail.forward(&self.params, x, shape, &self.device, dropout)?;
+        let mut batch_stats = Vec::new();
+        let logits = self.tail.forward(&self.params, x, shape, &self.device, dropout, Some(&mut batch_stats))?;
         let [n, k] = logits.dims();
         let eps = self.cfg.label_smoothing;
         let mut target = vec![eps / k as f32; n * k];
@@ -173,9 +193,11 @@ impl Trainer {
         let mut grads = loss.backward();
         let gh = GradientsParams::from_module(&mut grads, &self.params.head);
         let gb = GradientsParams::from_module(&mut grads, &self.params.body);
-        let params = std::mem::replace(&mut self.params, TailParams { head: Vec::new(), body: Vec::new() });
+        let params =
+            std::mem::replace(&mut self.params, TailParams { head: Vec::new(), body: Vec::new(), stats: Vec::new() });
         let params = self.head_opt.step(lr_head, params, gh);
         self.params = if params.body.is_empty() { params } else { self.body_opt.step(lr_body, params, gb) };
+        self.tail.update_stats(&mut self.params, batch_stats);
         if let Some((decay, avg)) = self.ema.as_mut() {
             let d = *decay;
             for (a, v) in avg.iter_mut().zip(self.tail.values(&self.params)) {
@@ -192,7 +214,7 @@ impl Trainer {
             Some((_, avg)) => self.tail.params_from_values(avg, &Device::flex()),
             None => self.params.valid(),
         };
-        let logits = self.tail.forward(&params, x, shape, &Device::flex(), None)?;
+        let logits = self.tail.forward(&params, x, shape, &Device::flex(), None, None)?;
         Ok(logits.into_data().try_to_vec::<f32>().unwrap_or_default())
     }
 
@@ -515,6 +537,89 @@ mod tests {
         let mask = crate::tail::dropout_mask(0.5, 7, 10_000);
         let kept = mask.iter().filter(|&&v| v == 2.0).count();
         assert!((4_800..5_200).contains(&kept) && mask.iter().all(|&v| v == 0.0 || v == 2.0), "{kept}");
+    }
+
+    /// conv 1×1 (2 → 2, no bias) → BatchNormalization → global pool → Gemm (3 classes).
+    fn tiny_bn() -> ModelProto {
+        let mut g = GraphBuilder::new("tiny_bn");
+        let x = g.input_f32("x", &[Dim::Named("n"), Dim::Fixed(2), Dim::Fixed(4), Dim::Fixed(4)]);
+        let w = g.constant_f32("w", &[2, 2, 1, 1], &[1.0, 0.5, -0.5, 2.0]);
+        let y = g.node("Conv", &[&x, &w], vec![Attr::Ints("kernel_shape", vec![1, 1])]);
+        let bn = [("gamma", [1.5, 0.5]), ("beta", [0.1, -0.2]), ("mean", [0.3, 0.2]), ("var", [2.0, 0.5])];
+        let bn: Vec<String> = bn.iter().map(|(n, v)| g.constant_f32(n, &[2], v)).collect();
+        let y = g.node("BatchNormalization", &[&y, &bn[0], &bn[1], &bn[2], &bn[3]], vec![Attr::Float("epsilon", 1e-3)]);
+        let y = g.node("GlobalAveragePool", &[&y], vec![]);
+        let y = g.node("Flatten", &[&y], vec![Attr::Int("axis", 1)]);
+        let fw = g.constant_f32("fw", &[3, 2], &[0.2, -0.1, 0.0, 0.3, -0.2, 0.1]);
+        let fb = g.constant_f32("fb", &[3], &[0.0; 3]);
+        let l = g.node("Gemm", &[&y, &fw, &fb], vec![Attr::Int("transB", 1)]);
+        g.output_f32(&l, "logits", &[Dim::Named("n"), Dim::Fixed(3)]);
+        g.finish(&[])
+    }
+
+    #[test]
+    fn batchnorm_trains_on_batch_statistics_and_answers_with_running_ones() {
+        let m = tiny_bn();
+        let (x, y) = data();
+        let shape = [6, 2, 4, 4];
+        let mut t = trainer_with(&m, TuneConfig { dropout: 0.0, ema_epochs: 0.0, ..TuneConfig::default() });
+        let kinds: Vec<(bool, bool)> = t.tail.params.iter().map(|p| (p.head, p.stat)).collect();
+        let (b, s, h) = ((false, false), (false, true), (true, false));
+        assert_eq!(kinds, vec![b, b, b, s, s, h, h], "conv w, BN scale/bias trained; mean/var are state");
+        assert_eq!(t.trainable_values(), 4 + 2 + 2 + 6 + 3);
+
+        // Evaluation: running statistics. Per channel c, BN(v) = (v - mean) / sqrt(var + eps) * γ + β
+        // of the pooled conv output, which for a 1×1 conv is the conv of the pooled input.
+        let pooled: Vec<[f32; 2]> =
+            x.chunks_exact(32).map(|im| [0, 1].map(|c| im[c * 16..(c + 1) * 16].iter().sum::<f32>() / 16.0)).collect();
+        let conv = |p: [f32; 2]| [p[0] + 0.5 * p[1], -0.5 * p[0] + 2.0 * p[1]];
+        let bn = |v: [f32; 2], mean: [f32; 2], var: [f32; 2]| {
+            [0, 1].map(|c| (v[c] - mean[c]) / (var[c] + 1e-3).sqrt() * [1.5, 0.5][c] + [0.1, -0.2][c])
+        };
+        let logits = t.logits(x.clone(), &shape).unwrap();
+        let fw = [[0.2, -0.1], [0.0, 0.3], [-0.2, 0.1]];
+        for (i, p) in pooled.iter().enumerate() {
+            let f = bn(conv(*p), [0.3, 0.2], [2.0, 0.5]);
+            for k in 0..3 {
+                let want = fw[k][0] * f[0] + fw[k][1] * f[1];
+                assert!(
+                    (logits[i * 3 + k] - want).abs() < 1e-5,
+                    "image {i} class {k}: {} vs {want}",
+                    logits[i * 3 + k]
+                );
+            }
+        }
+
+        // A training step with zero learning rates changes only the running statistics:
+        // 0.9 · old + 0.1 · the batch's (mean, unbiased variance) of the conv output.
+        let conv_px: Vec<[f32; 2]> =
+            x.chunks_exact(32).flat_map(|im| (0..16).map(move |p| conv([im[p], im[16 + p]]))).collect();
+        let n = conv_px.len() as f32;
+        let mu = [0, 1].map(|c| conv_px.iter().map(|v| v[c]).sum::<f32>() / n);
+        let var = [0, 1].map(|c| conv_px.iter().map(|v| (v[c] - mu[c]).powi(2)).sum::<f32>() / (n - 1.0));
+        t.step(0, x.clone(), &shape, &y, 0.0, 0.0).unwrap();
+        let v = t.values();
+        for c in 0..2 {
+            assert!((v[3][c] - (0.9 * [0.3, 0.2][c] + 0.1 * mu[c])).abs() < 1e-5, "mean {c}: {:?}", v[3]);
+            assert!((v[4][c] - (0.9 * [2.0, 0.5][c] + 0.1 * var[c])).abs() < 1e-4, "var {c}: {:?}", v[4]);
+        }
+        assert_eq!(v[0], vec![1.0, 0.5, -0.5, 2.0], "zero learning rate: weights unchanged");
+
+        // Trained, the statistics go into the checkpoint and a resumed run continues identically.
+        for _ in 0..5 {
+            t.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        t.save(dir.path(), &Progress::default(), None).unwrap();
+        let mut r = trainer_with(&m, t.cfg.clone());
+        r.restore(dir.path()).unwrap();
+        assert_eq!(r.values(), t.values());
+        for _ in 0..3 {
+            t.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
+            r.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
+        }
+        assert_eq!(r.values(), t.values());
+        assert_eq!(r.logits(x.clone(), &shape).unwrap(), t.logits(x, &shape).unwrap());
     }
 
     #[test]

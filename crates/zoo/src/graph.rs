@@ -22,6 +22,9 @@ pub struct GraphOutputs {
     pub imagenet_logits: bool,
     /// `logits` and `probabilities` `[N, classes]` from a trained head.
     pub head: Option<LinearHead>,
+    /// BatchNorm after a convolution stays a `BatchNormalization` node (for training it with
+    /// batch statistics) instead of being folded into the convolution's weights.
+    pub batchnorm_nodes: bool,
 }
 
 /// Reads named tensors from a state dict, recording every missing or mis-shaped tensor
@@ -33,6 +36,8 @@ pub(crate) struct Weights<'a> {
     /// The backbone's trainable units (module prefixes) and, once seen, the graph value each
     /// one reads: where the graph can be cut into a frozen trunk and a trainable tail.
     blocks: Vec<(String, Option<String>)>,
+    /// See [`GraphOutputs::batchnorm_nodes`].
+    pub(crate) batchnorm_nodes: bool,
 }
 
 impl<'a> Weights<'a> {
@@ -117,7 +122,8 @@ pub fn build_with_blocks(
         sd
     };
     let blocks = backbone.blocks.iter().map(|b| (b.clone(), None)).collect();
-    let mut w = Weights { sd, problems: Vec::new(), used: BTreeSet::new(), blocks };
+    let mut w =
+        Weights { sd, problems: Vec::new(), used: BTreeSet::new(), blocks, batchnorm_nodes: outputs.batchnorm_nodes };
     let trunk = arch::build(backbone.family, &mut g, &mut w, &x, p.crop as usize, outputs.imagenet_logits);
     let features = trunk.features;
     let batch = Dim::Named("batch");

@@ -130,7 +130,12 @@ impl Conv {
         let mut kernel = w.get(&format!("{}.weight", self.name), &[self.cout, per_group, kh, kw]);
         let mut bias =
             if self.bias { w.get(&format!("{}.bias", self.name), &[self.cout]) } else { vec![0.0; self.cout] };
-        if let Some((bn, eps)) = &self.bn {
+        let unfolded = self.bn.as_ref().filter(|_| w.batchnorm_nodes).map(|(bn, eps)| {
+            let c = [self.cout];
+            let t = |w: &mut Weights, s: &str| w.get(&format!("{bn}.{s}"), &c);
+            ([t(w, "weight"), t(w, "bias"), t(w, "running_mean"), t(w, "running_var")], *eps)
+        });
+        if let (Some((bn, eps)), None) = (&self.bn, &unfolded) {
             let (scale, shift) = batchnorm(w, bn, self.cout, *eps);
             let per_out = per_group * kh * kw;
             for o in 0..self.cout {
@@ -143,7 +148,7 @@ impl Conv {
         *hw = Hw(oh, ow);
         let wname = g.constant_f32("conv_weight", &[self.cout, per_group, kh, kw], &kernel);
         let bname = g.constant_f32("conv_bias", &[self.cout], &bias);
-        let y = g.node(
+        let mut y = g.node(
             "Conv",
             &[x, &wname, &bname],
             vec![
@@ -154,6 +159,14 @@ impl Conv {
                 Attr::Int("group", self.groups as i64),
             ],
         );
+        if let Some(([gamma, beta, mean, var], eps)) = unfolded {
+            let names: Vec<String> = [("bn_scale", gamma), ("bn_bias", beta), ("bn_mean", mean), ("bn_var", var)]
+                .iter()
+                .map(|(hint, v)| g.constant_f32(hint, &[self.cout], v))
+                .collect();
+            let inputs: Vec<&str> = std::iter::once(y.as_str()).chain(names.iter().map(String::as_str)).collect();
+            y = g.node("BatchNormalization", &inputs, vec![Attr::Float("epsilon", eps)]);
+        }
         act(g, &y, self.act)
     }
 }
