@@ -65,7 +65,9 @@ def main():
         split = [] if ds == "hymenoptera" else ["--val-fraction", "0.2"]
         extra = split + ["--strategy", strategy, "--epochs", str(epochs)]
         rs, r, rss = retrain(model, data, extra, a.threads)
-        peer_extra = split + ["--epochs", str(epochs)] + (["--full"] if strategy == "full" else [])
+        # The peer unfreezes as many blocks as retrain's default did.
+        unfrozen = str(r["finetune"]["unfrozen_blocks"])
+        peer_extra = split + ["--epochs", str(epochs), "--unfreeze", unfrozen] + (["--full"] if strategy == "full" else [])
         ps, p = peer(model, data, peer_extra, a.threads)
         lin = r["finetune"]["curve"][0]["val_accuracy"]
         print(f"| {model} | {strategy} ({epochs} ep, {ds}) | {rs:.1f} | {ps:.1f} | {ps / rs:.2f}× | "

@@ -4,6 +4,7 @@
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use retrain::train::{Strategy, TrainOptions};
+use retrain::BatchNormMode as retrain_tune_bn;
 use retrain::Filter as retrain_pixels_filter;
 use retrain::TuneConfig;
 use retrain::TuneOptimizer as retrain_tune_kind;
@@ -39,6 +40,12 @@ enum StrategyArg {
     Linear,
     Finetune,
     Full,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum BatchNormArg {
+    Train,
+    Frozen,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -116,7 +123,8 @@ enum Command {
         /// head. full: then every layer.
         #[arg(long, value_enum, default_value_t = StrategyArg::Linear)]
         strategy: StrategyArg,
-        /// Blocks to fine-tune, counted from the top (default: about a fifth of the backbone's).
+        /// Blocks to fine-tune, counted from the top (default: 8 for MobileNetV2 and
+        /// EfficientNet-Lite, about a fifth of the blocks for other backbones).
         #[arg(long)]
         unfreeze: Option<usize>,
         /// Fine-tuning epochs (after the linear head).
@@ -144,6 +152,11 @@ enum Command {
         /// Dropout on the new head's input while fine-tuning.
         #[arg(long, default_value_t = TuneConfig::default().dropout)]
         dropout: f32,
+        /// BatchNorm in the trained blocks: train (batch statistics, running ones updated, as
+        /// PyTorch's model.train()) or frozen (ImageNet's running statistics). Frozen blocks
+        /// always use running statistics.
+        #[arg(long, value_enum, default_value_t = BatchNormArg::Frozen)]
+        batchnorm: BatchNormArg,
         /// Stop fine-tuning after this many epochs without a lower validation loss.
         #[arg(long, default_value_t = TuneConfig::default().patience)]
         patience: usize,
@@ -270,6 +283,7 @@ fn run(cli: Cli) -> Result<()> {
             label_smoothing,
             ema,
             dropout,
+            batchnorm,
             patience,
             augment,
             precision,
@@ -312,6 +326,10 @@ fn run(cli: Cli) -> Result<()> {
                     opts.tune.label_smoothing = label_smoothing;
                     opts.tune.ema_epochs = ema.max(0.0);
                     opts.tune.dropout = dropout.clamp(0.0, 0.9);
+                    opts.tune.batchnorm = match batchnorm {
+                        BatchNormArg::Train => retrain_tune_bn::Train,
+                        BatchNormArg::Frozen => retrain_tune_bn::Frozen,
+                    };
                     opts.tune.patience = patience.max(1);
                     opts.tune.seed = seed;
                     opts.augment = match augment {

@@ -559,7 +559,7 @@ fn finetune_interrupted_and_resumed_ends_with_the_same_model_and_eval_agrees() {
     let mut cmd = retrain(&cache);
     finetune_args(&mut cmd, &data, &a);
     let stdout = ok(cmd.arg("--report").arg(&report));
-    assert!(stdout.contains("fine-tuning: 4 block(s) from features.15"), "{stdout}");
+    assert!(stdout.contains("fine-tuning: 8 block(s) from features.11"), "{stdout}");
     let r = read_json(&report);
     let f = &r["finetune"];
     let curve = f["curve"].as_array().unwrap();
@@ -683,4 +683,36 @@ fn int8_model_trains_evaluates_and_runs_in_python_like_fp32() {
         .arg(tmp.path().join("b.onnx"));
     let se = fails(&mut c, "--precision bf16: ONNX's Conv is defined for float16/float/double only");
     assert!(se.contains("--precision int8"), "{se}");
+}
+
+#[test]
+fn finetune_with_batchnorm_in_training_mode_exports_it_folded_and_eval_agrees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let data = mini_split(tmp.path());
+    let run = |bn: &str| {
+        let out = tmp.path().join(format!("{bn}.onnx"));
+        let report = tmp.path().join(format!("{bn}.json"));
+        let mut cmd = retrain(&cache);
+        finetune_args(&mut cmd, &data, &out);
+        ok(cmd.args(["--batchnorm", bn]).arg("--report").arg(&report));
+        (out, read_json(&report))
+    };
+    let (frozen_model, frozen) = run("frozen");
+    let (model, r) = run("train");
+    assert_eq!(r["finetune"]["config"]["batchnorm"], "train");
+    let (c0, c1) = (&frozen["finetune"]["curve"], &r["finetune"]["curve"]);
+    // Epoch 0 evaluates the same linear head through BatchNorm nodes on their running statistics.
+    let (l0, l1) = (c0[0]["val_loss"].as_f64().unwrap(), c1[0]["val_loss"].as_f64().unwrap());
+    assert!((l0 - l1).abs() < 1e-5, "{l0} vs {l1}");
+    // Training on batch statistics moves the running ones: epoch 1 differs.
+    assert_ne!(c0[1]["val_loss"], c1[1]["val_loss"]);
+    // The export folds them back into the convolutions: the same graph as the frozen model's.
+    let bytes = std::fs::read(&model).unwrap();
+    let has_bn = |b: &[u8]| b.windows(18).any(|w| w == b"BatchNormalization");
+    assert!(!has_bn(&bytes) && !has_bn(&std::fs::read(&frozen_model).unwrap()));
+    let ev: Value =
+        serde_json::from_str(&ok(retrain(&cache).args(["eval", "--format", "json"]).arg(&model).arg(&data))).unwrap();
+    assert_eq!(ev["accuracy"], r["val_accuracy"]);
+    assert_eq!(ev["confusion_matrix"], r["confusion_matrix"]);
 }
