@@ -239,7 +239,8 @@ fn prepare(path: &std::path::Path, job: Job) -> Item {
         Ok(b) => b,
         Err(source) => return Item::Failed(PixelError::Io { path: path.to_path_buf(), source }),
     };
-    let hash = content_hash(&bytes);
+    // Without a cache the hash has no use.
+    let hash = cache.map(|_| content_hash(&bytes)).unwrap_or_default();
     if let Some(f) = cache.and_then(|c| c.get(&hash)) {
         return Item::Cached(f);
     }
