@@ -181,9 +181,14 @@ impl Tail {
         Ok(tail)
     }
 
+    fn float_shape(graph: &GraphProto, name: &str) -> Result<Vec<usize>, TuneError> {
+        retrain_onnx::initializer_f32(graph, name)
+            .map(|(shape, _)| shape)
+            .ok_or_else(|| TuneError::Graph(format!("initializer `{name}` is not float")))
+    }
+
     fn param(&mut self, graph: &GraphProto, name: &str, head: bool) -> Result<Src, TuneError> {
-        let (shape, _) = retrain_onnx::initializer_f32(graph, name)
-            .ok_or_else(|| TuneError::Graph(format!("initializer `{name}` is not float")))?;
+        let shape = Self::float_shape(graph, name)?;
         let idx = self.params.len();
         self.params.push(ParamSpec { name: name.into(), shape, head, stat: false });
         Ok(if head {
@@ -196,8 +201,7 @@ impl Tail {
     }
 
     fn stat(&mut self, graph: &GraphProto, name: &str) -> Result<usize, TuneError> {
-        let (shape, _) = retrain_onnx::initializer_f32(graph, name)
-            .ok_or_else(|| TuneError::Graph(format!("initializer `{name}` is not float")))?;
+        let shape = Self::float_shape(graph, name)?;
         self.stat_index.push(self.params.len());
         self.params.push(ParamSpec { name: name.into(), shape, head: false, stat: true });
         Ok(self.stat_index.len() - 1)

@@ -381,7 +381,12 @@ mod tests {
         let hi = g.constant_f32("hi", &[], &[6.0]);
         let y = g.node("Clip", &[&y, &lo, &hi], vec![]);
         let y = g.node("Add", &[&y, &x], vec![]);
-        let y = g.node("GlobalAveragePool", &[&y], vec![]);
+        pooled_head(g, &y)
+    }
+
+    /// Global pool → flatten → Gemm (3 classes) on `y`'s two channels, the `logits` output.
+    fn pooled_head(mut g: GraphBuilder, y: &str) -> ModelProto {
+        let y = g.node("GlobalAveragePool", &[y], vec![]);
         let y = g.node("Flatten", &[&y], vec![Attr::Int("axis", 1)]);
         let fw = g.constant_f32("fw", &[3, 2], &[0.2, -0.1, 0.0, 0.3, -0.2, 0.1]);
         let fb = g.constant_f32("fb", &[3], &[0.0; 3]);
@@ -548,13 +553,7 @@ mod tests {
         let bn = [("gamma", [1.5, 0.5]), ("beta", [0.1, -0.2]), ("mean", [0.3, 0.2]), ("var", [2.0, 0.5])];
         let bn: Vec<String> = bn.iter().map(|(n, v)| g.constant_f32(n, &[2], v)).collect();
         let y = g.node("BatchNormalization", &[&y, &bn[0], &bn[1], &bn[2], &bn[3]], vec![Attr::Float("epsilon", 1e-3)]);
-        let y = g.node("GlobalAveragePool", &[&y], vec![]);
-        let y = g.node("Flatten", &[&y], vec![Attr::Int("axis", 1)]);
-        let fw = g.constant_f32("fw", &[3, 2], &[0.2, -0.1, 0.0, 0.3, -0.2, 0.1]);
-        let fb = g.constant_f32("fb", &[3], &[0.0; 3]);
-        let l = g.node("Gemm", &[&y, &fw, &fb], vec![Attr::Int("transB", 1)]);
-        g.output_f32(&l, "logits", &[Dim::Named("n"), Dim::Fixed(3)]);
-        g.finish(&[])
+        pooled_head(g, &y)
     }
 
     #[test]

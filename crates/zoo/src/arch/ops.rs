@@ -130,11 +130,8 @@ impl Conv {
         let mut kernel = w.get(&format!("{}.weight", self.name), &[self.cout, per_group, kh, kw]);
         let mut bias =
             if self.bias { w.get(&format!("{}.bias", self.name), &[self.cout]) } else { vec![0.0; self.cout] };
-        let unfolded = self.bn.as_ref().filter(|_| w.batchnorm_nodes).map(|(bn, eps)| {
-            let c = [self.cout];
-            let t = |w: &mut Weights, s: &str| w.get(&format!("{bn}.{s}"), &c);
-            ([t(w, "weight"), t(w, "bias"), t(w, "running_mean"), t(w, "running_var")], *eps)
-        });
+        let unfolded =
+            self.bn.as_ref().filter(|_| w.batchnorm_nodes).map(|(bn, eps)| (bn_tensors(w, bn, self.cout), *eps));
         if let (Some((bn, eps)), None) = (&self.bn, &unfolded) {
             let (scale, shift) = batchnorm(w, bn, self.cout, *eps);
             let per_out = per_group * kh * kw;
@@ -171,12 +168,14 @@ impl Conv {
     }
 }
 
+/// BatchNorm `name`'s weight, bias, running mean and running variance.
+fn bn_tensors(w: &mut Weights, name: &str, c: usize) -> [Vec<f32>; 4] {
+    ["weight", "bias", "running_mean", "running_var"].map(|t| w.get(&format!("{name}.{t}"), &[c]))
+}
+
 /// BatchNorm's running statistics as a per-channel scale and shift.
 pub(crate) fn batchnorm(w: &mut Weights, name: &str, c: usize, eps: f32) -> (Vec<f32>, Vec<f32>) {
-    let gamma = w.get(&format!("{name}.weight"), &[c]);
-    let beta = w.get(&format!("{name}.bias"), &[c]);
-    let mean = w.get(&format!("{name}.running_mean"), &[c]);
-    let var = w.get(&format!("{name}.running_var"), &[c]);
+    let [gamma, beta, mean, var] = bn_tensors(w, name, c);
     let scale: Vec<f32> = (0..c).map(|i| gamma[i] / (var[i] + eps).sqrt()).collect();
     let shift = (0..c).map(|i| beta[i] - mean[i] * scale[i]).collect();
     (scale, shift)
