@@ -245,6 +245,19 @@ enum ModelsAction {
     },
 }
 
+/// Fine-tuning allocates and frees activation-sized buffers (megabytes) in every layer of every
+/// step. glibc's malloc serves those from fresh mmaps and trims the heap after them, so each is
+/// page-faulted and zeroed anew: a sixth of a fine-tuning run. Keeping freed memory for reuse
+/// costs about 0.6 GB more peak memory there; feature extraction keeps glibc's defaults.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds and is safe to call at any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
@@ -353,6 +366,7 @@ fn run(cli: Cli) -> Result<()> {
             opts.threads = threads;
             opts.quiet = cli.quiet;
             if opts.strategy != Strategy::Linear {
+                keep_freed_memory();
                 opts.stop = Some(stop_on_ctrl_c()?);
             }
             let r = retrain::train::train(&opts)?;

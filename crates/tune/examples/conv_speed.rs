@@ -1,5 +1,6 @@
-//! Times burn's conv2d against the same 1×1 convolution as a batched matmul, forward +
-//! backward, at a MobileNetV2 tail's shapes (why the tail runs 1×1 convolutions as matmuls).
+//! Times convolutions at a MobileNetV2 tail's shapes, forward + backward, batch 32: burn's conv2d
+//! against a 1×1 convolution as a batched matmul, and burn's grouped conv2d against retrain's
+//! depthwise convolution (`retrain_tune::depthwise_conv2d`, what the tail uses).
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -35,6 +36,35 @@ fn main() {
             let _ = dw.grad(&g);
         }
         println!("depthwise 3x3: {:.2} ms", t.elapsed().as_secs_f64() * 100.0);
+        let db = Tensor::<1>::zeros([o], &dev).require_grad();
+        let geo = retrain_tune::Geometry { stride: [1, 1], pad: [1; 4] };
+        let t = Instant::now();
+        for _ in 0..10 {
+            let y = retrain_tune::depthwise_conv2d(xe.clone(), dw.clone(), db.clone(), geo);
+            let g = y.sum().backward();
+            let _ = dw.grad(&g);
+        }
+        println!("depthwise 3x3 (retrain's): {:.2} ms", t.elapsed().as_secs_f64() * 100.0);
+        let xm = Tensor::<4>::random([n, 576, 14, 14], Distribution::Normal(0.0, 1.0), &dev).require_grad();
+        let dm = Tensor::<4>::random([576, 1, 3, 3], Distribution::Normal(0.0, 0.1), &dev).require_grad();
+        let bm = Tensor::<1>::zeros([576], &dev).require_grad();
+        for s in [1, 2] {
+            let t = Instant::now();
+            for _ in 0..10 {
+                let y = conv2d(xm.clone(), dm.clone(), Some(bm.clone()), ConvOptions::new([s, s], [1, 1], [1, 1], 576));
+                let g = y.sum().backward();
+                let _ = (dm.grad(&g), xm.grad(&g));
+            }
+            println!("depthwise 3x3 14x14x576 stride {s}, burn: {:.2} ms", t.elapsed().as_secs_f64() * 100.0);
+            let t = Instant::now();
+            for _ in 0..10 {
+                let geo = retrain_tune::Geometry { stride: [s, s], pad: [1; 4] };
+                let y = retrain_tune::depthwise_conv2d(xm.clone(), dm.clone(), bm.clone(), geo);
+                let g = y.sum().backward();
+                let _ = (dm.grad(&g), xm.grad(&g));
+            }
+            println!("depthwise 3x3 14x14x576 stride {s}, retrain: {:.2} ms", t.elapsed().as_secs_f64() * 100.0);
+        }
         let t = Instant::now();
         for _ in 0..10 {
             let u = burn::tensor::module::unfold4d(

@@ -8,6 +8,8 @@
 //! `model.train()` does: each batch is normalised by its own statistics, the running ones
 //! follow them (momentum 0.1) and answer in evaluation.
 
+use crate::clip::clip;
+use crate::depthwise::{depthwise_conv2d, Geometry};
 use crate::TuneError;
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{hard_sigmoid, relu, sigmoid};
@@ -439,7 +441,18 @@ impl Tail {
                         Some(b) => Some(get_param(*b, &shape_of(*b)).r1()?),
                         None => None,
                     };
-                    V::R4(conv2d(arg(0)?.r4()?, w, b, opts.clone()))
+                    let x = arg(0)?.r4()?;
+                    let [o, per_group, _, _] = w.dims();
+                    let channels = x.dims()[1];
+                    if opts.groups == channels && o == channels && per_group == 1 && opts.dilation == [1, 1] {
+                        // burn's grouped-convolution backward runs group by group: see depthwise.rs.
+                        let b = b.unwrap_or_else(|| Tensor::zeros([o], &device));
+                        let [(pt, pb), (pl, pr)] = opts.padding;
+                        let geometry = Geometry { stride: opts.stride, pad: [pt, pl, pb, pr] };
+                        V::R4(depthwise_conv2d(x, w, b, geometry))
+                    } else {
+                        V::R4(conv2d(x, w, b, opts.clone()))
+                    }
                 }
                 Op::Gemm { b, c, trans_b } => {
                     let w = get_param(*b, &shape_of(*b)).r2()?;
@@ -477,7 +490,7 @@ impl Tail {
                     };
                     V::R4(centred / (var_t + *eps).sqrt() * scale + bias)
                 }
-                Op::Clip(lo, hi) => arg(0)?.map(|t| t.clamp(*lo, *hi), |t| t.clamp(*lo, *hi)),
+                Op::Clip(lo, hi) => arg(0)?.map(|t| clip(t, *lo, *hi), |t| clip(t, *lo, *hi)),
                 Op::Relu => arg(0)?.map(relu, relu),
                 Op::Sigmoid => arg(0)?.map(sigmoid, sigmoid),
                 Op::HardSigmoid(a, b) => {
