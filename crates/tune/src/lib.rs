@@ -6,14 +6,12 @@
 //! new head and a lower one for the unfrozen blocks, warm-up then cosine decay, label
 //! smoothing) and checkpoints everything a bit-identical resume needs.
 
-mod clip;
-mod depthwise;
+mod kernels;
 mod schedule;
 mod tail;
 mod trainer;
 
-pub use clip::clip;
-pub use depthwise::{depthwise_conv2d, Geometry};
+pub use kernels::{clip, depthwise_conv2d, Geometry};
 pub use schedule::learning_rate;
 pub use tail::{BatchStat, ParamSpec, Tail, TailParams};
 pub use trainer::{BatchNormMode, Checkpoint, EpochStats, OptimizerKind, Progress, Trainer, TuneConfig};

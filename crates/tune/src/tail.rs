@@ -8,8 +8,7 @@
 //! `model.train()` does: each batch is normalised by its own statistics, the running ones
 //! follow them (momentum 0.1) and answer in evaluation.
 
-use crate::clip::clip;
-use crate::depthwise::{depthwise_conv2d, Geometry};
+use crate::kernels::{clip, depthwise_conv2d, Geometry};
 use crate::TuneError;
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{hard_sigmoid, relu, sigmoid};

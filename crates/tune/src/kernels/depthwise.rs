@@ -8,6 +8,7 @@
 //! is first copied into a zero-padded buffer, so at stride 1 every filter tap becomes one
 //! contiguous multiply-add over the whole plane, which the compiler vectorises.
 
+use super::{tensor, values};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -15,7 +16,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Backend, Flex, TensorMetadata};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
@@ -300,22 +301,9 @@ mod simd {
     }
 }
 
-fn f32s(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(
-            t.to_contiguous().as_slice::<f32>().expect("depthwise convolution on f32 tensors").to_vec(),
-        ),
-    }
-}
-
 fn dims4(t: &FlexTensor) -> [usize; 4] {
     let s = t.shape();
     [s[0], s[1], s[2], s[3]]
-}
-
-fn flex(values: Vec<f32>, shape: impl Into<Vec<usize>>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.into()))
 }
 
 fn plane_of(x: &FlexTensor, w: &FlexTensor, geo: Geometry) -> (usize, usize, Plane) {
@@ -338,8 +326,8 @@ pub trait DepthwiseOps: Backend {
 impl DepthwiseOps for Flex {
     fn depthwise_conv2d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, geometry: Geometry) -> FlexTensor {
         let (n, c, p) = plane_of(&x, &weight, geometry);
-        let y = forward(&f32s(&x), &f32s(&weight), &f32s(&bias), p);
-        flex(y, [n, c, p.ho, p.wo])
+        let y = forward(&values(&x), &values(&weight), &values(&bias), p);
+        tensor(y, [n, c, p.ho, p.wo])
     }
 }
 
@@ -356,18 +344,18 @@ impl Backward<Flex, 3> for DepthwiseBackward {
         let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
         let w: FlexTensor = checkpointer.retrieve_node_output(w_state);
         let (_, c, p) = plane_of(&x, &w, geometry);
-        let g = f32s(&grad);
+        let g = values(&grad);
         if let Some(node) = node_x {
-            let gx = backward_input(&g, &f32s(&w), c, p);
-            grads.register::<Flex>(node.id, flex(gx, dims4(&x)));
+            let gx = backward_input(&g, &values(&w), c, p);
+            grads.register::<Flex>(node.id, tensor(gx, dims4(&x)));
         }
         if node_w.is_some() || node_b.is_some() {
-            let (gw, gb) = backward_weight(&f32s(&x), &g, c, p);
+            let (gw, gb) = backward_weight(&values(&x), &g, c, p);
             if let Some(node) = node_w {
-                grads.register::<Flex>(node.id, flex(gw, dims4(&w)));
+                grads.register::<Flex>(node.id, tensor(gw, dims4(&w)));
             }
             if let Some(node) = node_b {
-                grads.register::<Flex>(node.id, flex(gb, [c]));
+                grads.register::<Flex>(node.id, tensor(gb, [c]));
             }
         }
     }
@@ -418,7 +406,7 @@ mod tests {
     use super::*;
     use burn::tensor::module::conv2d;
     use burn::tensor::ops::ConvOptions;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::{Device, Distribution, TensorData};
 
     fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
         (a - b).abs().max().into_scalar::<f32>()

@@ -3,30 +3,20 @@
 //! comparisons and two masked fills forward and two masked fills backward, each a pass over the
 //! activations with a boolean tensor in between: a tenth of a fine-tuning step.
 
+use super::{shape, tensor, values};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Autodiff, Backend, Flex, TensorMetadata};
-use burn::tensor::{Tensor, TensorData};
+use burn::backend::{backend_extension, Autodiff, Backend, Flex};
+use burn::tensor::Tensor;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 /// Elements per parallel task: large enough that scheduling costs nothing next to the work.
 const CHUNK: usize = 1 << 16;
-
-fn values(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
-    match t.as_slice::<f32>() {
-        Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("clip on f32 tensors").to_vec()),
-    }
-}
-
-fn like(t: &FlexTensor, values: Vec<f32>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, t.shape().to_vec()))
-}
 
 #[backend_extension(Flex, Autodiff)]
 pub trait ClipOps: Backend {
@@ -43,7 +33,7 @@ impl ClipOps for Flex {
                 *o = s.max(lo).min(hi);
             }
         });
-        like(&x, out)
+        tensor(out, shape(&x))
     }
 }
 
@@ -67,7 +57,7 @@ impl Backward<Flex, 1> for ClipBackward {
                 *o = if *x >= lo && *x <= hi { *g } else { 0.0 };
             }
         });
-        grads.register::<Flex>(node.id, like(&grad, gx));
+        grads.register::<Flex>(node.id, tensor(gx, shape(&grad)));
     }
 }
 
@@ -92,7 +82,7 @@ pub fn clip<const D: usize>(x: Tensor<D>, lo: f32, hi: f32) -> Tensor<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::{Device, Distribution};
+    use burn::tensor::{Device, Distribution, TensorData};
 
     #[test]
     fn equals_burns_clamp_and_its_gradient() {
