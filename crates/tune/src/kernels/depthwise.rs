@@ -62,6 +62,15 @@ impl Plane {
         (self.ho - 1) * self.wp + self.wo
     }
 
+    /// An output-shaped plane (a gradient) laid out in the wide buffer, zeros between rows.
+    fn widen(&self, src: &[f32], wide: &mut Vec<f32>) {
+        wide.clear();
+        wide.resize(self.wide_len(), 0.0);
+        for (oh, row) in src.chunks_exact(self.wo).enumerate() {
+            wide[oh * self.wp..oh * self.wp + self.wo].copy_from_slice(row);
+        }
+    }
+
     fn pad(&self, src: &[f32], dst: &mut Vec<f32>) {
         let [pt, pl, ..] = self.geo.pad;
         dst.clear();
@@ -236,11 +245,7 @@ mod simd {
         gxp.resize(p.hp * p.wp, 0.0);
         if p.stride_one() {
             let len = p.wide_len();
-            wide.clear();
-            wide.resize(len, 0.0);
-            for (oh, row) in g.chunks_exact(p.wo).enumerate() {
-                wide[oh * p.wp..oh * p.wp + p.wo].copy_from_slice(row);
-            }
+            p.widen(g, wide);
             for i in 0..p.kh {
                 for j in 0..p.kw {
                     let at = i * p.wp + j;
@@ -275,11 +280,7 @@ mod simd {
         acc[taps] += g.iter().sum::<f32>();
         if p.stride_one() {
             let len = p.wide_len();
-            wide.clear();
-            wide.resize(len, 0.0);
-            for (oh, row) in g.chunks_exact(p.wo).enumerate() {
-                wide[oh * p.wp..oh * p.wp + p.wo].copy_from_slice(row);
-            }
+            p.widen(g, wide);
             for i in 0..p.kh {
                 for j in 0..p.kw {
                     let at = i * p.wp + j;
