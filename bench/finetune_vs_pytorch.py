@@ -65,9 +65,11 @@ def main():
         split = [] if ds == "hymenoptera" else ["--val-fraction", "0.2"]
         extra = split + ["--strategy", strategy, "--epochs", str(epochs)]
         rs, r, rss = retrain(model, data, extra, a.threads)
-        # The peer unfreezes as many blocks as retrain's default did.
+        # The peer unfreezes as many blocks as retrain's default did, at its learning rates.
         unfrozen = str(r["finetune"]["unfrozen_blocks"])
-        peer_extra = split + ["--epochs", str(epochs), "--unfreeze", unfrozen] + (["--full"] if strategy == "full" else [])
+        cfg = r["finetune"]["config"]
+        peer_extra = split + ["--epochs", str(epochs), "--unfreeze", unfrozen, "--lr", str(cfg["lr"]),
+                              "--body-lr", str(cfg["body_lr"])] + (["--full"] if strategy == "full" else [])
         ps, p = peer(model, data, peer_extra, a.threads)
         lin = r["finetune"]["curve"][0]["val_accuracy"]
         print(f"| {model} | {strategy} ({epochs} ep, {ds}) | {rs:.1f} | {ps:.1f} | {ps / rs:.2f}× | "

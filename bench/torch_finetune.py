@@ -41,6 +41,7 @@ def main():
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--body-lr", type=float, default=None, help="the unfrozen blocks' (default: lr / 10)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
@@ -73,7 +74,7 @@ def main():
                     m.train()
         head.train()
 
-    opt = torch.optim.AdamW([{"params": body_params, "lr": a.lr / 10}, {"params": head.parameters(), "lr": a.lr}],
+    opt = torch.optim.AdamW([{"params": body_params, "lr": a.body_lr or a.lr / 10}, {"params": head.parameters(), "lr": a.lr}],
                             weight_decay=0.01)
     loader = DataLoader(train, batch_size=32, shuffle=True, num_workers=a.workers, drop_last=False)
     steps = a.epochs * len(loader)

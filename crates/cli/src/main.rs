@@ -123,14 +123,14 @@ enum Command {
         /// head. full: then every layer.
         #[arg(long, value_enum, default_value_t = StrategyArg::Linear)]
         strategy: StrategyArg,
-        /// Blocks to fine-tune, counted from the top (default: 8 for MobileNetV2 and
+        /// Blocks to fine-tune, counted from the top (default: 12 for MobileNetV2, 8 for
         /// EfficientNet-Lite, about a fifth of the blocks for other backbones).
         #[arg(long)]
         unfreeze: Option<usize>,
         /// Fine-tuning epochs (after the linear head).
         #[arg(long, default_value_t = TuneConfig::default().epochs)]
         epochs: usize,
-        /// Peak learning rate of the unfrozen blocks (default: --lr / 10).
+        /// Peak learning rate of the unfrozen blocks (default: --lr / 5).
         #[arg(long)]
         backbone_lr: Option<f64>,
         /// Fine-tuning optimiser (sgd: with momentum 0.9).
@@ -326,7 +326,8 @@ fn run(cli: Cli) -> Result<()> {
                             opts.tune.lr = lr;
                         }
                     }
-                    opts.tune.body_lr = backbone_lr.unwrap_or(opts.tune.lr / 10.0);
+                    opts.tune.body_lr =
+                        backbone_lr.unwrap_or(opts.tune.lr * TuneConfig::default().body_lr / TuneConfig::default().lr);
                     opts.unfreeze = unfreeze;
                     opts.tune.epochs = epochs;
                     opts.tune.batch = batch.max(1);

@@ -559,7 +559,7 @@ fn finetune_interrupted_and_resumed_ends_with_the_same_model_and_eval_agrees() {
     let mut cmd = retrain(&cache);
     finetune_args(&mut cmd, &data, &a);
     let stdout = ok(cmd.arg("--report").arg(&report));
-    assert!(stdout.contains("fine-tuning: 8 block(s) from features.11"), "{stdout}");
+    assert!(stdout.contains("fine-tuning: 12 block(s) from features.7"), "{stdout}");
     let r = read_json(&report);
     let f = &r["finetune"];
     let curve = f["curve"].as_array().unwrap();

@@ -1,6 +1,7 @@
-//! Times convolutions at a MobileNetV2 tail's shapes, forward + backward, batch 32: burn's conv2d
-//! against a 1×1 convolution as a batched matmul, and burn's grouped conv2d against retrain's
-//! depthwise convolution (`retrain_tune::depthwise_conv2d`, what the tail uses).
+//! Times convolutions at a MobileNetV2 tail's shapes, forward + backward, batch 32: burn's 1×1
+//! conv2d against a batched matmul and retrain's `pointwise_conv2d`, and burn's grouped conv2d
+//! against retrain's depthwise convolution (`retrain_tune::depthwise_conv2d`); the tail uses
+//! retrain's two.
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -28,6 +29,14 @@ fn main() {
             let _ = w.grad(&g);
         }
         println!("matmul 1x1: {:.2} ms", t.elapsed().as_secs_f64() * 100.0);
+        let b0 = Tensor::<1>::zeros([o], &dev);
+        let t = Instant::now();
+        for _ in 0..10 {
+            let y = retrain_tune::pointwise_conv2d(x.clone(), w.clone(), b0.clone());
+            let g = y.sum().backward();
+            let _ = (w.grad(&g), x.grad(&g));
+        }
+        println!("1x1 (retrain's): {:.2} ms", t.elapsed().as_secs_f64() * 100.0);
         let t = Instant::now();
         let xe = Tensor::<4>::random([n, o, hw, hw], Distribution::Normal(0.0, 1.0), &dev).require_grad();
         for _ in 0..10 {

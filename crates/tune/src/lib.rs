@@ -11,7 +11,7 @@ mod schedule;
 mod tail;
 mod trainer;
 
-pub use kernels::{clip, depthwise_conv2d, Geometry};
+pub use kernels::{clip, depthwise_conv2d, pointwise_conv2d, Geometry};
 pub use schedule::learning_rate;
 pub use tail::{BatchStat, ParamSpec, Tail, TailParams};
 pub use trainer::{BatchNormMode, Checkpoint, EpochStats, OptimizerKind, Progress, Trainer, TuneConfig};

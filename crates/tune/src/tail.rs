@@ -8,7 +8,7 @@
 //! `model.train()` does: each batch is normalised by its own statistics, the running ones
 //! follow them (momentum 0.1) and answer in evaluation.
 
-use crate::kernels::{clip, depthwise_conv2d, Geometry};
+use crate::kernels::{clip, depthwise_conv2d, pointwise_conv2d, Geometry};
 use crate::TuneError;
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{hard_sigmoid, relu, sigmoid};
@@ -441,14 +441,21 @@ impl Tail {
                         None => None,
                     };
                     let x = arg(0)?.r4()?;
-                    let [o, per_group, _, _] = w.dims();
+                    let [o, per_group, kh, kw] = w.dims();
                     let channels = x.dims()[1];
+                    let bias = |b: Option<Tensor<1>>| b.unwrap_or_else(|| Tensor::zeros([o], &device));
                     if opts.groups == channels && o == channels && per_group == 1 && opts.dilation == [1, 1] {
                         // burn's grouped-convolution backward runs group by group: see depthwise.rs.
-                        let b = b.unwrap_or_else(|| Tensor::zeros([o], &device));
                         let [(pt, pb), (pl, pr)] = opts.padding;
                         let geometry = Geometry { stride: opts.stride, pad: [pt, pl, pb, pr] };
-                        V::R4(depthwise_conv2d(x, w, b, geometry))
+                        V::R4(depthwise_conv2d(x, w, bias(b), geometry))
+                    } else if [kh, kw] == [1, 1]
+                        && opts.groups == 1
+                        && opts.stride == [1, 1]
+                        && opts.padding == [(0, 0), (0, 0)]
+                    {
+                        // burn's 1×1 backward goes through im2col and a transposed convolution.
+                        V::R4(pointwise_conv2d(x, w, bias(b)))
                     } else {
                         V::R4(conv2d(x, w, b, opts.clone()))
                     }

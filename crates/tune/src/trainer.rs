@@ -70,7 +70,7 @@ impl Default for TuneConfig {
             epochs: 7,
             batch: 32,
             lr: 1e-3,
-            body_lr: 1e-4,
+            body_lr: 2e-4,
             weight_decay: 0.01,
             optimizer: OptimizerKind::AdamW,
             momentum: 0.9,

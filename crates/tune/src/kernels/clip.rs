@@ -18,6 +18,28 @@ use rayon::prelude::*;
 /// Elements per parallel task: large enough that scheduling costs nothing next to the work.
 const CHUNK: usize = 1 << 16;
 
+#[inline(always)]
+fn clip_generic(x: &[f32], lo: f32, hi: f32, out: &mut [f32]) {
+    for (o, x) in out.iter_mut().zip(x) {
+        // Compare-and-select rather than f32::max/min, whose NaN rules keep it from vectorising.
+        let v = if *x < lo { lo } else { *x };
+        *o = if v > hi { hi } else { v };
+    }
+}
+
+/// The gradient passes where `lo <= x <= hi` (at the bounds too, as burn's clamp), as a bit mask
+/// so that the loop vectorises.
+#[inline(always)]
+fn gate_generic(g: &[f32], x: &[f32], lo: f32, hi: f32, out: &mut [f32]) {
+    for (o, (g, x)) in out.iter_mut().zip(g.iter().zip(x)) {
+        let inside = ((*x >= lo) & (*x <= hi)) as u32;
+        *o = f32::from_bits(g.to_bits() & inside.wrapping_neg());
+    }
+}
+
+dispatch!(clip_chunk, clip_generic, clip_avx2, (x: &[f32], lo: f32, hi: f32, out: &mut [f32]));
+dispatch!(gate_chunk, gate_generic, gate_avx2, (g: &[f32], x: &[f32], lo: f32, hi: f32, out: &mut [f32]));
+
 #[backend_extension(Flex, Autodiff)]
 pub trait ClipOps: Backend {
     /// `min(max(x, lo), hi)`.
@@ -28,11 +50,7 @@ impl ClipOps for Flex {
     fn clip(x: FlexTensor, lo: f32, hi: f32) -> FlexTensor {
         let src = values(&x);
         let mut out = vec![0.0f32; src.len()];
-        out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, s)| {
-            for (o, s) in o.iter_mut().zip(s) {
-                *o = s.max(lo).min(hi);
-            }
-        });
+        out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, s)| clip_chunk(s, lo, hi, o));
         tensor(out, shape(&x))
     }
 }
@@ -51,12 +69,9 @@ impl Backward<Flex, 1> for ClipBackward {
         let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
         let (x, g) = (values(&x), values(&grad));
         let mut gx = vec![0.0f32; g.len()];
-        gx.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK).zip(x.par_chunks(CHUNK))).for_each(|(o, (g, x))| {
-            for (o, (g, x)) in o.iter_mut().zip(g.iter().zip(x)) {
-                // As burn's clamp: the gradient passes at the bounds themselves.
-                *o = if *x >= lo && *x <= hi { *g } else { 0.0 };
-            }
-        });
+        gx.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK).zip(x.par_chunks(CHUNK)))
+            .for_each(|(o, (g, x))| gate_chunk(g, x, lo, hi, o));
         grads.register::<Flex>(node.id, tensor(gx, shape(&grad)));
     }
 }

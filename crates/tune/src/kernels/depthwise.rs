@@ -150,25 +150,6 @@ fn backward_weight(x: &[f32], g: &[f32], channels: usize, p: Plane) -> (Vec<f32>
 mod simd {
     use super::Plane;
 
-    macro_rules! dispatch {
-        ($name:ident, $generic:ident, $avx:ident, ($($arg:ident : $ty:ty),*)) => {
-            pub(super) fn $name($($arg: $ty),*) {
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                    return unsafe { $avx($($arg),*) };
-                }
-                $generic($($arg),*)
-            }
-
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn $avx($($arg: $ty),*) {
-                $generic($($arg),*)
-            }
-        };
-    }
-
     dispatch!(forward_plane, forward_generic, forward_avx2,
         (x: &[f32], w: &[f32], b: f32, out: &mut [f32], p: Plane, xp: &mut Vec<f32>, wide: &mut Vec<f32>));
     dispatch!(input_plane, input_generic, input_avx2,

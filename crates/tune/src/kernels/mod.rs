@@ -2,11 +2,35 @@
 //! a hand-written backward pass, for the layers where burn 0.22's generic implementation was most
 //! of a fine-tuning step.
 
+/// Defines `$name` to run `$generic` compiled for AVX2 + FMA when the CPU has them (checked at run
+/// time), and the baseline build otherwise: the loops are written plainly and the compiler
+/// vectorises them for each target.
+macro_rules! dispatch {
+    ($name:ident, $generic:ident, $avx:ident, ($($arg:ident : $ty:ty),*)) => {
+        pub(super) fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                return unsafe { $avx($($arg),*) };
+            }
+            $generic($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx($($arg: $ty),*) {
+            $generic($($arg),*)
+        }
+    };
+}
+
 mod clip;
 mod depthwise;
+mod pointwise;
 
 pub use clip::clip;
 pub use depthwise::{depthwise_conv2d, Geometry};
+pub use pointwise::pointwise_conv2d;
 
 use burn::backend::TensorMetadata;
 use burn::tensor::TensorData;
