@@ -62,6 +62,12 @@ impl Plane {
         (self.ho - 1) * self.wp + self.wo
     }
 
+    /// Each filter tap at stride 1: its index in the filter and where its window of `wide_len`
+    /// values starts in the padded input.
+    fn stride_one_taps(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        (0..self.kh).flat_map(move |i| (0..self.kw).map(move |j| (i * self.kw + j, i * self.wp + j)))
+    }
+
     /// An output-shaped plane (a gradient) laid out in the wide buffer, zeros between rows.
     fn widen(&self, src: &[f32], wide: &mut Vec<f32>) {
         wide.clear();
@@ -194,11 +200,8 @@ mod simd {
             let len = p.wide_len();
             wide.clear();
             wide.resize(len, b);
-            for i in 0..p.kh {
-                for j in 0..p.kw {
-                    let at = i * p.wp + j;
-                    axpy(wide, w[i * p.kw + j], &xp[at..at + len]);
-                }
+            for (tap, at) in p.stride_one_taps() {
+                axpy(wide, w[tap], &xp[at..at + len]);
             }
             for (oh, row) in out.chunks_exact_mut(p.wo).enumerate() {
                 row.copy_from_slice(&wide[oh * p.wp..oh * p.wp + p.wo]);
@@ -227,11 +230,8 @@ mod simd {
         if p.stride_one() {
             let len = p.wide_len();
             p.widen(g, wide);
-            for i in 0..p.kh {
-                for j in 0..p.kw {
-                    let at = i * p.wp + j;
-                    axpy(&mut gxp[at..at + len], w[i * p.kw + j], wide);
-                }
+            for (tap, at) in p.stride_one_taps() {
+                axpy(&mut gxp[at..at + len], w[tap], wide);
             }
         } else {
             let [sh, sw] = p.geo.stride;
@@ -262,11 +262,8 @@ mod simd {
         if p.stride_one() {
             let len = p.wide_len();
             p.widen(g, wide);
-            for i in 0..p.kh {
-                for j in 0..p.kw {
-                    let at = i * p.wp + j;
-                    acc[i * p.kw + j] += dot(wide, &xp[at..at + len]);
-                }
+            for (tap, at) in p.stride_one_taps() {
+                acc[tap] += dot(wide, &xp[at..at + len]);
             }
         } else {
             let [sh, sw] = p.geo.stride;
