@@ -23,7 +23,7 @@ struct Cli {
     #[arg(long, short, global = true)]
     quiet: bool,
     /// Worker threads (decoding and ONNX Runtime); default: all cores.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = count(1, 4096))]
     threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
@@ -92,7 +92,7 @@ enum Command {
         #[arg(long)]
         val: Option<PathBuf>,
         /// Fraction of each class held out for validation when there is no val folder.
-        #[arg(long, default_value_t = 0.2)]
+        #[arg(long, default_value_t = 0.2, value_parser = number::<f64>(FRACTION))]
         val_fraction: f64,
         /// Seed of the validation split and of fine-tuning's shuffling and augmentation.
         #[arg(long, default_value_t = 0)]
@@ -107,14 +107,14 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ClassWeights::Auto)]
         class_weights: ClassWeights,
         /// L2 penalty on the head's weights.
-        #[arg(long, default_value_t = 0.1)]
+        #[arg(long, default_value_t = 0.1, value_parser = number::<f32>(NON_NEGATIVE))]
         l2: f32,
         /// Learning rate: of the linear head's full-batch Adam (default 0.01); with finetune/full,
         /// the new head's peak rate (default 0.001).
-        #[arg(long)]
+        #[arg(long, value_parser = number::<f64>(POSITIVE))]
         lr: Option<f64>,
         /// Images per batch (ONNX Runtime batches, and fine-tuning's optimiser steps).
-        #[arg(long, default_value_t = 32)]
+        #[arg(long, default_value_t = 32, value_parser = count(1, 65536))]
         batch: usize,
         /// Recompute features instead of using the on-disk cache.
         #[arg(long)]
@@ -125,32 +125,32 @@ enum Command {
         strategy: StrategyArg,
         /// Blocks to fine-tune, counted from the top (default: 12 for MobileNetV2, 8 for
         /// EfficientNet-Lite, about a fifth of the blocks for other backbones).
-        #[arg(long)]
+        #[arg(long, value_parser = count(1, 100_000))]
         unfreeze: Option<usize>,
         /// Fine-tuning epochs (after the linear head).
-        #[arg(long, default_value_t = TuneConfig::default().epochs)]
+        #[arg(long, default_value_t = TuneConfig::default().epochs, value_parser = count(1, 100_000))]
         epochs: usize,
         /// Peak learning rate of the unfrozen blocks (default: --lr / 5).
-        #[arg(long)]
+        #[arg(long, value_parser = number::<f64>(POSITIVE))]
         backbone_lr: Option<f64>,
         /// Fine-tuning optimiser (sgd: with momentum 0.9).
         #[arg(long, value_enum, default_value_t = OptimizerArg::Adamw)]
         optimizer: OptimizerArg,
         /// Decoupled weight decay (AdamW) or L2 (SGD) while fine-tuning.
-        #[arg(long, default_value_t = TuneConfig::default().weight_decay)]
+        #[arg(long, default_value_t = TuneConfig::default().weight_decay, value_parser = number::<f32>(NON_NEGATIVE))]
         weight_decay: f32,
         /// Linear learning-rate warm-up, in epochs, before the cosine decay.
-        #[arg(long, default_value_t = TuneConfig::default().warmup_epochs)]
+        #[arg(long, default_value_t = TuneConfig::default().warmup_epochs, value_parser = number::<f64>(NON_NEGATIVE))]
         warmup_epochs: f64,
         /// Label smoothing of the fine-tuning loss (0 = none).
-        #[arg(long, default_value_t = TuneConfig::default().label_smoothing)]
+        #[arg(long, default_value_t = TuneConfig::default().label_smoothing, value_parser = number::<f32>(BELOW_ONE))]
         label_smoothing: f32,
         /// Evaluate and export a moving average of the fine-tuned weights, spanning about this
         /// many epochs (0 = the last weights themselves).
-        #[arg(long, default_value_t = TuneConfig::default().ema_epochs)]
+        #[arg(long, default_value_t = TuneConfig::default().ema_epochs, value_parser = number::<f64>(NON_NEGATIVE))]
         ema: f64,
         /// Dropout on the new head's input while fine-tuning.
-        #[arg(long, default_value_t = TuneConfig::default().dropout)]
+        #[arg(long, default_value_t = TuneConfig::default().dropout, value_parser = number::<f32>(BELOW_ONE))]
         dropout: f32,
         /// BatchNorm in the trained blocks: train (batch statistics, running ones updated, as
         /// PyTorch's model.train()) or frozen (ImageNet's running statistics). Frozen blocks
@@ -158,7 +158,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = BatchNormArg::Frozen)]
         batchnorm: BatchNormArg,
         /// Stop fine-tuning after this many epochs without a lower validation loss.
-        #[arg(long, default_value_t = TuneConfig::default().patience)]
+        #[arg(long, default_value_t = TuneConfig::default().patience, value_parser = count(1, 100_000))]
         patience: usize,
         /// Training-time augmentation for fine-tuning (evaluation always uses the plain preprocessing).
         #[arg(long, value_enum, default_value_t = AugmentArg::Standard)]
@@ -175,6 +175,8 @@ enum Command {
         /// Continue the fine-tuning run checkpointed in RUN_DIR (its options come from there).
         #[arg(long, value_name = "RUN_DIR", conflicts_with = "data_dir")]
         resume: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputArgs,
     },
     /// Predict the class of images (files or folders) with a trained MODEL.onnx, or with a
     /// backbone's own ImageNet classifier (`--model NAME`, no trained head).
@@ -192,10 +194,13 @@ enum Command {
         #[arg(long, requires = "model")]
         weights: Option<PathBuf>,
         /// How many classes to show per image.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = count(1, 100_000))]
         top: usize,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Refuse images whose header claims more pixels than this (Pillow's limit by default).
+        #[arg(long, default_value_t = retrain::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+        max_pixels: u64,
     },
     /// Evaluate a trained model on a labelled folder.
     Eval {
@@ -203,6 +208,8 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        input: InputArgs,
     },
     /// List the backbones retrain knows.
     Models {
@@ -211,6 +218,67 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+}
+
+/// How train and eval read a folder of labelled photos.
+#[derive(clap::Args)]
+struct InputArgs {
+    /// Refuse images whose header claims more pixels than this (Pillow's limit by default):
+    /// they are skipped and reported, never decoded.
+    #[arg(long, default_value_t = retrain::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    max_pixels: u64,
+    /// Keep photos whose content appears under two classes (label conflicts) or in both
+    /// training and validation (leaks); by default they are left out, and always reported.
+    #[arg(long)]
+    keep_duplicates: bool,
+}
+
+/// Where a number given on the command line must lie.
+#[derive(Clone, Copy)]
+struct Range {
+    lo: f64,
+    lo_open: bool,
+    hi: f64,
+    hi_open: bool,
+}
+
+const ANY: Range = Range { lo: f64::NEG_INFINITY, lo_open: true, hi: f64::INFINITY, hi_open: true };
+const POSITIVE: Range = Range { lo: 0.0, lo_open: true, hi: f64::INFINITY, hi_open: true };
+const NON_NEGATIVE: Range = Range { lo: 0.0, lo_open: false, hi: f64::INFINITY, hi_open: true };
+const FRACTION: Range = Range { lo: 0.0, lo_open: true, hi: 1.0, hi_open: true };
+const BELOW_ONE: Range = Range { lo: 0.0, lo_open: false, hi: 1.0, hi_open: true };
+
+/// A finite number within `r`, or a message saying where it must lie.
+fn number<T>(r: Range) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + Into<f64> + Copy + Send + Sync + 'static,
+{
+    move |s: &str| {
+        let v: T = s.trim().parse().map_err(|_| format!("`{s}` is not a number"))?;
+        let x: f64 = v.into();
+        let above = if r.lo_open { x > r.lo } else { x >= r.lo };
+        let below = if r.hi_open { x < r.hi } else { x <= r.hi };
+        if !x.is_finite() || !above || !below {
+            let lo = if r.lo.is_finite() {
+                format!("{} {}", if r.lo_open { ">" } else { ">=" }, r.lo)
+            } else {
+                String::new()
+            };
+            let hi = if r.hi.is_finite() {
+                format!("{} {}", if r.hi_open { "<" } else { "<=" }, r.hi)
+            } else {
+                String::new()
+            };
+            let bounds = [lo, hi].into_iter().filter(|b| !b.is_empty()).collect::<Vec<_>>().join(" and ");
+            return Err(if bounds.is_empty() { "must be finite".into() } else { format!("must be finite, {bounds}") });
+        }
+        Ok(v)
+    }
+}
+
+/// A whole number in `lo..=hi`.
+fn count(lo: u64, hi: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(lo..=hi)
 }
 
 #[derive(Subcommand)]
@@ -224,16 +292,16 @@ enum ModelsAction {
         #[arg(long)]
         name: String,
         /// Input height and width the model expects.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
         input_size: u32,
         /// Shorter side before the center crop (default: input size × 8/7).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
         resize: Option<u32>,
         /// Per-channel mean on 0..1 values, e.g. 0.485,0.456,0.406.
-        #[arg(long, value_delimiter = ',', default_values_t = [0.485, 0.456, 0.406])]
+        #[arg(long, value_delimiter = ',', default_values_t = [0.485, 0.456, 0.406], value_parser = number::<f32>(ANY))]
         mean: Vec<f32>,
         /// Per-channel standard deviation on 0..1 values.
-        #[arg(long, value_delimiter = ',', default_values_t = [0.229, 0.224, 0.225])]
+        #[arg(long, value_delimiter = ',', default_values_t = [0.229, 0.224, 0.225], value_parser = number::<f32>(POSITIVE))]
         std: Vec<f32>,
         /// The value to take features from (default: the model's first output), e.g. the
         /// global-pool output before the classifier.
@@ -302,6 +370,7 @@ fn run(cli: Cli) -> Result<()> {
             precision,
             run_dir,
             resume,
+            input,
         } => {
             let mut opts = match (&resume, &data_dir) {
                 (Some(dir), _) => retrain::finetune::resume_options(dir)?,
@@ -311,7 +380,7 @@ fn run(cli: Cli) -> Result<()> {
                     opts.val_fraction = val_fraction;
                     opts.seed = seed;
                     opts.weights = weights;
-                    opts.batch = batch.max(1);
+                    opts.batch = batch;
                     opts.head.balanced = class_weights == ClassWeights::Auto;
                     opts.head.l2 = l2;
                     opts.strategy = match strategy {
@@ -330,7 +399,7 @@ fn run(cli: Cli) -> Result<()> {
                         backbone_lr.unwrap_or(opts.tune.lr * TuneConfig::default().body_lr / TuneConfig::default().lr);
                     opts.unfreeze = unfreeze;
                     opts.tune.epochs = epochs;
-                    opts.tune.batch = batch.max(1);
+                    opts.tune.batch = batch;
                     opts.tune.optimizer = match optimizer {
                         OptimizerArg::Adamw => retrain_tune_kind::AdamW,
                         OptimizerArg::Sgd => retrain_tune_kind::Sgd,
@@ -338,13 +407,13 @@ fn run(cli: Cli) -> Result<()> {
                     opts.tune.weight_decay = weight_decay;
                     opts.tune.warmup_epochs = warmup_epochs;
                     opts.tune.label_smoothing = label_smoothing;
-                    opts.tune.ema_epochs = ema.max(0.0);
-                    opts.tune.dropout = dropout.clamp(0.0, 0.9);
+                    opts.tune.ema_epochs = ema;
+                    opts.tune.dropout = dropout;
                     opts.tune.batchnorm = match batchnorm {
                         BatchNormArg::Train => retrain_tune_bn::Train,
                         BatchNormArg::Frozen => retrain_tune_bn::Frozen,
                     };
-                    opts.tune.patience = patience.max(1);
+                    opts.tune.patience = patience;
                     opts.tune.seed = seed;
                     opts.augment = match augment {
                         AugmentArg::None => retrain::Augment::None,
@@ -357,6 +426,8 @@ fn run(cli: Cli) -> Result<()> {
                         PrecisionArg::Int8 => retrain::precision::Precision::Int8,
                     };
                     opts.run_dir = run_dir;
+                    opts.max_pixels = input.max_pixels;
+                    opts.keep_duplicates = input.keep_duplicates;
                     if no_cache {
                         opts.feature_cache = None;
                     }
@@ -373,17 +444,17 @@ fn run(cli: Cli) -> Result<()> {
             let r = retrain::train::train(&opts)?;
             if let Some(path) = &report {
                 let json = serde_json::to_string_pretty(&r)?;
-                std::fs::write(path, json)
-                    .map_err(|e| anyhow::anyhow!("{}: cannot write report: {e}", path.display()))?;
+                retrain::train::write_file(path, json.as_bytes())?;
             }
             if !cli.quiet {
                 println!(
-                    "{}: {} classes, {} train / {} val images ({} skipped), features {} computed / {} cached",
+                    "{}: {} classes, {} train / {} val images ({} skipped{}), features {} computed / {} cached",
                     r.backbone,
                     r.class_names.len(),
                     r.train_images,
                     r.val_images,
                     r.skipped.len(),
+                    duplicates_note(&r),
                     r.features_computed,
                     r.features_cached
                 );
@@ -408,7 +479,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("wrote {} in {:.2}s", r.model.display(), r.timings.total);
             }
         }
-        Command::Predict { inputs, model, weights, top, format } => {
+        Command::Predict { inputs, model, weights, top, format, max_pixels } => {
             let (mut c, paths) = match model {
                 Some(name) => {
                     let b = retrain::backbone::LoadedBackbone::load(&name, weights.as_deref(), cli.quiet)?;
@@ -421,6 +492,7 @@ fn run(cli: Cli) -> Result<()> {
                     (retrain::model::Classifier::open(&inputs[0], threads)?, inputs[1..].to_vec())
                 }
             };
+            c.limits = retrain::Limits { max_pixels };
             let bar = retrain::progress_bar(0, "predict", cli.quiet);
             let (preds, fails) = retrain::predict::predict(&mut c, &paths, top, &bar)?;
             bar.finish_and_clear();
@@ -453,11 +525,25 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Eval { model, data_dir, format } => {
+        Command::Eval { model, data_dir, format, input } => {
             let mut c = retrain::model::Classifier::open(&model, threads)?;
+            c.limits = retrain::Limits { max_pixels: input.max_pixels };
             let bar = retrain::progress_bar(0, "eval", cli.quiet);
-            let ev = retrain::eval::evaluate(&mut c, &data_dir, &bar)?;
+            let ev = retrain::eval::evaluate(&mut c, &data_dir, input.keep_duplicates, &bar)?;
             bar.finish_and_clear();
+            if let Some(first) = ev.conflicts.first().filter(|_| !cli.quiet) {
+                eprintln!(
+                    "warning: {} photo(s) appear in more than one class folder (e.g. {} in {}): {}",
+                    ev.conflicts.len(),
+                    first.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" = "),
+                    first.classes.join(" and "),
+                    if ev.duplicates_kept {
+                        "kept (--keep-duplicates)"
+                    } else {
+                        "left out of the metrics; --format json lists them under `conflicts`"
+                    }
+                );
+            }
             for s in &ev.skipped {
                 if !cli.quiet {
                     eprintln!("warning: skipped {}: {}", s.path.display(), s.reason);
@@ -472,6 +558,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models { action: None, format } => list_models(format)?,
     }
     Ok(())
+}
+
+/// ", 4 label conflicts left out" for the summary line, when there were any.
+fn duplicates_note(r: &retrain::report::Report) -> String {
+    let verb = if r.duplicates_kept { "kept" } else { "left out" };
+    let mut parts = Vec::new();
+    if !r.conflicts.is_empty() {
+        parts.push(format!("{} label conflict(s) {verb}", r.conflicts.len()));
+    }
+    if !r.leaks.is_empty() {
+        parts.push(format!("{} train/val leak(s) {verb}", r.leaks.len()));
+    }
+    parts.iter().map(|p| format!(", {p}")).collect()
 }
 
 /// Ctrl-C once: finish the current batch, checkpoint, exit. Twice: exit at once.

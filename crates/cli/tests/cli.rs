@@ -240,10 +240,12 @@ fn bad_input_gives_one_clear_error() {
     c.arg("train").arg(&data).args(["--quiet", "--weights"]).arg(&corrupt).arg("--out").arg(&out);
     fails(&mut c, "corrupt.pth");
 
-    for f in ["0", "1", "1.5", "-0.2"] {
-        let mut c = train(&data);
-        c.arg(format!("--val-fraction={f}"));
-        fails(&mut c, "--val-fraction must be between 0 and 1");
+    // Out-of-range numbers are command-line mistakes, caught by clap: exit code 2.
+    for f in ["0", "1", "1.5", "-0.2", "nan"] {
+        let out = run(train(&data).arg(format!("--val-fraction={f}")));
+        let se = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{se}");
+        assert!(se.contains("'--val-fraction <VAL_FRACTION>': must be finite, > 0 and < 1"), "{se}");
     }
 
     let mut c = retrain(t);
@@ -325,7 +327,15 @@ fn flowers_linear_probe_beats_the_pytorch_baseline() {
     let acc = r["val_accuracy"].as_f64().unwrap();
     // scikit-learn logistic regression on PyTorch MobileNetV2 features, same split rule: 0.744.
     assert!(acc >= 0.744, "flowers val accuracy {acc}");
-    assert_eq!(r["val_images"].as_u64().unwrap(), 864);
+    // The set's four photos filed under both rose and tulip are label conflicts: left out,
+    // wherever the split put them.
+    let conflicts = r["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 4, "{conflicts:#?}");
+    assert!(conflicts.iter().all(|c| c["classes"] == serde_json::json!(["rose", "tulip"])));
+    let leaked: usize = r["leaks"].as_array().unwrap().iter().map(|l| l["val"].as_array().unwrap().len()).sum();
+    let (train, val) = (r["train_images"].as_u64().unwrap(), r["val_images"].as_u64().unwrap());
+    assert_eq!(train + val + 8 + leaked as u64, 4317, "{train} + {val} + {leaked}");
+    assert_eq!(val, 860);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 use crate::{FeatureError, Session};
 use rayon::prelude::*;
-use retrain_pixels::Geometry;
+use retrain_pixels::{Geometry, Limits};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -18,7 +18,8 @@ pub fn calibrate(
     let size = geometry.crop as usize;
     let mut ranges: BTreeMap<String, (f32, f32)> = BTreeMap::new();
     for chunk in files.chunks(batch.max(1)) {
-        let images: Vec<Vec<u8>> = chunk.par_iter().filter_map(|p| retrain_pixels::load(p, geometry).ok()).collect();
+        let images: Vec<Vec<u8>> =
+            chunk.par_iter().filter_map(|p| retrain_pixels::load(p, geometry, Limits::default()).ok()).collect();
         if images.is_empty() {
             continue;
         }

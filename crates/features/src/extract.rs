@@ -1,6 +1,6 @@
 use crate::{content_hash, FeatureCache, FeatureError, Session};
 use rayon::prelude::*;
-use retrain_pixels::{Geometry, PixelError};
+use retrain_pixels::{Geometry, Limits, PixelError};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -71,6 +71,7 @@ pub fn extract(
     output: &str,
     files: &[PathBuf],
     geometry: Geometry,
+    limits: Limits,
     cache: Option<&FeatureCache>,
     batch: usize,
     progress: &indicatif::ProgressBar,
@@ -94,7 +95,7 @@ pub fn extract(
         }
         Ok(())
     };
-    let job = Job { output, files, geometry, cache, batch };
+    let job = Job { output, files, geometry, limits, cache, batch };
     if sessions.streams.len() < 2 || files.len() <= batch {
         whole(sessions, job, &mut deliver)?;
     } else {
@@ -109,6 +110,7 @@ struct Job<'a> {
     output: &'a str,
     files: &'a [PathBuf],
     geometry: Geometry,
+    limits: Limits,
     cache: Option<&'a FeatureCache>,
     batch: usize,
 }
@@ -244,7 +246,7 @@ fn prepare(path: &std::path::Path, job: Job) -> Item {
     if let Some(f) = cache.and_then(|c| c.get(&hash)) {
         return Item::Cached(f);
     }
-    match retrain_pixels::decode_for(&bytes, path, g) {
+    match retrain_pixels::decode_for(&bytes, path, g, job.limits) {
         Ok(img) => Item::Pixels(hash, retrain_pixels::prepare(&img, g)),
         Err(e) => Item::Failed(e),
     }

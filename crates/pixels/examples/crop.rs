@@ -11,7 +11,7 @@ fn main() {
         crop: a[3].parse().expect("CROP"),
         filter: retrain_pixels::Filter::Bilinear,
     };
-    match retrain_pixels::load(std::path::Path::new(&a[1]), g) {
+    match retrain_pixels::load(std::path::Path::new(&a[1]), g, Default::default()) {
         Ok(px) => std::fs::write(&a[4], px).expect("write OUT"),
         Err(e) => {
             eprintln!("error: {e}");

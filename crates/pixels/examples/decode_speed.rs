@@ -27,13 +27,13 @@ fn main() {
         let bytes = std::fs::read(f).expect("readable file");
         read += t.elapsed();
         let t = Instant::now();
-        let Ok(img) = retrain_pixels::decode_for(&bytes, f, g) else { continue };
+        let Ok(img) = retrain_pixels::decode_for(&bytes, f, g, Default::default()) else { continue };
         decode += t.elapsed();
         let t = Instant::now();
         std::hint::black_box(retrain_pixels::prepare(&img, g));
         prep += t.elapsed();
         let t = Instant::now();
-        let _ = std::hint::black_box(retrain_pixels::decode_bytes(&bytes, f));
+        let _ = std::hint::black_box(retrain_pixels::decode_bytes(&bytes, f, Default::default()));
         full += t.elapsed();
         n += 1;
     }

@@ -19,6 +19,59 @@ pub enum PixelError {
     NotImage { path: PathBuf },
     #[error("{path}: corrupt or truncated image: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: image too large: {width}×{height} = {} pixels (limit {limit}, --max-pixels)", giga(u64::from(*.width) * u64::from(*.height)))]
+    TooLarge { path: PathBuf, width: u32, height: u32, limit: u64 },
+}
+
+/// `4.2 G` for 4_225_000_000: the size of a refused image, readable at a glance.
+fn giga(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.1} G", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1} M", n as f64 / 1e6),
+        n => n.to_string(),
+    }
+}
+
+/// Pillow's `Image.MAX_IMAGE_PIXELS`: above it Pillow raises `DecompressionBombError`.
+pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
+
+/// What a decoder may allocate. An image is refused from its header, before any pixel is
+/// decoded, when it claims more than `max_pixels`; the decoders' own allocation is capped
+/// at what an image of that many pixels needs, so a header that lies cannot make them
+/// allocate more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_pixels: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_pixels: DEFAULT_MAX_PIXELS }
+    }
+}
+
+impl Limits {
+    /// Bytes a decoder may hold: the largest pixel format (16-bit RGBA, 8 bytes) at the
+    /// limit, plus room for its tables.
+    fn max_alloc(self) -> u64 {
+        self.max_pixels.saturating_mul(8).saturating_add(16 << 20)
+    }
+
+    fn check(self, width: u32, height: u32, path: &Path) -> Result<(), PixelError> {
+        if width as u64 * height as u64 > self.max_pixels {
+            return Err(PixelError::TooLarge { path: path.to_path_buf(), width, height, limit: self.max_pixels });
+        }
+        Ok(())
+    }
+
+    fn image_limits(self) -> image::Limits {
+        let side = u32::try_from(self.max_pixels).unwrap_or(u32::MAX);
+        let mut l = image::Limits::default();
+        l.max_image_width = Some(side);
+        l.max_image_height = Some(side);
+        l.max_alloc = Some(self.max_alloc());
+        l
+    }
 }
 
 impl PixelError {
@@ -27,7 +80,8 @@ impl PixelError {
             PixelError::Io { path, .. }
             | PixelError::Empty { path }
             | PixelError::NotImage { path }
-            | PixelError::Corrupt { path, .. } => path,
+            | PixelError::Corrupt { path, .. }
+            | PixelError::TooLarge { path, .. } => path,
         }
     }
 
@@ -48,25 +102,52 @@ pub struct Geometry {
 }
 
 /// Decodes a file to 8-bit RGB, whatever its format (JPEG, PNG, GIF, BMP, WebP), colour
-/// type (grey, RGBA, CMYK, 16-bit) or EXIF orientation.
+/// type (grey, RGBA, CMYK, 16-bit) or EXIF orientation, within the default [`Limits`].
 pub fn decode(path: &Path) -> Result<RgbImage, PixelError> {
-    let bytes = std::fs::read(path).map_err(|source| PixelError::Io { path: path.to_path_buf(), source })?;
-    decode_bytes(&bytes, path)
+    let bytes = read(path)?;
+    decode_bytes(&bytes, path, Limits::default())
 }
 
-/// As [`decode`], from bytes already read; `path` names the source in errors.
-pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage, PixelError> {
-    if bytes.is_empty() {
-        return Err(PixelError::Empty { path: path.to_path_buf() });
-    }
-    let corrupt = |e: image::ImageError| PixelError::Corrupt { path: path.to_path_buf(), reason: e.to_string() };
+fn read(path: &Path) -> Result<Vec<u8>, PixelError> {
+    std::fs::read(path).map_err(|source| PixelError::Io { path: path.to_path_buf(), source })
+}
+
+/// The width and height an image's header claims, read without decoding any pixel.
+pub fn dimensions(bytes: &[u8], path: &Path) -> Result<(u32, u32), PixelError> {
     let reader = ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|source| PixelError::Io { path: path.to_path_buf(), source })?;
     if reader.format().is_none() {
         return Err(PixelError::NotImage { path: path.to_path_buf() });
     }
-    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    reader.into_dimensions().map_err(|e| PixelError::Corrupt { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+/// As [`decode`], from bytes already read; `path` names the source in errors. The header's
+/// size is checked against `limits` before anything is decoded.
+pub fn decode_bytes(bytes: &[u8], path: &Path, limits: Limits) -> Result<RgbImage, PixelError> {
+    if bytes.is_empty() {
+        return Err(PixelError::Empty { path: path.to_path_buf() });
+    }
+    let corrupt = |e: image::ImageError| PixelError::Corrupt { path: path.to_path_buf(), reason: e.to_string() };
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|source| PixelError::Io { path: path.to_path_buf(), source })?;
+    if reader.format().is_none() {
+        return Err(PixelError::NotImage { path: path.to_path_buf() });
+    }
+    // The decoders refuse a header beyond these themselves, but name no limit the user can
+    // change: the header is read first and checked here too.
+    reader.limits(limits.image_limits());
+    let mut decoder = reader.into_decoder().map_err(|e| match e {
+        image::ImageError::Limits(_) => match dimensions(bytes, path) {
+            Ok((w, h)) => limits.check(w, h, path).err().unwrap_or_else(|| corrupt(e)),
+            Err(_) => corrupt(e),
+        },
+        e => corrupt(e),
+    })?;
+    let (w, h) = decoder.dimensions();
+    limits.check(w, h, path)?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     img.apply_orientation(orientation);
@@ -91,10 +172,12 @@ fn dct_scale(w: u32, h: u32, resize: u32) -> u32 {
 /// As [`decode_bytes`], but a large JPEG is decoded directly at a fraction of its size (the
 /// IDCT computes fewer pixels): 38 ms instead of 48 ms for a 12 MP photo here (entropy
 /// decoding, which scaling cannot skip, dominates), and the resize after it is cheaper too.
-pub fn decode_for(bytes: &[u8], path: &Path, g: Geometry) -> Result<RgbImage, PixelError> {
+pub fn decode_for(bytes: &[u8], path: &Path, g: Geometry, limits: Limits) -> Result<RgbImage, PixelError> {
     if bytes.starts_with(&[0xFF, 0xD8]) {
         let mut d = jpeg_decoder::Decoder::new(bytes);
+        d.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc()).unwrap_or(usize::MAX));
         if let (Ok(()), Some(info)) = (d.read_info(), d.info()) {
+            limits.check(info.width as u32, info.height as u32, path)?;
             let s = dct_scale(info.width as u32, info.height as u32, g.resize);
             if s > 1 && info.pixel_format == jpeg_decoder::PixelFormat::RGB24 {
                 if let Some(img) = decode_scaled(d, bytes, s) {
@@ -103,7 +186,7 @@ pub fn decode_for(bytes: &[u8], path: &Path, g: Geometry) -> Result<RgbImage, Pi
             }
         }
     }
-    decode_bytes(bytes, path)
+    decode_bytes(bytes, path, limits)
 }
 
 fn decode_scaled(mut d: jpeg_decoder::Decoder<&[u8]>, bytes: &[u8], s: u32) -> Option<RgbImage> {
@@ -182,9 +265,8 @@ pub fn prepare(img: &RgbImage, g: Geometry) -> Vec<u8> {
 }
 
 /// Decodes and prepares one file.
-pub fn load(path: &Path, g: Geometry) -> Result<Vec<u8>, PixelError> {
-    let bytes = std::fs::read(path).map_err(|source| PixelError::Io { path: path.to_path_buf(), source })?;
-    Ok(prepare(&decode_for(&bytes, path, g)?, g))
+pub fn load(path: &Path, g: Geometry, limits: Limits) -> Result<Vec<u8>, PixelError> {
+    Ok(prepare(&decode_for(&read(path)?, path, g, limits)?, g))
 }
 
 #[cfg(test)]
@@ -208,8 +290,8 @@ mod tests {
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95).encode_image(&big).unwrap();
         let g = Geometry { resize: 256, crop: 224, filter: Filter::Bilinear };
         let p = Path::new("big.jpg");
-        let fast = prepare(&decode_for(&jpeg, p, g).unwrap(), g);
-        let full = prepare(&decode_bytes(&jpeg, p).unwrap(), g);
+        let fast = prepare(&decode_for(&jpeg, p, g, Limits::default()).unwrap(), g);
+        let full = prepare(&decode_bytes(&jpeg, p, Limits::default()).unwrap(), g);
         let mean = fast.iter().zip(&full).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / fast.len() as f64;
         assert!(mean < 2.0, "mean |Δ| {mean}");
         assert_ne!(fast, full, "the scaled path was not taken");
@@ -229,7 +311,8 @@ mod tests {
     #[test]
     fn decodes_png_and_jpeg_to_a_crop() {
         for f in ["images/chelsea.png", "images/dog.jpg"] {
-            let px = load(&shared(f), Geometry { resize: 256, crop: 224, filter: Filter::Bilinear }).unwrap();
+            let g = Geometry { resize: 256, crop: 224, filter: Filter::Bilinear };
+            let px = load(&shared(f), g, Limits::default()).unwrap();
             assert_eq!(px.len(), 224 * 224 * 3);
             let mean = px.iter().map(|&v| v as f64).sum::<f64>() / px.len() as f64;
             assert!(mean > 20.0 && mean < 235.0, "{f}: mean {mean}");
@@ -287,6 +370,77 @@ mod tests {
         let png = std::fs::read(shared("images/chelsea.png")).unwrap();
         std::fs::write(&cut_png, &png[..png.len() / 2]).unwrap();
         assert!(matches!(decode(&cut_png), Err(PixelError::Corrupt { .. })));
+    }
+
+    /// A small real image of `format`, with the size in its header replaced by `w`×`h`.
+    pub(crate) fn lying(format: image::ImageFormat, w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(16, 12, |x, y| image::Rgb([(x * 15) as u8, (y * 20) as u8, 99]));
+        let mut b = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut b, format).unwrap();
+        let mut b = b.into_inner();
+        match format {
+            image::ImageFormat::Png => {
+                b[16..20].copy_from_slice(&w.to_be_bytes());
+                b[20..24].copy_from_slice(&h.to_be_bytes());
+                let crc = crc32fast::hash(&b[12..29]);
+                b[29..33].copy_from_slice(&crc.to_be_bytes());
+            }
+            image::ImageFormat::Jpeg => {
+                let sof = b.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap();
+                b[sof + 5..sof + 7].copy_from_slice(&(h as u16).to_be_bytes());
+                b[sof + 7..sof + 9].copy_from_slice(&(w as u16).to_be_bytes());
+            }
+            image::ImageFormat::Gif => {
+                b[6..8].copy_from_slice(&(w as u16).to_le_bytes());
+                b[8..10].copy_from_slice(&(h as u16).to_le_bytes());
+            }
+            image::ImageFormat::Bmp => {
+                b[18..22].copy_from_slice(&(w as i32).to_le_bytes());
+                b[22..26].copy_from_slice(&(h as i32).to_le_bytes());
+            }
+            image::ImageFormat::WebP => {
+                assert_eq!(&b[12..16], b"VP8L");
+                let old = u32::from_le_bytes(b[21..25].try_into().unwrap());
+                let v = (old & 0xF000_0000) | (w - 1) | ((h - 1) << 14);
+                b[21..25].copy_from_slice(&v.to_le_bytes());
+            }
+            _ => unreachable!(),
+        }
+        b
+    }
+
+    #[test]
+    fn headers_claiming_too_many_pixels_are_refused_before_decoding() {
+        use image::ImageFormat as F;
+        let g = Geometry { resize: 256, crop: 224, filter: Filter::Bilinear };
+        let cases = [
+            (F::Jpeg, 65000, 65000, "4.2 G"),
+            (F::Png, 30000, 30000, "900.0 M"),
+            (F::Gif, 65000, 65000, "4.2 G"),
+            (F::Bmp, 20000, 20000, "400.0 M"),
+            (F::WebP, 16000, 16000, "256.0 M"),
+        ];
+        for (format, w, h, giga) in cases {
+            let bytes = lying(format, w, h);
+            let p = Path::new("lying.img");
+            assert_eq!(dimensions(&bytes, p).unwrap(), (w, h), "{format:?}");
+            let t = std::time::Instant::now();
+            for r in [decode_bytes(&bytes, p, Limits::default()), decode_for(&bytes, p, g, Limits::default())] {
+                let e = r.unwrap_err();
+                assert!(matches!(e, PixelError::TooLarge { .. }), "{format:?}: {e}");
+                let want =
+                    format!("lying.img: image too large: {w}×{h} = {giga} pixels (limit 178956970, --max-pixels)");
+                assert_eq!(e.to_string(), want);
+            }
+            assert!(t.elapsed().as_millis() < 500, "{format:?} took {:?}", t.elapsed());
+        }
+        // A lower limit refuses a real image; the default takes it.
+        let real = lying(F::Png, 16, 12);
+        assert!(matches!(
+            decode_bytes(&real, Path::new("x"), Limits { max_pixels: 100 }),
+            Err(PixelError::TooLarge { .. })
+        ));
+        assert_eq!(decode_bytes(&real, Path::new("x"), Limits::default()).unwrap().dimensions(), (16, 12));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::dataset;
 use crate::metrics::{self, argmax, Metrics};
 use crate::model::Classifier;
-use crate::report::Skipped;
+use crate::report::{Conflict, Skipped};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -15,11 +15,21 @@ pub struct Evaluation {
     #[serde(flatten)]
     pub metrics: Metrics,
     pub skipped: Vec<Skipped>,
+    /// Photos whose content appears under more than one class folder: left out of the
+    /// metrics unless `duplicates_kept`.
+    pub conflicts: Vec<Conflict>,
+    pub duplicates_kept: bool,
 }
 
 /// Evaluates on `dir`'s class folders (its `val/` folder when it has train/val folders).
-/// Every class folder must be one of the model's classes.
-pub fn evaluate(classifier: &mut Classifier, dir: &Path, progress: &indicatif::ProgressBar) -> Result<Evaluation> {
+/// Every class folder must be one of the model's classes. A photo found in two class
+/// folders has no one true label: it is left out unless `keep_duplicates`.
+pub fn evaluate(
+    classifier: &mut Classifier,
+    dir: &Path,
+    keep_duplicates: bool,
+    progress: &indicatif::ProgressBar,
+) -> Result<Evaluation> {
     let root = ["val", "valid", "validation"]
         .iter()
         .map(|v| dir.join(v))
@@ -28,7 +38,8 @@ pub fn evaluate(classifier: &mut Classifier, dir: &Path, progress: &indicatif::P
     let names = classifier.info.class_names.clone();
     let mut files = Vec::new();
     let mut truth = Vec::new();
-    for (name, fs) in dataset::class_folders(&root)? {
+    let found = dataset::class_folders(&root)?;
+    for (name, fs) in found.classes {
         let label = names.iter().position(|c| *c == name).ok_or_else(|| Error::Data {
             path: root.join(&name),
             reason: format!("class `{name}` is not one of the model's classes {names:?}"),
@@ -36,9 +47,17 @@ pub fn evaluate(classifier: &mut Classifier, dir: &Path, progress: &indicatif::P
         truth.extend(std::iter::repeat_n(label, fs.len()));
         files.extend(fs);
     }
+    let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let (conflicts, in_conflict) = dataset::duplicates::conflicts(&refs, &truth, &names);
+    if !keep_duplicates {
+        let mut keep = in_conflict.iter().map(|c| !c);
+        files.retain(|_| keep.next().unwrap_or(true));
+        let mut keep = in_conflict.iter().map(|c| !c);
+        truth.retain(|_| keep.next().unwrap_or(true));
+    }
     progress.set_length(files.len() as u64);
     let probs = classifier.classify(&files, progress)?;
-    let (mut t, mut p, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut t, mut p, mut skipped) = (Vec::new(), Vec::new(), found.skipped);
     for ((path, label), r) in files.into_iter().zip(truth).zip(probs) {
         match r {
             Ok(pr) => {
@@ -48,5 +67,12 @@ pub fn evaluate(classifier: &mut Classifier, dir: &Path, progress: &indicatif::P
             Err(e) => skipped.push(Skipped { reason: e.reason(), path }),
         }
     }
-    Ok(Evaluation { data: root, images: t.len(), metrics: metrics::compute(&t, &p, &names), skipped })
+    Ok(Evaluation {
+        data: root,
+        images: t.len(),
+        metrics: metrics::compute(&t, &p, &names),
+        skipped,
+        conflicts,
+        duplicates_kept: keep_duplicates,
+    })
 }

@@ -13,7 +13,7 @@ use crate::train::{check_writable, fit_linear, warn, write_model, Strategy, Trai
 use crate::{progress_bar, Error, Result};
 use rayon::prelude::*;
 use retrain_features::{Session, Sessions};
-use retrain_pixels::{Augment, Geometry, Rng};
+use retrain_pixels::{Augment, Geometry, Limits, Rng};
 use retrain_tune::{learning_rate, BatchNormMode, EpochStats, Progress, Tail, Trainer};
 use retrain_zoo::{Family, GraphOutputs, LinearHead};
 use std::path::{Path, PathBuf};
@@ -102,13 +102,20 @@ fn run_trunk(session: &mut Session, b: Batch, size: usize) -> Result<CutBatch> {
     Ok(CutBatch { acts, labels: b.labels, failed: b.failed })
 }
 
-fn make_batch(samples: &[&Sample], g: Geometry, aug: Augment, seed: u64, epoch: usize, order: &[usize]) -> Batch {
+fn make_batch(
+    samples: &[&Sample],
+    (g, limits): (Geometry, Limits),
+    aug: Augment,
+    seed: u64,
+    epoch: usize,
+    order: &[usize],
+) -> Batch {
     let items: Vec<_> = samples
         .par_iter()
         .zip(order)
         .map(|(s, &i)| {
             let bytes = std::fs::read(&s.path).map_err(|e| e.to_string())?;
-            let img = retrain_pixels::decode_for(&bytes, &s.path, g).map_err(|e| e.reason())?;
+            let img = retrain_pixels::decode_for(&bytes, &s.path, g, limits).map_err(|e| e.reason())?;
             let mut rng = Rng::for_item(seed, epoch as u64, i as u64);
             Ok::<_, String>(retrain_pixels::augmented(&img, g, aug, &mut rng))
         })
@@ -189,8 +196,7 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
         std::fs::create_dir_all(&run_dir).map_err(|source| Error::Write { path: run_dir.clone(), source })?;
         Trainer::clear_checkpoint(&run_dir);
         let p = run_dir.join("run.json");
-        std::fs::write(&p, serde_json::to_vec_pretty(opts).expect("options serialise"))
-            .map_err(|source| Error::Write { path: p, source })?;
+        crate::train::write_file(&p, &serde_json::to_vec_pretty(opts).expect("options serialise"))?;
     }
     let cfg = trainer.cfg.clone();
 
@@ -199,7 +205,8 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
     let bar = progress_bar(val.len() as u64, "val trunk", opts.quiet);
     let val_files: Vec<PathBuf> = val.iter().map(|s| s.path.clone()).collect();
     let mut sessions = Sessions::new(opts.threads, |n| Session::new(&trunk, name, n)).with_whole(session);
-    let extracted = retrain_features::extract(&mut sessions, &cut, &val_files, g, None, opts.batch, &bar)?;
+    let extracted =
+        retrain_features::extract(&mut sessions, &cut, &val_files, g, opts.limits(), None, opts.batch, &bar)?;
     session = sessions.into_whole().expect("session kept");
     bar.finish_and_clear();
     let mut val_acts = Activations { rows: Vec::new(), labels: Vec::new() };
@@ -262,7 +269,11 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
             scope.spawn(move || {
                 for idx in chunks.iter().skip(skip) {
                     let samples: Vec<&Sample> = idx.iter().map(|&i| train_refs[i]).collect();
-                    let b = run_trunk(trunk_session, make_batch(&samples, g, opts.augment, cfg.seed, epoch, idx), size);
+                    let b = run_trunk(
+                        trunk_session,
+                        make_batch(&samples, (g, opts.limits()), opts.augment, cfg.seed, epoch, idx),
+                        size,
+                    );
                     let failed = b.is_err();
                     if tx.send(b).is_err() || failed {
                         break;

@@ -1,11 +1,10 @@
 //! retrain: a folder of labelled photos in, a trained image classifier out.
 //!
-//! The flow, one stage per module or crate: [`dataset`] (files) → `retrain_pixels` (decode,
+//! The flow, one stage per module or crate: [`dataset`] (files, `retrain_files`) → `retrain_pixels` (decode,
 //! preprocess) → `retrain_features` (frozen backbone in ONNX Runtime, cache) → `retrain_head`
 //! (burn), or [`finetune`] the upper blocks too (`retrain_tune`) → [`model`] (one `.onnx` file) → [`predict`], [`eval`], [`report`].
 
 pub mod backbone;
-pub mod dataset;
 pub mod eval;
 pub mod finetune;
 pub mod imported;
@@ -16,8 +15,10 @@ pub mod predict;
 pub mod report;
 pub mod train;
 
+/// Files: the folder walk, classes, split and duplicate photos (`retrain_files`).
+pub use retrain_files as dataset;
 pub use retrain_head::HeadConfig;
-pub use retrain_pixels::{Augment, Filter};
+pub use retrain_pixels::{Augment, Filter, Limits, DEFAULT_MAX_PIXELS};
 pub use retrain_tune::{BatchNormMode, OptimizerKind as TuneOptimizer, TuneConfig};
 pub use retrain_zoo::{registry, Backbone};
 
@@ -50,8 +51,8 @@ pub enum Error {
     Write { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a retrain model ({reason})")]
     NotAModel { path: PathBuf, reason: String },
-    #[error("--val-fraction must be between 0 and 1 (exclusive), got {0}")]
-    ValFraction(f64),
+    #[error(transparent)]
+    Files(#[from] retrain_files::FilesError),
     #[error(transparent)]
     Weights(#[from] retrain_weights::WeightsError),
     #[error("{path}: {source}")]

@@ -4,7 +4,7 @@
 
 use crate::{Error, Result};
 use retrain_features::{Session, Sessions};
-use retrain_pixels::{Geometry, PixelError};
+use retrain_pixels::{Geometry, Limits, PixelError};
 use retrain_zoo::Preprocess;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -82,6 +82,31 @@ pub struct Classifier {
     /// The graph output read, and whether it still needs a softmax.
     output: &'static str,
     softmax: bool,
+    /// Images larger than this are refused, each in its own slot (`--max-pixels`).
+    pub limits: Limits,
+}
+
+/// Checks that `bytes` are a retrain model and reads its metadata, before ONNX Runtime
+/// sees them: empty, non-ONNX and foreign files get a reason of their own.
+pub fn inspect(bytes: &[u8], path: &Path) -> Result<ModelInfo> {
+    let not = |reason: &str| Error::NotAModel { path: path.to_path_buf(), reason: reason.into() };
+    if bytes.is_empty() {
+        return Err(not("empty file"));
+    }
+    let model = retrain_onnx::decode(bytes, path).map_err(|_| not("not an ONNX file"))?;
+    let info = ModelInfo::from_model(&model, path)?;
+    let graph = model.graph.as_ref().ok_or_else(|| not("it has no graph"))?;
+    if !graph.input.iter().any(|i| i.name == "image") || !graph.output.iter().any(|o| o.name == "probabilities") {
+        return Err(not("its graph lacks the `image` input or the `probabilities` output"));
+    }
+    if info.class_names.len() < 2 {
+        return Err(not("it names fewer than two classes"));
+    }
+    let p = info.preprocess;
+    if p.crop == 0 || p.resize == 0 || p.crop > 4096 || p.resize > 4096 {
+        return Err(not(&format!("bad preprocessing sizes (resize {}, crop {})", p.resize, p.crop)));
+    }
+    Ok(info)
 }
 
 impl Classifier {
@@ -99,17 +124,23 @@ impl Classifier {
             sessions: sessions(backbone.imagenet_model()?, backbone.info.name.into(), threads)?,
             output: "imagenet_logits",
             softmax: true,
+            limits: Limits::default(),
         })
     }
 
     pub fn open(path: &Path, threads: usize) -> Result<Self> {
         let bytes = std::fs::read(path)
             .map_err(|e| Error::NotAModel { path: path.to_path_buf(), reason: format!("cannot read: {e}") })?;
-        let model = retrain_onnx::decode(&bytes, path)
-            .map_err(|_| Error::NotAModel { path: path.to_path_buf(), reason: "not an ONNX file".into() })?;
-        let info = ModelInfo::from_model(&model, path)?;
+        let info = inspect(&bytes, path)?;
         let sessions = sessions(bytes, path.display().to_string(), threads)?;
-        Ok(Self { info, path: path.to_path_buf(), sessions, output: "probabilities", softmax: false })
+        Ok(Self {
+            info,
+            path: path.to_path_buf(),
+            sessions,
+            output: "probabilities",
+            softmax: false,
+            limits: Limits::default(),
+        })
     }
 
     /// Class probabilities for each file, in order; a file that cannot be decoded gets its
@@ -121,7 +152,9 @@ impl Classifier {
     ) -> Result<Vec<Result<Vec<f32>, PixelError>>> {
         let g = self.info.geometry();
         progress.set_length(files.len() as u64);
-        let rows = retrain_features::extract(&mut self.sessions, self.output, files, g, None, 32, progress)?.features;
+        let rows =
+            retrain_features::extract(&mut self.sessions, self.output, files, g, self.limits, None, 32, progress)?
+                .features;
         Ok(if self.softmax { rows.into_iter().map(|r| r.map(|l| retrain_head::softmax(&l))).collect() } else { rows })
     }
 }

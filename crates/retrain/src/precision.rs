@@ -127,7 +127,8 @@ impl RangeCache {
         let err = |source| Error::Write { path: self.path.clone(), source };
         let pairs: Vec<(&String, f32, f32)> = ranges.iter().map(|(k, &(lo, hi))| (k, lo, hi)).collect();
         std::fs::create_dir_all(self.path.parent().expect("has a folder")).map_err(err)?;
-        std::fs::write(&self.path, serde_json::to_vec(&pairs).expect("numbers serialise")).map_err(err)
+        retrain_files::write_atomic(&self.path, &serde_json::to_vec(&pairs).expect("numbers serialise"), false)
+            .map_err(err)
     }
 }
 

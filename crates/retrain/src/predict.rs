@@ -25,17 +25,25 @@ pub struct Failure {
     pub explicit: bool,
 }
 
-/// Expands folders into their files (hidden ones ignored), keeping whether each was named.
-pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<(PathBuf, bool)>> {
-    let mut out = Vec::new();
+/// Expands folders into their files (hidden ones ignored), keeping whether each was named;
+/// what a folder's walk passed over (loops, dangling links, special files) comes back as
+/// failures.
+pub fn expand_inputs(inputs: &[PathBuf]) -> (Vec<(PathBuf, bool)>, Vec<Failure>) {
+    let (mut out, mut passed) = (Vec::new(), Vec::new());
     for p in inputs {
         if p.is_dir() {
-            out.extend(dataset::files_below(p)?.into_iter().map(|f| (f, false)));
+            let walk = dataset::files_below(p);
+            out.extend(walk.files.into_iter().map(|f| (f, false)));
+            passed.extend(walk.skipped.into_iter().map(|s| Failure {
+                path: s.path,
+                reason: s.reason,
+                explicit: false,
+            }));
         } else {
             out.push((p.clone(), true));
         }
     }
-    Ok(out)
+    (out, passed)
 }
 
 /// The top `k` classes of each image; unreadable files come back as failures.
@@ -45,10 +53,10 @@ pub fn predict(
     k: usize,
     progress: &indicatif::ProgressBar,
 ) -> Result<(Vec<Prediction>, Vec<Failure>)> {
-    let files = expand_inputs(inputs)?;
+    let (files, passed) = expand_inputs(inputs);
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
     let probs = classifier.classify(&paths, progress)?;
-    let (mut preds, mut fails) = (Vec::new(), Vec::new());
+    let (mut preds, mut fails) = (Vec::new(), passed);
     for ((path, explicit), p) in files.into_iter().zip(probs) {
         match p {
             Ok(p) => preds.push(Prediction { top: rank(&p, &classifier.info.class_names, k), path }),

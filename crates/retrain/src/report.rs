@@ -4,11 +4,7 @@ use crate::metrics::Metrics;
 use serde::Serialize;
 use std::path::PathBuf;
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Skipped {
-    pub path: PathBuf,
-    pub reason: String,
-}
+pub use retrain_files::{Conflict, Leak, Skipped};
 
 /// Seconds spent in each stage.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -47,6 +43,13 @@ pub struct Report {
     pub per_class: Vec<crate::metrics::ClassMetrics>,
     pub confusion_matrix: Vec<Vec<usize>>,
     pub skipped: Vec<Skipped>,
+    /// Photos whose content appears under more than one class (left out unless
+    /// `duplicates_kept`).
+    pub conflicts: Vec<Conflict>,
+    /// Validation photos that are copies of training photos (left out of the score unless
+    /// `duplicates_kept`).
+    pub leaks: Vec<Leak>,
+    pub duplicates_kept: bool,
     pub timings: Timings,
     pub curve: Vec<retrain_head::StepStats>,
     /// Fine-tuning after the linear head (`--strategy finetune|full`).

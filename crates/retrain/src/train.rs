@@ -67,6 +67,17 @@ pub struct TrainOptions {
     /// Continue the run checkpointed in the run directory.
     #[serde(skip)]
     pub resume: bool,
+    /// Images whose header claims more pixels are skipped (`--max-pixels`).
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: u64,
+    /// Train and score photos whose content appears under two classes, or in both train
+    /// and validation, instead of setting them aside (`--keep-duplicates`).
+    #[serde(default)]
+    pub keep_duplicates: bool,
+}
+
+fn default_max_pixels() -> u64 {
+    retrain_pixels::DEFAULT_MAX_PIXELS
 }
 
 impl TrainOptions {
@@ -92,7 +103,13 @@ impl TrainOptions {
             run_dir: None,
             stop: None,
             resume: false,
+            max_pixels: default_max_pixels(),
+            keep_duplicates: false,
         }
+    }
+
+    pub fn limits(&self) -> retrain_pixels::Limits {
+        retrain_pixels::Limits { max_pixels: self.max_pixels }
     }
 
     /// The run directory of a fine-tuning run.
@@ -115,6 +132,36 @@ pub(crate) fn warn(quiet: bool, msg: &str) {
     }
 }
 
+/// One warning line each for label conflicts and leaks, with the first example.
+pub(crate) fn warn_duplicates(ds: &dataset::Dataset, kept: bool, quiet: bool) {
+    let action = |what: &str| if kept { "kept (--keep-duplicates)".to_string() } else { what.to_string() };
+    if let Some(c) = ds.conflicts.first() {
+        let files: usize = ds.conflicts.iter().map(|c| c.paths.len()).sum();
+        warn(
+            quiet,
+            &format!(
+                "{} photo(s) appear under more than one class ({files} files; e.g. {} in {}): {}; the report lists them under `conflicts`",
+                ds.conflicts.len(),
+                c.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" = "),
+                c.classes.join(" and "),
+                action("left out of training and validation")
+            ),
+        );
+    }
+    if let Some(l) = ds.leaks.first() {
+        let files: usize = ds.leaks.iter().map(|l| l.val.len()).sum();
+        warn(
+            quiet,
+            &format!(
+                "{files} validation photo(s) are copies of training photos (e.g. {} = {}): {}; the report lists them under `leaks`",
+                l.val[0].display(),
+                l.train[0].display(),
+                action("left out of the validation score")
+            ),
+        );
+    }
+}
+
 /// The linear stage's outcome: the data, the backbone and the head trained on its features.
 pub(crate) struct LinearFit {
     pub ds: dataset::Dataset,
@@ -126,7 +173,8 @@ pub(crate) struct LinearFit {
     pub tx: Vec<f32>,
     pub vx: Vec<f32>,
     pub skipped: Vec<Skipped>,
-    pub files: usize,
+    /// Features read from the cache.
+    pub cached: usize,
     pub computed: usize,
     pub timings: Timings,
     pub started: Instant,
@@ -165,7 +213,7 @@ impl LinearFit {
             split: self.ds.split.clone(),
             train_images: self.train.len(),
             val_images: self.val.len(),
-            features_cached: self.files - self.skipped.len() - self.computed,
+            features_cached: self.cached,
             features_computed: self.computed,
             val_accuracy: 0.0,
             train_accuracy: 0.0,
@@ -177,6 +225,9 @@ impl LinearFit {
             per_class: Vec::new(),
             confusion_matrix: Vec::new(),
             skipped: self.skipped.clone(),
+            conflicts: self.ds.conflicts.clone(),
+            leaks: self.ds.leaks.clone(),
+            duplicates_kept: opts.keep_duplicates,
             timings: self.timings.clone(),
             curve: self.head.curve.clone(),
             finetune: None,
@@ -208,17 +259,21 @@ pub fn train(opts: &TrainOptions) -> Result<Report> {
 }
 
 pub(crate) fn write_model(model: &retrain_onnx::ModelProto, out: &Path) -> Result<()> {
-    retrain_onnx::write(model, out).map_err(|e| match e {
-        retrain_onnx::OnnxError::Write { path, source } => Error::Write { path, source },
-        other => other.into(),
-    })
+    write_file(out, &retrain_onnx::encode(model))
+}
+
+/// Writes a file the user asked for (a model, a report, a run's options) whole or not at all.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    retrain_files::write_atomic(path, bytes, true).map_err(|source| Error::Write { path: path.to_path_buf(), source })
 }
 
 /// Scan, load the backbone, extract (or read cached) features, train the linear head.
 pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
     let t0 = Instant::now();
     let mut timings = Timings::default();
-    let ds = dataset::scan(&opts.data_dir, opts.val_dir.as_deref(), opts.val_fraction, opts.seed)?;
+    let mut ds = dataset::scan(&opts.data_dir, opts.val_dir.as_deref(), opts.val_fraction, opts.seed)?;
+    ds.set_aside_duplicates(opts.keep_duplicates);
+    warn_duplicates(&ds, opts.keep_duplicates, opts.quiet);
     timings.scan = t0.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -267,6 +322,7 @@ pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
         "features",
         &files,
         backbone.geometry(),
+        opts.limits(),
         cache.as_ref(),
         opts.batch,
         &bar,
@@ -276,6 +332,10 @@ pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
 
     let dim = backbone.info.feature_dim;
     let mut skipped = Vec::new();
+    for s in &ds.skipped {
+        warn(opts.quiet, &format!("skipped {}: {}", s.path.display(), s.reason));
+        skipped.push(s.clone());
+    }
     let (mut tx, mut ty, mut vx, mut vy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut train_ok, mut val_ok) = (Vec::new(), Vec::new());
     let n_train = ds.train.len();
@@ -314,6 +374,7 @@ pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
     }
 
     drop(sessions);
+    let cached = train_ok.len() + val_ok.len() - extracted.computed;
     let t = Instant::now();
     let k = ds.class_names.len();
     let val = (!vy.is_empty()).then_some(Split { features: &vx, labels: &vy });
@@ -329,7 +390,7 @@ pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
         tx,
         vx,
         skipped,
-        files: files.len(),
+        cached,
         computed: extracted.computed,
         timings,
         started: t0,

@@ -24,7 +24,8 @@ fn parity(model: &str) {
     assert_eq!(images.len(), 8);
     let mut worst = 0f32;
     for (name, want) in images {
-        let px = retrain_pixels::load(&shared(&format!("images/{name}")), backbone.geometry()).unwrap();
+        let px =
+            retrain_pixels::load(&shared(&format!("images/{name}")), backbone.geometry(), Default::default()).unwrap();
         let out = session.run(px, 1, p.crop as usize).unwrap();
         let (_, shape, got) = out.into_iter().find(|(n, _, _)| n == "imagenet_logits").unwrap();
         assert_eq!(shape, vec![1, 1000]);

@@ -58,6 +58,14 @@ fn format_err(path: &Path, reason: impl ToString) -> WeightsError {
 }
 
 fn load_pth(path: &Path) -> Result<StateDict, WeightsError> {
+    let file = std::fs::File::open(path).map_err(|source| WeightsError::Io { path: path.to_path_buf(), source })?;
+    match crate::allowlist::check_pth(std::io::BufReader::new(file)) {
+        Ok(()) => {}
+        Err(crate::allowlist::Refusal::Global(global)) => {
+            return Err(WeightsError::Refused { path: path.to_path_buf(), global })
+        }
+        Err(crate::allowlist::Refusal::Malformed(why)) => return Err(format_err(path, why)),
+    }
     let mut reader = pytorch_reader::PytorchReader::new(path).map_err(|e| format_err(path, e))?;
     // Training checkpoints wrap the weights: {"state_dict": {...}} or {"model": {...}}.
     if reader.is_empty() {
@@ -235,9 +243,50 @@ mod tests {
             let p = dir.path().join(name);
             std::fs::write(&p, bytes).unwrap();
             let e = load_state_dict(&p).unwrap_err().to_string();
-            assert!(e.contains(name) && e.contains("not a readable weights file"), "{e}");
+            let global = if name == "p2.pth" { "`posix.system`" } else { "`os.system`" };
+            assert!(e.contains(name) && e.contains("refused") && e.contains(global), "{e}");
+            assert!(e.contains("nothing in it was run"), "{e}");
         }
         assert!(!marker.exists(), "pickle code was executed");
+    }
+
+    /// The pickle `torch.save({"w": tensor_2x2}, f)` writes in its zip format: protocol 2, the
+    /// storage named by a persistent id.
+    const STATE_PKL: &[u8] = b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x01\x00\x00\x00wq\x02ctorch._utils\n_rebuild_tensor_v2\nq\x03((X\x07\x00\x00\x00storageq\x04ctorch\nFloatStorage\nq\x05X\x01\x00\x00\x000q\x06X\x03\x00\x00\x00cpuq\x07K\x04tq\x08QK\x00K\x02K\x02\x86q\tK\x02K\x01\x86q\n\x89ccollections\nOrderedDict\nq\x0b)Rq\x0ctq\rRq\x0es.";
+
+    /// A `.pth` in PyTorch's zip format holding `pkl` and one storage of four floats.
+    pub(crate) fn zip_pth(pkl: &[u8], values: &[f32; 4]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        for (name, bytes) in [
+            ("archive/data.pkl", pkl.to_vec()),
+            ("archive/byteorder", b"little".to_vec()),
+            ("archive/data/0", data),
+            ("archive/version", b"3\n".to_vec()),
+        ] {
+            w.start_file(name, opts).unwrap();
+            std::io::Write::write_all(&mut w, &bytes).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn reads_the_zip_format_and_refuses_code_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.pth");
+        std::fs::write(&p, zip_pth(STATE_PKL, &[1.0, 2.0, -3.0, 0.5])).unwrap();
+        let sd = load_state_dict(&p).unwrap();
+        assert_eq!(sd["w"], Tensor { shape: vec![2, 2], data: vec![1.0, 2.0, -3.0, 0.5] });
+        // The tensor's backward hooks replaced by a call of `posix.system("ls")`.
+        let hooks = b"ccollections\nOrderedDict\nq\x0b)Rq\x0c";
+        let at = STATE_PKL.windows(hooks.len()).position(|w| w == hooks).unwrap();
+        let pkl =
+            [&STATE_PKL[..at], b"cposix\nsystem\nq\x0bX\x02\x00\x00\x00ls\x85Rq\x0c", &STATE_PKL[at + hooks.len()..]]
+                .concat();
+        std::fs::write(&p, zip_pth(&pkl, &[0.0; 4])).unwrap();
+        let e = load_state_dict(&p).unwrap_err().to_string();
+        assert!(e.contains("w.pth: refused") && e.contains("`posix.system`"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,324 @@
+//! Finding the labelled files: one folder per class, optionally under `train/` and `val/`.
+
+use crate::duplicates::{self, Conflict, Leak};
+use crate::walk::{enclosing, files_below, folder_id, is_hidden};
+use crate::{data_err, FilesError, Result, Skipped};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub path: PathBuf,
+    pub label: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub class_names: Vec<String>,
+    pub train: Vec<Sample>,
+    pub val: Vec<Sample>,
+    /// How the validation split was made, for the report.
+    pub split: String,
+    /// Entries the walk passed over (loops, dangling links, special files, unreadable folders).
+    pub skipped: Vec<Skipped>,
+    /// Photos whose content appears under more than one class.
+    pub conflicts: Vec<Conflict>,
+    /// Validation photos whose content is also a training photo of the same class.
+    pub leaks: Vec<Leak>,
+}
+
+/// The class folders of a folder and their files.
+#[derive(Clone, Debug, Default)]
+pub struct Classes {
+    /// (name, files), sorted by name.
+    pub classes: Vec<(String, Vec<PathBuf>)>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Class folders of `dir` and their files, sorted by name. A class folder that is `dir`
+/// itself or a folder enclosing it (a link such as `all -> .`) is a loop, reported and
+/// left out.
+pub fn class_folders(dir: &Path) -> Result<Classes> {
+    if !dir.exists() {
+        return Err(data_err(dir, "no such folder"));
+    }
+    if !dir.is_dir() {
+        return Err(data_err(dir, "not a folder; expected one sub-folder per class"));
+    }
+    let rd = std::fs::read_dir(dir).map_err(|e| data_err(dir, format!("cannot read folder: {e}")))?;
+    let mut dirs: Vec<PathBuf> = rd.flatten().map(|e| e.path()).filter(|p| !is_hidden(p) && p.is_dir()).collect();
+    dirs.sort();
+    let outer = enclosing(dir);
+    let mut out = Classes::default();
+    for p in dirs {
+        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        if folder_id(&p).is_some_and(|id| outer.contains(&id)) {
+            out.skipped.push(Skipped {
+                path: p.clone(),
+                reason: "loop: this class folder is a link to a folder that encloses it; not followed".into(),
+            });
+            continue;
+        }
+        let walk = files_below(&p);
+        out.skipped.extend(walk.skipped);
+        if walk.files.is_empty() {
+            return Err(data_err(&p, format!("class folder `{name}` holds no files")));
+        }
+        out.classes.push((name, walk.files));
+    }
+    if out.classes.is_empty() {
+        return Err(data_err(
+            dir,
+            "no class folders found; expected one sub-folder per class (DATA_DIR/cats/*.jpg, DATA_DIR/dogs/*.jpg, ...)",
+        ));
+    }
+    Ok(out)
+}
+
+/// Reads a dataset. `DATA_DIR/train` and `DATA_DIR/val` (or `valid`/`validation`), when both
+/// exist, are the split; otherwise each class is split at random, `val_fraction` of it to
+/// validation, reproducibly for a given `seed`.
+pub fn scan(dir: &Path, val_dir: Option<&Path>, val_fraction: f64, seed: u64) -> Result<Dataset> {
+    if !(val_fraction > 0.0 && val_fraction < 1.0) {
+        return Err(FilesError::ValFraction(val_fraction));
+    }
+    let train_dir = dir.join("train");
+    let found_val = ["val", "valid", "validation"].iter().map(|v| dir.join(v)).find(|p| p.is_dir());
+    let (train_root, val_root) = match (val_dir, found_val) {
+        (Some(v), _) => (if train_dir.is_dir() { train_dir } else { dir.to_path_buf() }, Some(v.to_path_buf())),
+        (None, Some(v)) if train_dir.is_dir() => (train_dir, Some(v)),
+        _ => (dir.to_path_buf(), None),
+    };
+    let Classes { classes, mut skipped } = class_folders(&train_root)?;
+    if classes.len() < 2 {
+        return Err(data_err(
+            &train_root,
+            format!("only one class (`{}`) found; a classifier needs at least two class folders", classes[0].0),
+        ));
+    }
+    let class_names: Vec<String> = classes.iter().map(|(n, _)| n.clone()).collect();
+    match val_root {
+        Some(vr) => {
+            let mut val = Vec::new();
+            let found = class_folders(&vr)?;
+            skipped.extend(found.skipped);
+            for (name, files) in found.classes {
+                let label = class_names.iter().position(|c| *c == name).ok_or_else(|| {
+                    data_err(
+                        &vr.join(&name),
+                        format!("validation class `{name}` is not among the training classes {class_names:?}"),
+                    )
+                })?;
+                val.extend(files.into_iter().map(|path| Sample { path, label }));
+            }
+            let train = classes
+                .into_iter()
+                .enumerate()
+                .flat_map(|(label, (_, f))| f.into_iter().map(move |path| Sample { path, label }))
+                .collect();
+            Ok(Dataset {
+                class_names,
+                train,
+                val,
+                split: format!("folders {} / {}", dir.join("train").display(), vr.display()),
+                skipped,
+                conflicts: Vec::new(),
+                leaks: Vec::new(),
+            })
+        }
+        None => {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let (mut train, mut val) = (Vec::new(), Vec::new());
+            for (label, (_, mut files)) in classes.into_iter().enumerate() {
+                files.shuffle(&mut rng);
+                let n_val = if files.len() < 2 {
+                    0
+                } else {
+                    ((files.len() as f64 * val_fraction).round() as usize).clamp(1, files.len() - 1)
+                };
+                for (i, path) in files.into_iter().enumerate() {
+                    let s = Sample { path, label };
+                    if i < n_val {
+                        val.push(s)
+                    } else {
+                        train.push(s)
+                    }
+                }
+            }
+            Ok(Dataset {
+                class_names,
+                train,
+                val,
+                split: format!("stratified random, val fraction {val_fraction}, seed {seed}"),
+                skipped,
+                conflicts: Vec::new(),
+                leaks: Vec::new(),
+            })
+        }
+    }
+}
+
+impl Dataset {
+    /// Finds photos whose content appears twice: under two classes (a label conflict: every
+    /// copy is left out of training and validation) or in both training and validation of
+    /// one class (a leak: the validation copies are left out of the score). With `keep`,
+    /// they are found and listed but nothing is left out. Returns how many samples were left out.
+    pub fn set_aside_duplicates(&mut self, keep: bool) -> usize {
+        let all: Vec<&Sample> = self.train.iter().chain(&self.val).collect();
+        let n_train = self.train.len();
+        let mut drop = vec![false; all.len()];
+        let paths: Vec<&Path> = all.iter().map(|s| s.path.as_path()).collect();
+        for group in duplicates::identical(&paths) {
+            let mut labels: Vec<usize> = group.iter().map(|&i| all[i].label).collect();
+            labels.sort_unstable();
+            labels.dedup();
+            if labels.len() > 1 {
+                self.conflicts.push(Conflict {
+                    classes: labels.iter().map(|&l| self.class_names[l].clone()).collect(),
+                    paths: group.iter().map(|&i| all[i].path.clone()).collect(),
+                });
+                group.iter().for_each(|&i| drop[i] = true);
+            } else if group.iter().any(|&i| i < n_train) && group.iter().any(|&i| i >= n_train) {
+                let side =
+                    |val: bool| group.iter().filter(move |&&i| (i >= n_train) == val).map(|&i| all[i].path.clone());
+                self.leaks.push(Leak {
+                    class: self.class_names[labels[0]].clone(),
+                    train: side(false).collect(),
+                    val: side(true).collect(),
+                });
+                group.iter().filter(|&&i| i >= n_train).for_each(|&i| drop[i] = true);
+            }
+        }
+        if keep {
+            return 0;
+        }
+        let left_out = drop.iter().filter(|&&d| d).count();
+        let mut keep_it = drop.into_iter().map(|d| !d);
+        self.train.retain(|_| keep_it.next().unwrap_or(true));
+        self.val.retain(|_| keep_it.next().unwrap_or(true));
+        left_out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(spec: &[(&str, usize)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (class, n) in spec {
+            let c = d.path().join(class);
+            std::fs::create_dir_all(&c).unwrap();
+            for i in 0..*n {
+                std::fs::write(c.join(format!("{i:03}.jpg")), b"x").unwrap();
+            }
+            std::fs::write(c.join(".DS_Store"), b"hidden").unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn stratified_split_is_seeded_and_ignores_hidden_files() {
+        let d = tree(&[("cats", 10), ("dogs", 20)]);
+        let a = scan(d.path(), None, 0.2, 7).unwrap();
+        assert_eq!(a.class_names, vec!["cats", "dogs"]);
+        assert_eq!(a.val.iter().filter(|s| s.label == 0).count(), 2);
+        assert_eq!(a.val.iter().filter(|s| s.label == 1).count(), 4);
+        assert_eq!(a.train.len() + a.val.len(), 30);
+        assert!(a.train.iter().chain(&a.val).all(|s| !s.path.to_string_lossy().contains(".DS_Store")));
+        let b = scan(d.path(), None, 0.2, 7).unwrap();
+        assert_eq!(a.val, b.val);
+        let c = scan(d.path(), None, 0.2, 8).unwrap();
+        assert_ne!(a.val, c.val);
+    }
+
+    #[test]
+    fn train_val_folders_are_the_split() {
+        let d = tempfile::tempdir().unwrap();
+        for (split, n) in [("train", 3), ("val", 2)] {
+            for class in ["a", "b"] {
+                let c = d.path().join(split).join(class);
+                std::fs::create_dir_all(&c).unwrap();
+                for i in 0..n {
+                    std::fs::write(c.join(format!("{i}.png")), b"x").unwrap();
+                }
+            }
+        }
+        let ds = scan(d.path(), None, 0.2, 0).unwrap();
+        assert_eq!((ds.train.len(), ds.val.len()), (6, 4));
+    }
+
+    #[test]
+    fn bad_layouts_are_clear_errors() {
+        let missing = scan(Path::new("/no/such/dir"), None, 0.2, 0).unwrap_err().to_string();
+        assert!(missing.contains("/no/such/dir") && missing.contains("no such folder"), "{missing}");
+        let empty = tempfile::tempdir().unwrap();
+        assert!(scan(empty.path(), None, 0.2, 0).unwrap_err().to_string().contains("no class folders"));
+        let one = tree(&[("only", 3)]);
+        assert!(scan(one.path(), None, 0.2, 0).unwrap_err().to_string().contains("only one class"));
+        let hollow = tree(&[("a", 3), ("b", 0)]);
+        let e = scan(hollow.path(), None, 0.2, 0).unwrap_err().to_string();
+        assert!(e.contains("`b` holds no files"), "{e}");
+        for f in [0.0, 1.0, 1.5, -0.1] {
+            assert!(matches!(scan(hollow.path(), None, f, 0), Err(FilesError::ValFraction(_))));
+        }
+    }
+
+    #[test]
+    fn conflicts_and_leaks_are_found_listed_and_set_aside() {
+        let d = tempfile::tempdir().unwrap();
+        let put = |rel: &str, content: &str| {
+            let p = d.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content).unwrap();
+        };
+        for i in 0..4 {
+            put(&format!("train/ants/a{i}.jpg"), &format!("ant {i}"));
+            put(&format!("train/bees/b{i}.jpg"), &format!("bee {i}"));
+            put(&format!("val/ants/va{i}.jpg"), &format!("val ant {i}"));
+            put(&format!("val/bees/vb{i}.jpg"), &format!("val bee {i}"));
+        }
+        put("train/bees/copy_of_a0.jpg", "ant 0"); // conflict: ants/a0 = bees/copy_of_a0
+        put("val/ants/copy_of_a1.jpg", "ant 1"); // leak: the val copy of a train photo
+        put("val/bees/copy_of_a2.jpg", "ant 2"); // conflict across train and val
+
+        let mut ds = scan(d.path(), None, 0.2, 0).unwrap();
+        let (train, val) = (ds.train.len(), ds.val.len());
+        assert_eq!((train, val), (9, 10));
+        assert_eq!(ds.set_aside_duplicates(false), 5);
+        assert_eq!(ds.conflicts.len(), 2);
+        assert_eq!(ds.conflicts[0].classes, ["ants", "bees"]);
+        let conflicted: Vec<&Path> = ds.conflicts.iter().flat_map(|c| c.paths.iter().map(PathBuf::as_path)).collect();
+        assert!(conflicted.contains(&d.path().join("train/bees/copy_of_a0.jpg").as_path()));
+        assert_eq!(ds.leaks.len(), 1);
+        assert_eq!(ds.leaks[0].class, "ants");
+        assert_eq!(ds.leaks[0].val, [d.path().join("val/ants/copy_of_a1.jpg")]);
+        assert_eq!(ds.leaks[0].train, [d.path().join("train/ants/a1.jpg")]);
+        // No photo of a conflict is trained or scored, and the leaked copy is not scored.
+        let all: Vec<&Path> = ds.train.iter().chain(&ds.val).map(|s| s.path.as_path()).collect();
+        assert!(conflicted.iter().all(|p| !all.contains(p)));
+        assert!(!all.contains(&d.path().join("val/ants/copy_of_a1.jpg").as_path()));
+        assert!(all.contains(&d.path().join("train/ants/a1.jpg").as_path()));
+        assert_eq!((ds.train.len(), ds.val.len()), (6, 8));
+
+        // --keep-duplicates: the same lists, nothing left out.
+        let mut kept = scan(d.path(), None, 0.2, 0).unwrap();
+        assert_eq!(kept.set_aside_duplicates(true), 0);
+        assert_eq!((kept.conflicts.len(), kept.leaks.len()), (2, 1));
+        assert_eq!((kept.train.len(), kept.val.len()), (train, val));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_class_folder_linked_to_its_parent_is_a_loop_not_a_class() {
+        let d = tree(&[("cats", 2), ("dogs", 2)]);
+        std::os::unix::fs::symlink(".", d.path().join("everything")).unwrap();
+        std::os::unix::fs::symlink("..", d.path().join("cats/up")).unwrap();
+        let ds = scan(d.path(), None, 0.5, 0).unwrap();
+        assert_eq!(ds.class_names, ["cats", "dogs"]);
+        assert_eq!(ds.train.len() + ds.val.len(), 4);
+        assert_eq!(ds.skipped.len(), 2, "{:?}", ds.skipped);
+        assert!(ds.skipped.iter().all(|s| s.reason.contains("loop")));
+    }
+}

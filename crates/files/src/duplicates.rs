@@ -1,0 +1,113 @@
+//! Photos that appear more than once. A copy under two classes teaches the model both
+//! labels for one picture; a copy in both training and validation scores the model on a
+//! photo it has learned. Both are common in folders people assemble (a linked folder, a
+//! copy, a hard link, a download saved twice).
+
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The same content under more than one class.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Conflict {
+    /// The classes it appears under, sorted.
+    pub classes: Vec<String>,
+    pub paths: Vec<PathBuf>,
+}
+
+/// The same content in training and in validation (of one class).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Leak {
+    pub class: String,
+    pub train: Vec<PathBuf>,
+    pub val: Vec<PathBuf>,
+}
+
+fn content_hash(p: &Path) -> Option<blake3::Hash> {
+    let mut f = std::fs::File::open(p).ok()?;
+    let mut h = blake3::Hasher::new();
+    std::io::copy(&mut f, &mut h).ok()?;
+    Some(h.finalize())
+}
+
+/// Groups of files with identical bytes, as indices into `files`, each group in input order
+/// and the groups in the order of their first file. Only files that share their size with
+/// another are read, so a folder without copies costs one `stat` per file. Empty and
+/// unreadable files are left to the decoder to report.
+pub fn identical(files: &[&Path]) -> Vec<Vec<usize>> {
+    let sizes: Vec<Option<u64>> = files.par_iter().map(|p| std::fs::metadata(p).ok().map(|m| m.len())).collect();
+    let mut by_size: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, s) in sizes.iter().enumerate() {
+        if let Some(s) = s.filter(|&s| s > 0) {
+            by_size.entry(s).or_default().push(i);
+        }
+    }
+    let candidates: Vec<usize> = by_size.into_values().filter(|v| v.len() > 1).flatten().collect();
+    let hashes: Vec<(usize, Option<blake3::Hash>)> =
+        candidates.par_iter().map(|&i| (i, content_hash(files[i]))).collect();
+    let mut by_hash: HashMap<blake3::Hash, Vec<usize>> = HashMap::new();
+    for (i, h) in hashes {
+        if let Some(h) = h {
+            by_hash.entry(h).or_default().push(i);
+        }
+    }
+    let mut groups: Vec<Vec<usize>> = by_hash
+        .into_values()
+        .filter(|g| g.len() > 1)
+        .map(|mut g| {
+            g.sort_unstable();
+            g
+        })
+        .collect();
+    groups.sort_unstable();
+    groups
+}
+
+/// Label conflicts among labelled files (`labels[i]` names the class of `files[i]`), and
+/// for each file whether it is part of one.
+pub fn conflicts(files: &[&Path], labels: &[usize], class_names: &[String]) -> (Vec<Conflict>, Vec<bool>) {
+    let mut part = vec![false; files.len()];
+    let mut out = Vec::new();
+    for group in identical(files) {
+        let mut ls: Vec<usize> = group.iter().map(|&i| labels[i]).collect();
+        ls.sort_unstable();
+        ls.dedup();
+        if ls.len() > 1 {
+            out.push(Conflict {
+                classes: ls.iter().map(|&l| class_names[l].clone()).collect(),
+                paths: group.iter().map(|&i| files[i].to_path_buf()).collect(),
+            });
+            group.iter().for_each(|&i| part[i] = true);
+        }
+    }
+    (out, part)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_identical_bytes_only() {
+        let d = tempfile::tempdir().unwrap();
+        let w = |n: &str, b: &[u8]| {
+            let p = d.path().join(n);
+            std::fs::write(&p, b).unwrap();
+            p
+        };
+        // Same size, different bytes; two copies; a hard link; empty files never group.
+        let ps = [w("a", b"abcd"), w("b", b"abce"), w("c", b"abcd"), w("e1", b""), w("e2", b""), w("x", b"0123456789")];
+        std::fs::hard_link(&ps[5], d.path().join("y")).unwrap();
+        let mut files: Vec<PathBuf> = ps.to_vec();
+        files.push(d.path().join("y"));
+        files.push(d.path().join("missing"));
+        let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        assert_eq!(identical(&refs), vec![vec![0, 2], vec![5, 6]]);
+
+        let names = vec!["ants".to_string(), "bees".to_string()];
+        let (c, part) = conflicts(&refs, &[0, 0, 1, 0, 1, 0, 0, 1], &names);
+        assert_eq!(c, vec![Conflict { classes: names.clone(), paths: vec![files[0].clone(), files[2].clone()] }]);
+        assert_eq!(part, [true, false, true, false, false, false, false, false]);
+    }
+}
