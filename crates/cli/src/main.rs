@@ -531,18 +531,13 @@ fn run(cli: Cli) -> Result<()> {
             let bar = retrain::progress_bar(0, "eval", cli.quiet);
             let ev = retrain::eval::evaluate(&mut c, &data_dir, input.keep_duplicates, &bar)?;
             bar.finish_and_clear();
-            if let Some(first) = ev.conflicts.first().filter(|_| !cli.quiet) {
-                eprintln!(
-                    "warning: {} photo(s) appear in more than one class folder (e.g. {} in {}): {}",
-                    ev.conflicts.len(),
-                    first.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" = "),
-                    first.classes.join(" and "),
-                    if ev.duplicates_kept {
-                        "kept (--keep-duplicates)"
-                    } else {
-                        "left out of the metrics; --format json lists them under `conflicts`"
-                    }
-                );
+            if let Some(line) = retrain::dataset::duplicates::describe_conflicts(&ev.conflicts).filter(|_| !cli.quiet) {
+                let what = if ev.duplicates_kept {
+                    "kept (--keep-duplicates)"
+                } else {
+                    "left out of the metrics; --format json lists them under `conflicts`"
+                };
+                eprintln!("warning: {line}: {what}");
             }
             for s in &ev.skipped {
                 if !cli.quiet {

@@ -24,6 +24,33 @@ pub struct Leak {
     pub val: Vec<PathBuf>,
 }
 
+fn shown(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" = ")
+}
+
+/// One line for a warning: how many conflicts, with the first as an example.
+pub fn describe_conflicts(conflicts: &[Conflict]) -> Option<String> {
+    let c = conflicts.first()?;
+    let files: usize = conflicts.iter().map(|c| c.paths.len()).sum();
+    Some(format!(
+        "{} photo(s) appear under more than one class ({files} files; e.g. {} in {})",
+        conflicts.len(),
+        shown(&c.paths),
+        c.classes.join(" and ")
+    ))
+}
+
+/// One line for a warning: how many validation copies, with the first as an example.
+pub fn describe_leaks(leaks: &[Leak]) -> Option<String> {
+    let l = leaks.first()?;
+    let files: usize = leaks.iter().map(|l| l.val.len()).sum();
+    Some(format!(
+        "{files} validation photo(s) are copies of training photos (e.g. {} = {})",
+        shown(&l.val[..1]),
+        shown(&l.train[..1])
+    ))
+}
+
 fn content_hash(p: &Path) -> Option<blake3::Hash> {
     let mut f = std::fs::File::open(p).ok()?;
     let mut h = blake3::Hasher::new();

@@ -134,31 +134,14 @@ pub(crate) fn warn(quiet: bool, msg: &str) {
 
 /// One warning line each for label conflicts and leaks, with the first example.
 pub(crate) fn warn_duplicates(ds: &dataset::Dataset, kept: bool, quiet: bool) {
-    let action = |what: &str| if kept { "kept (--keep-duplicates)".to_string() } else { what.to_string() };
-    if let Some(c) = ds.conflicts.first() {
-        let files: usize = ds.conflicts.iter().map(|c| c.paths.len()).sum();
-        warn(
-            quiet,
-            &format!(
-                "{} photo(s) appear under more than one class ({files} files; e.g. {} in {}): {}; the report lists them under `conflicts`",
-                ds.conflicts.len(),
-                c.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" = "),
-                c.classes.join(" and "),
-                action("left out of training and validation")
-            ),
-        );
+    let action = |what: &str| if kept { "kept (--keep-duplicates)" } else { what }.to_string();
+    if let Some(line) = dataset::duplicates::describe_conflicts(&ds.conflicts) {
+        let what = action("left out of training and validation");
+        warn(quiet, &format!("{line}: {what}; the report lists them under `conflicts`"));
     }
-    if let Some(l) = ds.leaks.first() {
-        let files: usize = ds.leaks.iter().map(|l| l.val.len()).sum();
-        warn(
-            quiet,
-            &format!(
-                "{files} validation photo(s) are copies of training photos (e.g. {} = {}): {}; the report lists them under `leaks`",
-                l.val[0].display(),
-                l.train[0].display(),
-                action("left out of the validation score")
-            ),
-        );
+    if let Some(line) = dataset::duplicates::describe_leaks(&ds.leaks) {
+        let what = action("left out of the validation score");
+        warn(quiet, &format!("{line}: {what}; the report lists them under `leaks`"));
     }
 }
 
