@@ -198,9 +198,8 @@ enum Command {
         top: usize,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
-        /// Refuse images whose header claims more pixels than this (Pillow's limit by default).
-        #[arg(long, default_value_t = retrain::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
-        max_pixels: u64,
+        #[command(flatten)]
+        pixels: PixelArgs,
     },
     /// Evaluate a trained model on a labelled folder.
     Eval {
@@ -220,13 +219,26 @@ enum Command {
     },
 }
 
+/// How big an image train, eval and predict decode.
+#[derive(clap::Args)]
+struct PixelArgs {
+    /// Refuse images whose header claims more pixels than this (Pillow's limit by default):
+    /// they are reported, never decoded.
+    #[arg(long, default_value_t = retrain::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
+    max_pixels: u64,
+}
+
+impl PixelArgs {
+    fn limits(&self) -> retrain::Limits {
+        retrain::Limits { max_pixels: self.max_pixels }
+    }
+}
+
 /// How train and eval read a folder of labelled photos.
 #[derive(clap::Args)]
 struct InputArgs {
-    /// Refuse images whose header claims more pixels than this (Pillow's limit by default):
-    /// they are skipped and reported, never decoded.
-    #[arg(long, default_value_t = retrain::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
-    max_pixels: u64,
+    #[command(flatten)]
+    pixels: PixelArgs,
     /// Keep photos whose content appears under two classes (label conflicts) or in both
     /// training and validation (leaks); by default they are left out, and always reported.
     #[arg(long)]
@@ -426,7 +438,7 @@ fn run(cli: Cli) -> Result<()> {
                         PrecisionArg::Int8 => retrain::precision::Precision::Int8,
                     };
                     opts.run_dir = run_dir;
-                    opts.max_pixels = input.max_pixels;
+                    opts.max_pixels = input.pixels.max_pixels;
                     opts.keep_duplicates = input.keep_duplicates;
                     if no_cache {
                         opts.feature_cache = None;
@@ -479,7 +491,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("wrote {} in {:.2}s", r.model.display(), r.timings.total);
             }
         }
-        Command::Predict { inputs, model, weights, top, format, max_pixels } => {
+        Command::Predict { inputs, model, weights, top, format, pixels } => {
             let (mut c, paths) = match model {
                 Some(name) => {
                     let b = retrain::backbone::LoadedBackbone::load(&name, weights.as_deref(), cli.quiet)?;
@@ -492,7 +504,7 @@ fn run(cli: Cli) -> Result<()> {
                     (retrain::model::Classifier::open(&inputs[0], threads)?, inputs[1..].to_vec())
                 }
             };
-            c.limits = retrain::Limits { max_pixels };
+            c.limits = pixels.limits();
             let bar = retrain::progress_bar(0, "predict", cli.quiet);
             let (preds, fails) = retrain::predict::predict(&mut c, &paths, top, &bar)?;
             bar.finish_and_clear();
@@ -527,7 +539,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Eval { model, data_dir, format, input } => {
             let mut c = retrain::model::Classifier::open(&model, threads)?;
-            c.limits = retrain::Limits { max_pixels: input.max_pixels };
+            c.limits = input.pixels.limits();
             let bar = retrain::progress_bar(0, "eval", cli.quiet);
             let ev = retrain::eval::evaluate(&mut c, &data_dir, input.keep_duplicates, &bar)?;
             bar.finish_and_clear();

@@ -1,33 +1,14 @@
 //! End-to-end tests: the real `retrain` binary on the real datasets in `../shared`.
 
+mod common;
+
+use common::{mini_split, mnv2, read_json, retrain, root, run, shared, succeeds};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn shared(rel: &str) -> PathBuf {
-    root().join("../shared").join(rel)
-}
-
-/// The binary with a private cache folder, so tests neither share nor pollute caches.
-fn retrain(cache: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_retrain"));
-    c.env("XDG_CACHE_HOME", cache);
-    c
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("retrain runs")
-}
+use std::process::Command;
 
 fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "failed: {cmd:?}\nstdout: {so}\nstderr: {se}");
-    so.to_string()
+    String::from_utf8_lossy(&succeeds(cmd).stdout).to_string()
 }
 
 /// Runs a command that must fail cleanly: non-zero exit, an `error:` line that mentions
@@ -41,14 +22,6 @@ fn fails(cmd: &mut Command, needle: &str) -> String {
     assert!(se.contains(needle), "expected `{needle}` in: {se}");
     assert!(!se.contains("panicked"), "{se}");
     se
-}
-
-fn mnv2() -> PathBuf {
-    shared("weights/mobilenet_v2-b0353104.pth")
-}
-
-fn read_json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 /// The model's probabilities from Python's onnxruntime (tests/python/ort_predict.py): path →
@@ -514,26 +487,6 @@ fn resnet50_trains_end_to_end_from_a_torchvision_format_file() {
         .arg(tmp.path().join("x.onnx"));
     let e = fails(&mut c, "these weights do not fit resnet18");
     assert!(e.contains("layer1.0.conv1.weight has shape [64, 64, 1, 1], expected [64, 64, 3, 3]"), "{e}");
-}
-
-/// A train/val copy of the bundled flowers-mini set: 12 train + 4 val photos per class.
-fn mini_split(dir: &Path) -> PathBuf {
-    let data = dir.join("mini");
-    for class in ["daisy", "dandelion", "sunflower"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples/flowers-mini").join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        assert_eq!(files.len(), 16);
-        for (i, f) in files.iter().enumerate() {
-            let split = if i < 12 { "train" } else { "val" };
-            let to = data.join(split).join(class);
-            std::fs::create_dir_all(&to).unwrap();
-            std::fs::copy(f, to.join(f.file_name().unwrap())).unwrap();
-        }
-    }
-    data
 }
 
 fn finetune_args(cmd: &mut Command, data: &Path, out: &Path) {

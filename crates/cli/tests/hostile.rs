@@ -3,40 +3,14 @@
 //! a pipe, junk. The real binary on real photos must label nothing wrongly, blow up no
 //! memory and lose nothing; the shared feature cache must survive damage and company.
 
+mod common;
+
+use common::{mini_split, mnv2, read_json, retrain, shared, succeeds as ok};
 use serde_json::Value;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Instant;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn shared(rel: &str) -> PathBuf {
-    root().join("../shared").join(rel)
-}
-
-fn mnv2() -> PathBuf {
-    shared("weights/mobilenet_v2-b0353104.pth")
-}
-
-fn retrain(cache: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_retrain"));
-    c.env("XDG_CACHE_HOME", cache);
-    c
-}
-
-fn ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("retrain runs");
-    assert!(
-        out.status.success(),
-        "failed: {cmd:?}\nstdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// The `n` first photos of a hymenoptera class folder.
 fn photos(class: &str, n: usize) -> Vec<PathBuf> {
@@ -154,7 +128,7 @@ fn a_hostile_folder_is_labelled_right_and_costs_little() {
     assert!(peak < 1500.0, "peak RSS {peak:.0} MB");
     assert!(seconds < 60.0, "{seconds:.1} s");
 
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let r = read_json(&report);
     // Trained: 6 ants + the 2 photos of extra/a (linked) + 6 bees; every copy across
     // classes (copy, hard link, extra/b under both) is left out, with its original.
     // Scored: 3 + 3 val photos; the leaked copy is left out of the score.
@@ -265,48 +239,25 @@ fn bad_flags_and_an_empty_model_are_clear_errors() {
     assert!(se.contains("empty.onnx: not a retrain model (empty file)"), "{se}");
 }
 
-/// The bundled example as a train/val copy: every photo in a folder of its own, so the
-/// runs below may share a cache without sharing a data folder.
-fn small_set(at: &Path) -> PathBuf {
-    for class in ["daisy", "dandelion"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples/flowers-mini").join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        copy_into(&files[..8], &at.join("train").join(class));
-        copy_into(&files[8..12], &at.join("val").join(class));
-    }
-    at.to_path_buf()
-}
-
 fn train(cache: &Path, data: &Path, out: &Path, extra: &[&str]) -> Command {
     let mut c = retrain(cache);
     c.args(["train", data.to_str().unwrap(), "--quiet", "--weights"]).arg(mnv2()).arg("--out").arg(out).args(extra);
     c
 }
 
+/// The feature cache's entries below `dir`, sorted.
 fn cache_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(cache_files(&p));
-            } else if p.extension().is_some_and(|x| x == "feat") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    let mut v: Vec<PathBuf> =
+        walk_all(dir).into_iter().filter(|p| p.extension().is_some_and(|x| x == "feat")).collect();
+    v.sort();
+    v
 }
 
 #[test]
 fn damaged_cache_entries_are_recomputed_and_shared_caches_are_safe() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let data = small_set(&t.join("data"));
+    let data = mini_split(t);
     let reference = t.join("reference.onnx");
     ok(&mut train(&t.join("none"), &data, &reference, &["--no-cache"]));
     let want = std::fs::read(&reference).unwrap();
@@ -319,7 +270,7 @@ fn damaged_cache_entries_are_recomputed_and_shared_caches_are_safe() {
     assert!(first.wait().unwrap().success() && second.wait().unwrap().success());
     assert!(std::fs::read(&a).unwrap() == want && std::fs::read(&b).unwrap() == want);
     let entries = cache_files(&cache);
-    assert_eq!(entries.len(), 24, "one entry per photo");
+    assert_eq!(entries.len(), 48, "one entry per photo");
     // No temporary file is left behind.
     let ours = walk_all(&cache.join("retrain"));
     assert_eq!(ours.iter().filter(|p| p.extension().is_none_or(|x| x != "feat")).count(), 0, "{ours:?}");
@@ -336,8 +287,8 @@ fn damaged_cache_entries_are_recomputed_and_shared_caches_are_safe() {
     let report = t.join("c.json");
     ok(&mut train(&cache, &data, &c, &["--report", report.to_str().unwrap()]));
     assert_eq!(std::fs::read(&c).unwrap(), want);
-    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    assert_eq!((r["features_computed"].as_u64(), r["features_cached"].as_u64()), (Some(3), Some(21)));
+    let r = read_json(&report);
+    assert_eq!((r["features_computed"].as_u64(), r["features_cached"].as_u64()), (Some(3), Some(45)));
     assert_eq!(std::fs::read(&entries[0]).unwrap(), whole, "the entry was rewritten whole");
 }
 

@@ -166,38 +166,19 @@ impl Dataset {
     /// they are found and listed but nothing is left out. Returns how many samples were left out.
     pub fn set_aside_duplicates(&mut self, keep: bool) -> usize {
         let all: Vec<&Sample> = self.train.iter().chain(&self.val).collect();
-        let n_train = self.train.len();
-        let mut drop = vec![false; all.len()];
         let paths: Vec<&Path> = all.iter().map(|s| s.path.as_path()).collect();
-        for group in duplicates::identical(&paths) {
-            let mut labels: Vec<usize> = group.iter().map(|&i| all[i].label).collect();
-            labels.sort_unstable();
-            labels.dedup();
-            if labels.len() > 1 {
-                self.conflicts.push(Conflict {
-                    classes: labels.iter().map(|&l| self.class_names[l].clone()).collect(),
-                    paths: group.iter().map(|&i| all[i].path.clone()).collect(),
-                });
-                group.iter().for_each(|&i| drop[i] = true);
-            } else if group.iter().any(|&i| i < n_train) && group.iter().any(|&i| i >= n_train) {
-                let side =
-                    |val: bool| group.iter().filter(move |&&i| (i >= n_train) == val).map(|&i| all[i].path.clone());
-                self.leaks.push(Leak {
-                    class: self.class_names[labels[0]].clone(),
-                    train: side(false).collect(),
-                    val: side(true).collect(),
-                });
-                group.iter().filter(|&&i| i >= n_train).for_each(|&i| drop[i] = true);
-            }
-        }
+        let labels: Vec<usize> = all.iter().map(|s| s.label).collect();
+        let in_val: Vec<bool> = (0..all.len()).map(|i| i >= self.train.len()).collect();
+        let found = duplicates::find(&paths, &labels, &in_val, &self.class_names);
+        self.conflicts = found.conflicts;
+        self.leaks = found.leaks;
         if keep {
             return 0;
         }
-        let left_out = drop.iter().filter(|&&d| d).count();
-        let mut keep_it = drop.into_iter().map(|d| !d);
+        let mut keep_it = found.set_aside.iter().map(|aside| !aside);
         self.train.retain(|_| keep_it.next().unwrap_or(true));
         self.val.retain(|_| keep_it.next().unwrap_or(true));
-        left_out
+        found.set_aside.iter().filter(|&&aside| aside).count()
     }
 }
 

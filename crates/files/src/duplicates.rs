@@ -91,24 +91,41 @@ pub fn identical(files: &[&Path]) -> Vec<Vec<usize>> {
     groups
 }
 
-/// Label conflicts among labelled files (`labels[i]` names the class of `files[i]`), and
-/// for each file whether it is part of one.
-pub fn conflicts(files: &[&Path], labels: &[usize], class_names: &[String]) -> (Vec<Conflict>, Vec<bool>) {
-    let mut part = vec![false; files.len()];
-    let mut out = Vec::new();
+/// The duplicates among labelled files, and which of them are set aside by default.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Found {
+    pub conflicts: Vec<Conflict>,
+    pub leaks: Vec<Leak>,
+    /// Per file: every copy of a conflict, and the validation copies of a leak.
+    pub set_aside: Vec<bool>,
+}
+
+/// Sorts groups of identical files (`labels[i]` is the class of `files[i]`, `in_val[i]`
+/// whether it is a validation file) into label conflicts (copies under different classes)
+/// and leaks (copies of one class in both training and validation).
+pub fn find(files: &[&Path], labels: &[usize], in_val: &[bool], class_names: &[String]) -> Found {
+    let mut found = Found { set_aside: vec![false; files.len()], ..Found::default() };
     for group in identical(files) {
         let mut ls: Vec<usize> = group.iter().map(|&i| labels[i]).collect();
         ls.sort_unstable();
         ls.dedup();
+        let side = |val: bool| group.iter().filter(move |&&i| in_val[i] == val).map(|&i| files[i].to_path_buf());
         if ls.len() > 1 {
-            out.push(Conflict {
+            found.conflicts.push(Conflict {
                 classes: ls.iter().map(|&l| class_names[l].clone()).collect(),
                 paths: group.iter().map(|&i| files[i].to_path_buf()).collect(),
             });
-            group.iter().for_each(|&i| part[i] = true);
+            group.iter().for_each(|&i| found.set_aside[i] = true);
+        } else if group.iter().any(|&i| in_val[i]) && group.iter().any(|&i| !in_val[i]) {
+            found.leaks.push(Leak {
+                class: class_names[ls[0]].clone(),
+                train: side(false).collect(),
+                val: side(true).collect(),
+            });
+            group.iter().filter(|&&i| in_val[i]).for_each(|&i| found.set_aside[i] = true);
         }
     }
-    (out, part)
+    found
 }
 
 #[cfg(test)]
@@ -133,8 +150,20 @@ mod tests {
         assert_eq!(identical(&refs), vec![vec![0, 2], vec![5, 6]]);
 
         let names = vec!["ants".to_string(), "bees".to_string()];
-        let (c, part) = conflicts(&refs, &[0, 0, 1, 0, 1, 0, 0, 1], &names);
-        assert_eq!(c, vec![Conflict { classes: names.clone(), paths: vec![files[0].clone(), files[2].clone()] }]);
-        assert_eq!(part, [true, false, true, false, false, false, false, false]);
+        let f = find(&refs, &[0, 0, 1, 0, 1, 0, 0, 1], &[false; 8], &names);
+        assert_eq!(
+            f.conflicts,
+            vec![Conflict { classes: names.clone(), paths: vec![files[0].clone(), files[2].clone()] }]
+        );
+        assert!(f.leaks.is_empty());
+        assert_eq!(f.set_aside, [true, false, true, false, false, false, false, false]);
+        // The hard-linked pair of one class split across training and validation is a leak.
+        let f =
+            find(&refs, &[0, 0, 1, 0, 1, 0, 0, 1], &[false, false, false, false, false, false, true, false], &names);
+        assert_eq!(
+            f.leaks,
+            vec![Leak { class: "ants".into(), train: vec![files[5].clone()], val: vec![files[6].clone()] }]
+        );
+        assert_eq!(f.set_aside, [true, false, true, false, false, false, true, false]);
     }
 }

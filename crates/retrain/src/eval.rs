@@ -48,12 +48,10 @@ pub fn evaluate(
         files.extend(fs);
     }
     let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    let (conflicts, in_conflict) = dataset::duplicates::conflicts(&refs, &truth, &names);
+    let dups = dataset::duplicates::find(&refs, &truth, &vec![false; files.len()], &names);
     if !keep_duplicates {
-        let mut keep = in_conflict.iter().map(|c| !c);
-        files.retain(|_| keep.next().unwrap_or(true));
-        let mut keep = in_conflict.iter().map(|c| !c);
-        truth.retain(|_| keep.next().unwrap_or(true));
+        (files, truth) =
+            files.into_iter().zip(truth).zip(&dups.set_aside).filter(|(_, &aside)| !aside).map(|(f, _)| f).unzip();
     }
     progress.set_length(files.len() as u64);
     let probs = classifier.classify(&files, progress)?;
@@ -72,7 +70,7 @@ pub fn evaluate(
         images: t.len(),
         metrics: metrics::compute(&t, &p, &names),
         skipped,
-        conflicts,
+        conflicts: dups.conflicts,
         duplicates_kept: keep_duplicates,
     })
 }

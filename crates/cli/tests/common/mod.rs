@@ -1,0 +1,63 @@
+//! What the end-to-end test files share: the real binary with a private cache, the paths
+//! of the checkout and of `../shared`, and small data sets made from them.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+pub fn shared(rel: &str) -> PathBuf {
+    root().join("../shared").join(rel)
+}
+
+pub fn mnv2() -> PathBuf {
+    shared("weights/mobilenet_v2-b0353104.pth")
+}
+
+/// The binary with a private cache folder, so tests neither share nor pollute caches.
+pub fn retrain(cache: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_retrain"));
+    c.env("XDG_CACHE_HOME", cache);
+    c
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("retrain runs")
+}
+
+/// Runs a command that must succeed; on failure, shows what it printed.
+pub fn succeeds(cmd: &mut Command) -> Output {
+    let out = run(cmd);
+    let (so, se) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "failed: {cmd:?}\nstdout: {so}\nstderr: {se}");
+    out
+}
+
+pub fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// A train/val copy of the bundled flowers-mini set: 12 train + 4 val photos per class.
+pub fn mini_split(dir: &Path) -> PathBuf {
+    let data = dir.join("mini");
+    for class in ["daisy", "dandelion", "sunflower"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples/flowers-mini").join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 16);
+        for (i, f) in files.iter().enumerate() {
+            let split = if i < 12 { "train" } else { "val" };
+            let to = data.join(split).join(class);
+            std::fs::create_dir_all(&to).unwrap();
+            std::fs::copy(f, to.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    data
+}
