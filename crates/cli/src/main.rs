@@ -1,7 +1,7 @@
 //! `retrain`: the command line over the retrain library. Parsing, printing and exit codes
 //! live here; everything else is in the library crates.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use retrain::train::{Strategy, TrainOptions};
 use retrain::BatchNormMode as retrain_tune_bn;
@@ -82,21 +82,10 @@ enum Command {
         /// Folder of class folders (not needed with --resume).
         #[arg(required_unless_present = "resume")]
         data_dir: Option<PathBuf>,
-        /// Backbone (see `retrain models`).
-        #[arg(long, default_value = "mobilenet_v2")]
-        model: String,
-        /// Weights file (.pth or .safetensors, torchvision names) instead of the cached download.
-        #[arg(long)]
-        weights: Option<PathBuf>,
-        /// Validation folder (class sub-folders); default: DATA_DIR/val if DATA_DIR/train exists.
-        #[arg(long)]
-        val: Option<PathBuf>,
-        /// Fraction of each class held out for validation when there is no val folder.
-        #[arg(long, default_value_t = 0.2, value_parser = number::<f64>(FRACTION))]
-        val_fraction: f64,
-        /// Seed of the validation split and of fine-tuning's shuffling and augmentation.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        backbone: BackboneArgs,
+        #[command(flatten)]
+        split: SplitArgs,
         /// Where to write the model.
         #[arg(long, default_value = "model.onnx")]
         out: PathBuf,
@@ -116,9 +105,8 @@ enum Command {
         /// Images per batch (ONNX Runtime batches, and fine-tuning's optimiser steps).
         #[arg(long, default_value_t = 32, value_parser = count(1, 65536))]
         batch: usize,
-        /// Recompute features instead of using the on-disk cache.
-        #[arg(long)]
-        no_cache: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
         /// linear: a head on frozen features. finetune: then the last --unfreeze blocks with the
         /// head. full: then every layer.
         #[arg(long, value_enum, default_value_t = StrategyArg::Linear)]
@@ -178,6 +166,37 @@ enum Command {
         #[command(flatten)]
         input: InputArgs,
     },
+    /// Compute and cache the features `train` will need, for all of DATA_DIR or one shard of it:
+    /// run shards 0/N … N-1/N on N machines sharing --cache, then `train --cache` anywhere.
+    Features {
+        /// Folder of class folders, as given to `train`.
+        data_dir: PathBuf,
+        #[command(flatten)]
+        backbone: BackboneArgs,
+        /// This machine's part: shard K of N (K from 0), chosen by a hash of each file's path
+        /// relative to DATA_DIR, so machines agree without talking. Default: everything.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<retrain_shard::Shard>,
+        #[command(flatten)]
+        cache: CacheArgs,
+        /// As for `train`: int8 features depend on the calibration images, which depend on the split.
+        #[command(flatten)]
+        split: SplitArgs,
+        /// Images per ONNX Runtime batch.
+        #[arg(long, default_value_t = 32, value_parser = count(1, 65536))]
+        batch: usize,
+        /// The backbone's arithmetic, as `train --precision` (int8 calibrates on the same images).
+        #[arg(long, value_enum, default_value_t = PrecisionArg::Fp32)]
+        precision: PrecisionArg,
+        /// Also write the manifest (JSON) to this file.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// text: one summary line; json: the manifest on standard output.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[command(flatten)]
+        input: InputArgs,
+    },
     /// Predict the class of images (files or folders) with a trained MODEL.onnx, or with a
     /// backbone's own ImageNet classifier (`--model NAME`, no trained head).
     #[command(
@@ -219,6 +238,63 @@ enum Command {
     },
 }
 
+/// The backbone and its weights, for train and features.
+#[derive(clap::Args)]
+struct BackboneArgs {
+    /// Backbone (see `retrain models`).
+    #[arg(long, default_value = "mobilenet_v2")]
+    model: String,
+    /// Weights file (.pth or .safetensors, torchvision names) instead of the cached download.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+}
+
+/// How the labelled photos are split into training and validation.
+#[derive(clap::Args)]
+struct SplitArgs {
+    /// Validation folder (class sub-folders); default: DATA_DIR/val if DATA_DIR/train exists.
+    #[arg(long)]
+    val: Option<PathBuf>,
+    /// Fraction of each class held out for validation when there is no val folder.
+    #[arg(long, default_value_t = 0.2, value_parser = number::<f64>(FRACTION))]
+    val_fraction: f64,
+    /// Seed of the validation split and of fine-tuning's shuffling and augmentation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Where features are cached.
+#[derive(clap::Args)]
+struct CacheArgs {
+    /// Feature cache folder; many processes and machines may share one (a network filesystem,
+    /// a mounted bucket). Default: $XDG_CACHE_HOME/retrain/features (else ~/.cache/...).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Recompute features instead of using the on-disk cache.
+    #[arg(long, conflicts_with = "cache")]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    fn root(&self) -> Option<PathBuf> {
+        match (&self.cache, self.no_cache) {
+            (_, true) => None,
+            (Some(dir), false) => Some(dir.clone()),
+            (None, false) => Some(retrain::train::default_feature_cache()),
+        }
+    }
+}
+
+impl PrecisionArg {
+    fn precision(self) -> retrain::precision::Precision {
+        match self {
+            PrecisionArg::Fp32 => retrain::precision::Precision::Fp32,
+            PrecisionArg::Bf16 => retrain::precision::Precision::Bf16,
+            PrecisionArg::Int8 => retrain::precision::Precision::Int8,
+        }
+    }
+}
+
 /// How big an image train, eval and predict decode.
 #[derive(clap::Args)]
 struct PixelArgs {
@@ -243,6 +319,21 @@ struct InputArgs {
     /// training and validation (leaks); by default they are left out, and always reported.
     #[arg(long)]
     keep_duplicates: bool,
+}
+
+impl SplitArgs {
+    fn apply(&self, opts: &mut TrainOptions) {
+        opts.val_dir = self.val.clone();
+        opts.val_fraction = self.val_fraction;
+        opts.seed = self.seed;
+    }
+}
+
+impl InputArgs {
+    fn apply(&self, opts: &mut TrainOptions) {
+        opts.max_pixels = self.pixels.max_pixels;
+        opts.keep_duplicates = self.keep_duplicates;
+    }
 }
 
 /// Where a number given on the command line must lie.
@@ -354,18 +445,15 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train {
             data_dir,
-            model,
-            weights,
-            val,
-            val_fraction,
-            seed,
+            backbone,
+            split,
             out,
             report,
             class_weights,
             l2,
             lr,
             batch,
-            no_cache,
+            cache,
             strategy,
             unfreeze,
             epochs,
@@ -387,11 +475,10 @@ fn run(cli: Cli) -> Result<()> {
             let mut opts = match (&resume, &data_dir) {
                 (Some(dir), _) => retrain::finetune::resume_options(dir)?,
                 (None, Some(data_dir)) => {
-                    let mut opts = TrainOptions::new(data_dir, &model, &out);
-                    opts.val_dir = val;
-                    opts.val_fraction = val_fraction;
-                    opts.seed = seed;
-                    opts.weights = weights;
+                    let mut opts = TrainOptions::new(data_dir, &backbone.model, &out);
+                    split.apply(&mut opts);
+                    opts.weights = backbone.weights;
+                    opts.feature_cache = cache.root();
                     opts.batch = batch;
                     opts.head.balanced = class_weights == ClassWeights::Auto;
                     opts.head.l2 = l2;
@@ -426,23 +513,15 @@ fn run(cli: Cli) -> Result<()> {
                         BatchNormArg::Frozen => retrain_tune_bn::Frozen,
                     };
                     opts.tune.patience = patience;
-                    opts.tune.seed = seed;
+                    opts.tune.seed = split.seed;
                     opts.augment = match augment {
                         AugmentArg::None => retrain::Augment::None,
                         AugmentArg::Light => retrain::Augment::Light,
                         AugmentArg::Standard => retrain::Augment::Standard,
                     };
-                    opts.precision = match precision {
-                        PrecisionArg::Fp32 => retrain::precision::Precision::Fp32,
-                        PrecisionArg::Bf16 => retrain::precision::Precision::Bf16,
-                        PrecisionArg::Int8 => retrain::precision::Precision::Int8,
-                    };
+                    opts.precision = precision.precision();
                     opts.run_dir = run_dir;
-                    opts.max_pixels = input.pixels.max_pixels;
-                    opts.keep_duplicates = input.keep_duplicates;
-                    if no_cache {
-                        opts.feature_cache = None;
-                    }
+                    input.apply(&mut opts);
                     opts
                 }
                 (None, None) => bail!("give DATA_DIR, or --resume RUN_DIR"),
@@ -489,6 +568,50 @@ fn run(cli: Cli) -> Result<()> {
                     ),
                 }
                 println!("wrote {} in {:.2}s", r.model.display(), r.timings.total);
+            }
+        }
+        Command::Features { data_dir, backbone, shard, cache, split, batch, precision, manifest, format, input } => {
+            let mut opts = TrainOptions::new(&data_dir, &backbone.model, std::path::Path::new("unused.onnx"));
+            split.apply(&mut opts);
+            input.apply(&mut opts);
+            opts.weights = backbone.weights;
+            opts.feature_cache = cache.root();
+            opts.batch = batch;
+            opts.precision = precision.precision();
+            opts.threads = threads;
+            opts.quiet = cli.quiet;
+            let shard = shard.unwrap_or(retrain_shard::Shard::ALL);
+            // A manifest per shard usually goes to a folder of them on the shared volume.
+            if let Some(dir) =
+                manifest.as_deref().and_then(std::path::Path::parent).filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+            }
+            let bar = retrain::progress_bar(0, &format!("shard {shard}"), cli.quiet);
+            let m = retrain_shard::extract(&opts, shard, &bar)?;
+            bar.finish_and_clear();
+            for s in m.skipped.iter().filter(|_| !cli.quiet) {
+                eprintln!("warning: skipped {}: {}", s.path.display(), s.reason);
+            }
+            let json = serde_json::to_string_pretty(&m)?;
+            if let Some(path) = &manifest {
+                retrain::train::write_file(path, json.as_bytes())?;
+            }
+            match format {
+                Format::Json => println!("{json}"),
+                _ if cli.quiet => {}
+                _ => println!(
+                    "shard {}: {} of {} files, features {} computed / {} cached ({} skipped) in {:.1}s, {:.0} images/s; cache {}",
+                    m.shard,
+                    m.files,
+                    m.dataset_files,
+                    m.computed,
+                    m.cached,
+                    m.skipped.len(),
+                    m.seconds,
+                    m.images_per_second,
+                    m.cache.display()
+                ),
             }
         }
         Command::Predict { inputs, model, weights, top, format, pixels } => {

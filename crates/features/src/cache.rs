@@ -29,6 +29,11 @@ impl FeatureCache {
         Self { dir: root.join(model_key), dim }
     }
 
+    /// This model's folder of entries.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Where the features of the file whose content hash is `hash` are kept.
     pub fn path(&self, hash: &str) -> PathBuf {
         self.dir.join(&hash[..2]).join(format!("{hash}.feat"))

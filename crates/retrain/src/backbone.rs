@@ -2,10 +2,12 @@
 //! when needed), checked, and built into ONNX graphs.
 
 use crate::{Error, Result};
+use retrain_features::{FeatureCache, FeatureError, Session, Sessions};
 use retrain_pixels::Geometry;
 use retrain_weights::StateDict;
 use retrain_zoo::{Backbone, GraphOutputs, LinearHead};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub struct LoadedBackbone {
     pub info: &'static Backbone,
@@ -92,6 +94,34 @@ impl LoadedBackbone {
         }
         self.int8 = Some(ranges);
         Ok(())
+    }
+
+    /// The feature cache of this backbone (its weights, preprocessing and precision) under `root`.
+    pub fn feature_cache(&self, root: &Path) -> FeatureCache {
+        FeatureCache::new(root, &self.cache_key(), self.info.feature_dim)
+    }
+
+    /// ONNX Runtime sessions of the feature extractor, for `retrain_features::extract`; the
+    /// graph is built once, on first use, for however many sessions extraction makes.
+    pub fn feature_sessions(&self, threads: usize) -> Sessions<'_> {
+        let model = Mutex::new(None::<Arc<Vec<u8>>>);
+        Sessions::new(threads, move |threads| {
+            let bytes = {
+                let mut m = model.lock().unwrap_or_else(PoisonError::into_inner);
+                match &*m {
+                    Some(b) => b.clone(),
+                    None => {
+                        let b =
+                            Arc::new(self.feature_model().map_err(|e| FeatureError::Ort {
+                                what: self.info.name.into(),
+                                reason: e.to_string(),
+                            })?);
+                        m.insert(b).clone()
+                    }
+                }
+            };
+            Session::new(&bytes, self.info.name, threads)
+        })
     }
 
     /// Serialised feature extractor (`features` output only).

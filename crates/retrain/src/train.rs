@@ -7,7 +7,6 @@ use crate::model::ModelInfo;
 use crate::precision::{self, Precision};
 use crate::report::{Report, Skipped, Timings};
 use crate::{progress_bar, Error, Result};
-use retrain_features::{FeatureCache, Session, Sessions};
 use retrain_head::{HeadConfig, Split, TrainedHead};
 use retrain_pixels::Augment;
 use retrain_tune::TuneConfig;
@@ -94,7 +93,7 @@ impl TrainOptions {
             batch: 32,
             head: HeadConfig::default(),
             quiet: false,
-            feature_cache: Some(retrain_weights::cache_dir().join("features")),
+            feature_cache: Some(default_feature_cache()),
             strategy: Strategy::Linear,
             unfreeze: None,
             augment: Augment::Standard,
@@ -116,6 +115,11 @@ impl TrainOptions {
     pub fn run_dir(&self) -> PathBuf {
         self.run_dir.clone().unwrap_or_else(|| self.out.with_extension("run"))
     }
+}
+
+/// `$XDG_CACHE_HOME/retrain/features` (else `~/.cache/retrain/features`).
+pub fn default_feature_cache() -> PathBuf {
+    retrain_weights::cache_dir().join("features")
 }
 
 /// Fails early, before minutes of work, if the model cannot be written where asked.
@@ -278,27 +282,8 @@ pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
     let t = Instant::now();
     let all: Vec<&Sample> = ds.train.iter().chain(&ds.val).collect();
     let files: Vec<PathBuf> = all.iter().map(|s| s.path.clone()).collect();
-    let cache = opts
-        .feature_cache
-        .as_ref()
-        .map(|root| FeatureCache::new(root, &backbone.cache_key(), backbone.info.feature_dim));
-    // Built once, on first use, for however many sessions extraction makes.
-    let model = std::sync::Mutex::new(None::<std::sync::Arc<Vec<u8>>>);
-    let mut sessions = Sessions::new(opts.threads, |threads| {
-        let bytes = {
-            let mut m = model.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            match &*m {
-                Some(b) => b.clone(),
-                None => {
-                    let b = std::sync::Arc::new(backbone.feature_model().map_err(|e| {
-                        retrain_features::FeatureError::Ort { what: backbone.info.name.into(), reason: e.to_string() }
-                    })?);
-                    m.insert(b).clone()
-                }
-            }
-        };
-        Session::new(&bytes, backbone.info.name, threads)
-    });
+    let cache = opts.feature_cache.as_deref().map(|root| backbone.feature_cache(root));
+    let mut sessions = backbone.feature_sessions(opts.threads);
     let bar = progress_bar(files.len() as u64, "features", opts.quiet);
     let extracted = retrain_features::extract(
         &mut sessions,

@@ -61,3 +61,22 @@ pub fn mini_split(dir: &Path) -> PathBuf {
     }
     data
 }
+
+/// The bundled flowers-mini photos of three classes, the first `per_class` of each.
+pub fn flowers_mini(dir: &Path, per_class: usize) -> PathBuf {
+    for class in ["daisy", "dandelion", "sunflower"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples/flowers-mini").join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for f in &files[..per_class] {
+            let to = dir.join(class).join(f.file_name().unwrap());
+            if !to.exists() {
+                std::fs::copy(f, to).unwrap();
+            }
+        }
+    }
+    dir.to_path_buf()
+}
