@@ -42,16 +42,24 @@ pub fn read_json(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
+const MINI_CLASSES: [&str; 3] = ["daisy", "dandelion", "sunflower"];
+
+/// The 16 photos of a class of the bundled flowers-mini set, sorted.
+fn mini_photos(class: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples/flowers-mini").join(class))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 16);
+    files
+}
+
 /// A train/val copy of the bundled flowers-mini set: 12 train + 4 val photos per class.
 pub fn mini_split(dir: &Path) -> PathBuf {
     let data = dir.join("mini");
-    for class in ["daisy", "dandelion", "sunflower"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples/flowers-mini").join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        assert_eq!(files.len(), 16);
+    for class in MINI_CLASSES {
+        let files = mini_photos(class);
         for (i, f) in files.iter().enumerate() {
             let split = if i < 12 { "train" } else { "val" };
             let to = data.join(split).join(class);
@@ -64,12 +72,8 @@ pub fn mini_split(dir: &Path) -> PathBuf {
 
 /// The bundled flowers-mini photos of three classes, the first `per_class` of each.
 pub fn flowers_mini(dir: &Path, per_class: usize) -> PathBuf {
-    for class in ["daisy", "dandelion", "sunflower"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples/flowers-mini").join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
+    for class in MINI_CLASSES {
+        let files = mini_photos(class);
         std::fs::create_dir_all(dir.join(class)).unwrap();
         for f in &files[..per_class] {
             let to = dir.join(class).join(f.file_name().unwrap());
