@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{mini_split, mnv2, read_json, retrain, shared, succeeds as ok};
+use common::{cache_files, mini_split, mnv2, read_json, retrain, shared, succeeds as ok, walk_all};
 use serde_json::Value;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -245,14 +245,6 @@ fn train(cache: &Path, data: &Path, out: &Path, extra: &[&str]) -> Command {
     c
 }
 
-/// The feature cache's entries below `dir`, sorted.
-fn cache_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        walk_all(dir).into_iter().filter(|p| p.extension().is_some_and(|x| x == "feat")).collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn damaged_cache_entries_are_recomputed_and_shared_caches_are_safe() {
     let tmp = tempfile::tempdir().unwrap();
@@ -290,17 +282,4 @@ fn damaged_cache_entries_are_recomputed_and_shared_caches_are_safe() {
     let r = read_json(&report);
     assert_eq!((r["features_computed"].as_u64(), r["features_cached"].as_u64()), (Some(3), Some(45)));
     assert_eq!(std::fs::read(&entries[0]).unwrap(), whole, "the entry was rewritten whole");
-}
-
-fn walk_all(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk_all(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn features(home: &Path, data: &Path, cache: &Path, extra: &[&str]) -> Command {
@@ -45,19 +45,6 @@ fn n(v: &Value, key: &str) -> u64 {
     v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
 }
 
-fn entries(dir: &Path) -> usize {
-    let mut count = 0;
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            count += entries(&p);
-        } else if p.extension().is_some_and(|x| x == "feat") {
-            count += 1;
-        }
-    }
-    count
-}
-
 #[test]
 fn shards_cover_everything_once_and_train_from_them_writes_the_same_model() {
     let tmp = tempfile::tempdir().unwrap();
@@ -72,7 +59,7 @@ fn shards_cover_everything_once_and_train_from_them_writes_the_same_model() {
     assert!(first.iter().all(|m| n(m, "dataset_files") == 36), "{first:?}");
     assert_eq!(files.iter().sum::<u64>(), 36, "the shards cover the 36 photos: {files:?}");
     assert_eq!(first.iter().map(|m| n(m, "computed")).sum::<u64>(), 36, "each computed once");
-    assert_eq!(entries(&cache), 36, "one entry per photo, none twice");
+    assert_eq!(cache_files(&cache).len(), 36, "one entry per photo, none twice");
     assert!(files.iter().all(|&f| f > 0), "36 photos over 4 shards: none empty ({files:?})");
     assert_eq!(first[2]["shard"], "2/4");
 
@@ -84,7 +71,7 @@ fn shards_cover_everything_once_and_train_from_them_writes_the_same_model() {
         assert_eq!(n(b, "files"), n(b, "cached") + n(b, "computed"));
     }
     assert_eq!(second.iter().map(|m| n(m, "computed")).sum::<u64>(), 12, "only the 12 new photos");
-    assert_eq!(entries(&cache), 48);
+    assert_eq!(cache_files(&cache).len(), 48);
 
     // Training anywhere from the shared cache computes nothing and writes the bytes a
     // one-machine run without any cache writes.
@@ -98,7 +85,7 @@ fn shards_cover_everything_once_and_train_from_them_writes_the_same_model() {
     // A truncated entry is recomputed by the shard that owns it; the others stay cached.
     let all = manifest(&mut features(t, &data, &cache, &[]));
     assert_eq!((n(&all, "files"), n(&all, "cached"), all["shard"].as_str()), (48, 48, Some("0/1")));
-    let victim = first_entry(&cache);
+    let victim = cache_files(&cache).remove(0);
     let whole = std::fs::read(&victim).unwrap();
     std::fs::write(&victim, &whole[..whole.len() - 7]).unwrap();
     let again: Vec<Value> = (0..4).map(|k| shard(t, &data, &cache, k, 4, &[])).collect();
@@ -118,23 +105,6 @@ fn shards_cover_everything_once_and_train_from_them_writes_the_same_model() {
     assert!(std::fs::read(&q).unwrap() == std::fs::read(&q1).unwrap(), "byte-identical int8 models");
 }
 
-fn first_entry(dir: &Path) -> PathBuf {
-    let mut stack = vec![dir.to_path_buf()];
-    let mut found = Vec::new();
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "feat") {
-                found.push(p);
-            }
-        }
-    }
-    found.sort();
-    found.remove(0)
-}
-
 #[test]
 fn many_writers_at_once_leave_a_whole_cache() {
     let tmp = tempfile::tempdir().unwrap();
@@ -150,25 +120,13 @@ fn many_writers_at_once_leave_a_whole_cache() {
     for mut p in procs {
         assert!(p.wait().unwrap().success());
     }
-    assert_eq!(entries(&cache), 48);
-    let leftovers: Vec<_> = walk(&cache).into_iter().filter(|p| p.extension().is_none_or(|x| x != "feat")).collect();
+    assert_eq!(cache_files(&cache).len(), 48);
+    let leftovers: Vec<_> =
+        walk_all(&cache).into_iter().filter(|p| p.extension().is_none_or(|x| x != "feat")).collect();
     assert!(leftovers.is_empty(), "no temporary file left: {leftovers:?}");
     // Every entry is whole: a pass over the cache finds all 48 and computes nothing.
     let m = manifest(&mut features(t, &data, &cache, &[]));
     assert_eq!((n(&m, "cached"), n(&m, "computed")), (48, 0));
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

@@ -84,3 +84,25 @@ pub fn flowers_mini(dir: &Path, per_class: usize) -> PathBuf {
     }
     dir.to_path_buf()
 }
+
+/// Every file below `dir`.
+pub fn walk_all(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk_all(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The feature cache's entries below `dir`, sorted.
+pub fn cache_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        walk_all(dir).into_iter().filter(|p| p.extension().is_some_and(|x| x == "feat")).collect();
+    v.sort();
+    v
+}
