@@ -75,6 +75,12 @@ enum Format {
     Csv,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum ExplainFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Train a classifier on DATA_DIR (one sub-folder per class, or train/ and val/ folders of them).
@@ -217,6 +223,29 @@ enum Command {
         top: usize,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        pixels: PixelArgs,
+    },
+    /// Show where in each photo the evidence for a class lies: one PNG per photo (the crop the
+    /// model saw, a heatmap over it, the top classes), or the heatmaps as JSON.
+    #[command(override_usage = "retrain explain MODEL.onnx IMAGE_OR_DIR... [OPTIONS]")]
+    Explain {
+        /// MODEL.onnx then the images (files or folders).
+        #[arg(required = true, num_args = 2.., value_name = "PATH")]
+        inputs: Vec<PathBuf>,
+        /// The class to explain (default: each photo's top class).
+        #[arg(long)]
+        class: Option<String>,
+        /// Where the pictures go.
+        #[arg(long, default_value = "explained")]
+        out: PathBuf,
+        /// text: a line per photo; json: per photo its path, class, top classes and heatmap.
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+        format: ExplainFormat,
+        /// Occlusion (49 more forward passes per photo) even where the class activation map
+        /// (one forward pass, exact for the zoo's CNNs) applies.
+        #[arg(long)]
+        occlusion: bool,
         #[command(flatten)]
         pixels: PixelArgs,
     },
@@ -660,6 +689,9 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Command::Explain { inputs, class, out, format, occlusion, pixels } => {
+            explain(&inputs, class.as_deref(), &out, format, occlusion, pixels.limits(), threads, cli.quiet)?
+        }
         Command::Eval { model, data_dir, format, input } => {
             let mut c = retrain::model::Classifier::open(&model, threads)?;
             c.limits = input.pixels.limits();
@@ -686,6 +718,89 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Models { action: Some(action), .. } => models_action(action, threads, cli.quiet)?,
         Command::Models { action: None, format } => list_models(format)?,
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn explain(
+    inputs: &[PathBuf],
+    class: Option<&str>,
+    out: &std::path::Path,
+    format: ExplainFormat,
+    occlusion: bool,
+    limits: retrain::Limits,
+    threads: usize,
+    quiet: bool,
+) -> Result<()> {
+    let mut ex = retrain_explain::Explainer::open(&inputs[0], threads, occlusion)?;
+    ex.limits = limits;
+    let class = class.map(|c| ex.class_index(c)).transpose()?;
+    let (files, mut fails) = retrain::predict::expand_inputs(&inputs[1..]);
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let bar = retrain::progress_bar(0, "explain", quiet);
+    let results = ex.explain(&paths, class, &bar)?;
+    bar.finish_and_clear();
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the folder", out.display()))?;
+    let mut done = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for ((path, explicit), r) in files.into_iter().zip(results) {
+        match r {
+            Ok(e) => {
+                // Photos of the same name from different folders get -2, -3 …
+                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
+                let mut name = format!("{stem}.png");
+                let mut n = 1;
+                while !names.insert(name.clone()) {
+                    n += 1;
+                    name = format!("{stem}-{n}.png");
+                }
+                let png = out.join(name);
+                let mut bytes = Vec::new();
+                retrain_explain::render(&e)
+                    .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+                    .with_context(|| format!("{}: cannot encode", png.display()))?;
+                retrain::train::write_file(&png, &bytes)?;
+                done.push((e, png));
+            }
+            Err(err) => fails.push(retrain::predict::Failure { reason: err.reason(), path, explicit }),
+        }
+    }
+    match format {
+        ExplainFormat::Json => {
+            let rows: Vec<_> = done
+                .iter()
+                .map(|(e, png)| {
+                    let mut v = serde_json::to_value(e).expect("explanations serialise");
+                    v["picture"] = serde_json::json!(png);
+                    v
+                })
+                .collect();
+            println!("{}", serde_json::to_string(&rows)?);
+        }
+        ExplainFormat::Text => {
+            for (e, png) in &done {
+                let top = e.top.first().map(|r| format!("{} {:.4}", r.class, r.probability)).unwrap_or_default();
+                println!("{}\t{}\texplained `{}`\t{}", e.path.display(), top, e.class, png.display());
+            }
+            if !quiet && !done.is_empty() {
+                eprintln!("{} picture(s) in {} ({})", done.len(), out.display(), ex.method.name());
+            }
+        }
+    }
+    for f in fails.iter().filter(|f| !f.explicit && !quiet) {
+        eprintln!("warning: skipped {}: {}", f.path.display(), f.reason);
+    }
+    let explicit: Vec<String> =
+        fails.iter().filter(|f| f.explicit).map(|f| format!("{}: {}", f.path.display(), f.reason)).collect();
+    if !explicit.is_empty() {
+        bail!("{}", explicit.join("; "));
+    }
+    if done.is_empty() {
+        bail!(
+            "no images found in {}",
+            inputs[1..].iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
     }
     Ok(())
 }

@@ -26,6 +26,14 @@ pub fn truncate(model: &ModelProto, output: &str) -> ModelProto {
     m
 }
 
+/// Makes a float value inside the graph one more output (a no-op if it already is one).
+pub fn expose(model: &mut ModelProto, value: &str) {
+    let graph = model.graph.get_or_insert_with(GraphProto::default);
+    if !graph.output.iter().any(|o| o.name == value) {
+        graph.output.push(float_output(value));
+    }
+}
+
 /// A graph output entry for a float value of unspecified shape.
 pub(crate) fn float_output(name: &str) -> proto::ValueInfoProto {
     proto::ValueInfoProto {

@@ -1,0 +1,338 @@
+use crate::{ExplainError, Result};
+use rayon::prelude::*;
+use retrain::model::{inspect, ModelInfo};
+use retrain::predict::{rank, Ranked};
+use retrain_features::Session;
+use retrain_onnx::ModelProto;
+use retrain_pixels::{Limits, PixelError};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// How the evidence is located.
+#[derive(Clone, Debug)]
+pub enum Method {
+    /// The spatial map `map` ([1, dim, h, w]) before global pooling, weighted by the head's
+    /// `weight` ([classes, dim]).
+    Cam { map: String, weight: Vec<f32>, dim: usize },
+    /// Each cell of a `grid`×`grid` grid covered in turn: `grid`² more forward passes per photo.
+    Occlusion { grid: usize },
+}
+
+impl Method {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Cam { .. } => "class activation map",
+            Method::Occlusion { .. } => "occlusion",
+        }
+    }
+}
+
+/// Why one photo got its scores.
+#[derive(Clone, Debug, Serialize)]
+pub struct Explanation {
+    pub path: PathBuf,
+    /// The explained class.
+    pub class: String,
+    pub top: Vec<Ranked>,
+    /// Where the evidence for `class` against the other classes lies, in [0, 1]: rows ×
+    /// columns covering the center crop the model sees.
+    pub heatmap: Vec<Vec<f32>>,
+    pub crop: Crop,
+    pub method: &'static str,
+    /// The crop itself (RGB, row-major), what the picture shows.
+    #[serde(skip)]
+    pub pixels: Vec<u8>,
+    #[serde(skip)]
+    pub class_index: usize,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Crop {
+    /// [height, width]
+    pub size: [usize; 2],
+}
+
+/// A model opened for explaining.
+pub struct Explainer {
+    pub info: ModelInfo,
+    pub path: PathBuf,
+    pub method: Method,
+    pub limits: Limits,
+    session: Session,
+}
+
+/// Grey of ImageNet's mean colour: what occlusion and the deletion test paint with.
+pub const GREY: [u8; 3] = [124, 116, 104];
+const OCCLUSION_GRID: usize = 7;
+
+/// A tensor as ONNX Runtime returns it: shape and row-major values.
+type Tensor = (Vec<usize>, Vec<f32>);
+/// One photo's explained class, logits and heatmap rows.
+type Located = (usize, Vec<f32>, Vec<Vec<f32>>);
+const BATCH: usize = 16;
+
+impl Explainer {
+    /// Opens `path`; the class activation map when the head is linear on a globally pooled
+    /// map, else occlusion (or occlusion when `occlusion` is asked for).
+    pub fn open(path: &Path, threads: usize, occlusion: bool) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| retrain::Error::NotAModel { path: path.to_path_buf(), reason: format!("cannot read: {e}") })?;
+        let info = inspect(&bytes, path)?;
+        let mut model = retrain_onnx::decode(&bytes, path).map_err(retrain::Error::from)?;
+        let method = match cam_structure(&model, info.class_names.len()) {
+            Some((map, weight, dim)) if !occlusion => {
+                retrain_onnx::expose(&mut model, &map);
+                Method::Cam { map, weight, dim }
+            }
+            _ => Method::Occlusion { grid: OCCLUSION_GRID },
+        };
+        let session = Session::new(&retrain_onnx::encode(&model), &path.display().to_string(), threads)?;
+        Ok(Self { info, path: path.to_path_buf(), method, limits: Limits::default(), session })
+    }
+
+    /// The index of a class by name.
+    pub fn class_index(&self, class: &str) -> Result<usize> {
+        self.info.class_names.iter().position(|c| c == class).ok_or_else(|| ExplainError::UnknownClass {
+            model: self.path.clone(),
+            class: class.into(),
+            known: self.info.class_names.join(", "),
+        })
+    }
+
+    fn crop(&self) -> usize {
+        self.info.preprocess.crop as usize
+    }
+
+    /// Logits of raw crops (crop×crop RGB each), and the named extra output when asked.
+    fn run(&mut self, crops: &[&[u8]], extra: Option<&str>) -> Result<(Vec<Vec<f32>>, Option<Tensor>)> {
+        let size = self.crop();
+        let pixels: Vec<u8> = crops.iter().flat_map(|c| c.iter().copied()).collect();
+        let out = self.session.run(pixels, crops.len(), size)?;
+        let mut logits = Vec::new();
+        let mut map = None;
+        for (name, shape, data) in out {
+            if name == "logits" {
+                logits = data.chunks(shape[1]).map(<[f32]>::to_vec).collect();
+            } else if Some(name.as_str()) == extra {
+                map = Some((shape, data));
+            }
+        }
+        Ok((logits, map))
+    }
+
+    /// The margin of `class` (its logit less the mean logit) on each crop.
+    pub fn margins(&mut self, crops: &[&[u8]], class: usize) -> Result<Vec<f32>> {
+        let mut all = Vec::with_capacity(crops.len());
+        for chunk in crops.chunks(BATCH) {
+            all.extend(self.run(chunk, None)?.0.iter().map(|l| margin(l, class)));
+        }
+        Ok(all)
+    }
+
+    /// Explains each file, in order, for `class` (default: each photo's top class); a file
+    /// that cannot be decoded gets its error in its slot.
+    pub fn explain(
+        &mut self,
+        files: &[PathBuf],
+        class: Option<usize>,
+        progress: &indicatif::ProgressBar,
+    ) -> Result<Vec<std::result::Result<Explanation, PixelError>>> {
+        let g = self.info.geometry();
+        let limits = self.limits;
+        progress.set_length(files.len() as u64);
+        let mut out = Vec::with_capacity(files.len());
+        for chunk in files.chunks(BATCH) {
+            let loaded: Vec<_> = chunk.par_iter().map(|p| retrain_pixels::load(p, g, limits)).collect();
+            let ok: Vec<&[u8]> = loaded.iter().filter_map(|r| r.as_ref().ok().map(Vec::as_slice)).collect();
+            let mut done = match &self.method {
+                Method::Cam { .. } if !ok.is_empty() => self.cam(&ok, class)?,
+                Method::Occlusion { grid } if !ok.is_empty() => {
+                    let grid = *grid;
+                    ok.iter().map(|c| self.occlusion(c, class, grid)).collect::<Result<Vec<_>>>()?
+                }
+                _ => Vec::new(),
+            }
+            .into_iter();
+            for (path, r) in chunk.iter().zip(loaded) {
+                out.push(r.map(|pixels| {
+                    let (class_index, logits, heatmap) = done.next().expect("one per decoded photo");
+                    let probs = softmax(&logits);
+                    let size = self.crop();
+                    Explanation {
+                        path: path.clone(),
+                        class: self.info.class_names[class_index].clone(),
+                        top: rank(&probs, &self.info.class_names, 3),
+                        heatmap,
+                        crop: Crop { size: [size, size] },
+                        method: self.method.name(),
+                        pixels,
+                        class_index,
+                    }
+                }));
+                progress.inc(1);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One forward pass for the batch; each map is Σ_k (W_ck − mean_j W_jk) A_k(y, x).
+    fn cam(&mut self, crops: &[&[u8]], class: Option<usize>) -> Result<Vec<Located>> {
+        let Method::Cam { map, weight, dim } = self.method.clone() else { unreachable!("called for CAM") };
+        let (logits, a) = self.run(crops, Some(&map))?;
+        let (shape, a) = a.ok_or_else(|| retrain::Error::NotAModel {
+            path: self.path.clone(),
+            reason: format!("`{map}` did not come out of the model"),
+        })?;
+        let (h, w) = (shape[2], shape[3]);
+        let classes = weight.len() / dim;
+        Ok(logits
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let c = class.unwrap_or_else(|| argmax(&l));
+                let wd: Vec<f32> = (0..dim)
+                    .map(|k| {
+                        weight[c * dim + k] - (0..classes).map(|j| weight[j * dim + k]).sum::<f32>() / classes as f32
+                    })
+                    .collect();
+                let img = &a[i * dim * h * w..(i + 1) * dim * h * w];
+                let mut cam = vec![0f32; h * w];
+                for (k, wk) in wd.iter().enumerate() {
+                    for (m, v) in cam.iter_mut().zip(&img[k * h * w..(k + 1) * h * w]) {
+                        *m += wk * v;
+                    }
+                }
+                (c, l, normalise(&cam, h, w))
+            })
+            .collect())
+    }
+
+    /// The margin lost when each grid cell is painted grey.
+    fn occlusion(&mut self, crop: &[u8], class: Option<usize>, grid: usize) -> Result<Located> {
+        let size = self.crop();
+        let (logits, _) = self.run(&[crop], None)?;
+        let l = logits.into_iter().next().unwrap_or_default();
+        let c = class.unwrap_or_else(|| argmax(&l));
+        let base = margin(&l, c);
+        let covered: Vec<Vec<u8>> = (0..grid * grid)
+            .map(|cell| {
+                let (gy, gx) = (cell / grid, cell % grid);
+                let mut img = crop.to_vec();
+                for y in gy * size / grid..(gy + 1) * size / grid {
+                    for x in gx * size / grid..(gx + 1) * size / grid {
+                        img[(y * size + x) * 3..(y * size + x) * 3 + 3].copy_from_slice(&GREY);
+                    }
+                }
+                img
+            })
+            .collect();
+        let refs: Vec<&[u8]> = covered.iter().map(Vec::as_slice).collect();
+        let lost: Vec<f32> = self.margins(&refs, c)?.into_iter().map(|m| base - m).collect();
+        Ok((c, l, normalise(&lost, grid, grid)))
+    }
+}
+
+/// The class's logit less the mean logit: what the map accounts for.
+pub fn margin(logits: &[f32], class: usize) -> f32 {
+    logits[class] - logits.iter().sum::<f32>() / logits.len() as f32
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0))).map_or(0, |(i, _)| i)
+}
+
+fn softmax(l: &[f32]) -> Vec<f32> {
+    let m = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = l.iter().map(|v| (v - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}
+
+/// Positive evidence scaled to [0, 1] by its maximum, as rows.
+fn normalise(map: &[f32], h: usize, w: usize) -> Vec<Vec<f32>> {
+    let top = map.iter().copied().fold(0f32, f32::max);
+    let scale = if top > 0.0 { 1.0 / top } else { 0.0 };
+    (0..h).map(|y| (0..w).map(|x| (map[y * w + x] * scale).max(0.0)).collect()).collect()
+}
+
+/// A heatmap resampled to `size`×`size` (bilinear, cell centres aligned as image resizing does).
+pub fn upsample(heat: &[Vec<f32>], size: usize) -> Vec<f32> {
+    let (h, w) = (heat.len(), heat.first().map_or(0, Vec::len));
+    let mut out = vec![0f32; size * size];
+    if h == 0 || w == 0 {
+        return out;
+    }
+    let coord = |i: usize, n: usize| {
+        let f = ((i as f32 + 0.5) * n as f32 / size as f32 - 0.5).clamp(0.0, (n - 1) as f32);
+        let lo = f.floor() as usize;
+        (lo, (lo + 1).min(n - 1), f - lo as f32)
+    };
+    for y in 0..size {
+        let (y0, y1, fy) = coord(y, h);
+        for x in 0..size {
+            let (x0, x1, fx) = coord(x, w);
+            let top = heat[y0][x0] * (1.0 - fx) + heat[y0][x1] * fx;
+            let bottom = heat[y1][x0] * (1.0 - fx) + heat[y1][x1] * fx;
+            out[y * size + x] = top * (1.0 - fy) + bottom * fy;
+        }
+    }
+    out
+}
+
+/// The spatial map and head weights, when the model is `logits = Gemm(pool(map))` with a
+/// global average pool: then the class activation map is exact.
+fn cam_structure(model: &ModelProto, classes: usize) -> Option<(String, Vec<f32>, usize)> {
+    let g = model.graph.as_ref()?;
+    let producer = |v: &str| g.node.iter().find(|n| n.output.iter().any(|o| o == v));
+    let mut v = "logits".to_string();
+    let gemm = loop {
+        let n = producer(&v)?;
+        match n.op_type.as_str() {
+            "Identity" => v = n.input.first()?.clone(),
+            "Gemm" => break n,
+            _ => return None,
+        }
+    };
+    let int_attr = |name: &str| gemm.attribute.iter().find(|a| a.name == name).map(|a| a.i);
+    let float_attr = |name: &str| gemm.attribute.iter().find(|a| a.name == name).map(|a| a.f);
+    if int_attr("transB") != Some(1)
+        || int_attr("transA").unwrap_or(0) != 0
+        || float_attr("alpha").unwrap_or(1.0) != 1.0
+    {
+        return None;
+    }
+    let (shape, weight) = retrain_onnx::initializer_f32(g, gemm.input.get(1)?)?;
+    if shape.len() != 2 || shape[0] != classes {
+        return None;
+    }
+    let mut v = gemm.input.first()?.clone();
+    loop {
+        let n = producer(&v)?;
+        match n.op_type.as_str() {
+            "Flatten" | "Reshape" | "Identity" | "Squeeze" | "QuantizeLinear" | "DequantizeLinear" => {
+                v = n.input.first()?.clone()
+            }
+            "GlobalAveragePool" => return Some((n.input.first()?.clone(), weight, shape[1])),
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsampling_keeps_corners_and_interpolates_between() {
+        let heat = vec![vec![0.0, 1.0], vec![1.0, 0.0]];
+        let up = upsample(&heat, 4);
+        assert_eq!(up[0], 0.0);
+        assert_eq!(up[3], 1.0);
+        assert_eq!(up[12], 1.0);
+        assert!((up[5] - 0.375).abs() < 1e-6, "{}", up[5]);
+        let n = normalise(&[-1.0, 2.0, 4.0, 0.0], 2, 2);
+        assert_eq!(n, vec![vec![0.0, 0.5], vec![1.0, 0.0]]);
+        assert_eq!(normalise(&[-1.0, -2.0], 1, 2), vec![vec![0.0, 0.0]]);
+        assert!((margin(&[1.0, 2.0, 6.0], 2) - 3.0).abs() < 1e-6);
+    }
+}
