@@ -246,6 +246,10 @@ enum Command {
         /// (one forward pass, exact for the zoo's CNNs) applies.
         #[arg(long)]
         occlusion: bool,
+        /// What the layers see, for one photo: a picture per stage of the backbone (its most
+        /// active channels, early to late) and the first convolution's filters.
+        #[arg(long, conflicts_with_all = ["class", "occlusion"])]
+        layers: bool,
         #[command(flatten)]
         pixels: PixelArgs,
     },
@@ -689,7 +693,10 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Explain { inputs, class, out, format, occlusion, pixels } => {
+        Command::Explain { inputs, out, format, layers: true, pixels, .. } => {
+            explain_layers(&inputs, &out, format, pixels.limits(), threads, cli.quiet)?
+        }
+        Command::Explain { inputs, class, out, format, occlusion, pixels, .. } => {
             explain(&inputs, class.as_deref(), &out, format, occlusion, pixels.limits(), threads, cli.quiet)?
         }
         Command::Eval { model, data_dir, format, input } => {
@@ -718,6 +725,63 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Models { action: Some(action), .. } => models_action(action, threads, cli.quiet)?,
         Command::Models { action: None, format } => list_models(format)?,
+    }
+    Ok(())
+}
+
+/// Encodes and writes a picture whole.
+fn write_png(img: &image::RgbImage, path: &std::path::Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .with_context(|| format!("{}: cannot encode", path.display()))?;
+    Ok(retrain::train::write_file(path, &bytes)?)
+}
+
+fn explain_layers(
+    inputs: &[PathBuf],
+    out: &std::path::Path,
+    format: ExplainFormat,
+    limits: retrain::Limits,
+    threads: usize,
+    quiet: bool,
+) -> Result<()> {
+    if inputs.len() != 2 || inputs[1].is_dir() {
+        bail!("--layers takes MODEL.onnx and one photo");
+    }
+    let l = retrain_explain::layers(&inputs[0], &inputs[1], threads, limits)?
+        .map_err(|e| anyhow::anyhow!("{}: {}", inputs[1].display(), e.reason()))?;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the folder", out.display()))?;
+    let mut stages = Vec::new();
+    for (i, s) in l.stages.iter().enumerate() {
+        let png = out.join(format!("stage-{}.png", i + 1));
+        write_png(&retrain_explain::render_stage(&l, i), &png)?;
+        let mut v = serde_json::to_value(s)?;
+        v["picture"] = serde_json::json!(png);
+        stages.push((v, png));
+    }
+    let filters = match &l.filters {
+        Some(f) => {
+            let png = out.join("filters.png");
+            write_png(&retrain_explain::render_filters(f), &png)?;
+            Some(png)
+        }
+        None => None,
+    };
+    match format {
+        ExplainFormat::Json => println!(
+            "{}",
+            serde_json::json!({"path": inputs[1], "stages": stages.iter().map(|(v, _)| v).collect::<Vec<_>>(), "filters": filters})
+        ),
+        ExplainFormat::Text => {
+            for (v, png) in &stages {
+                println!("{}x{} {} channels\t{}", v["size"][0], v["size"][1], v["channels"], png.display());
+            }
+            match &filters {
+                Some(png) => println!("first convolution's filters\t{}", png.display()),
+                None if !quiet => eprintln!("warning: the first convolution's weights are not plain floats (an int8 model?): no filters picture"),
+                None => {}
+            }
+        }
     }
     Ok(())
 }
@@ -756,11 +820,7 @@ fn explain(
                     name = format!("{stem}-{n}.png");
                 }
                 let png = out.join(name);
-                let mut bytes = Vec::new();
-                retrain_explain::render(&e)
-                    .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-                    .with_context(|| format!("{}: cannot encode", png.display()))?;
-                retrain::train::write_file(&png, &bytes)?;
+                write_png(&retrain_explain::render(&e), &png)?;
                 done.push((e, png));
             }
             Err(err) => fails.push(retrain::predict::Failure { reason: err.reason(), path, explicit }),

@@ -155,4 +155,29 @@ fn explain_writes_a_picture_and_json_per_photo_for_an_int8_model() {
     let o = run(retrain(t).arg("explain").arg(&model).arg(&photos).args(["--class", "wasps"]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("no class `wasps`") && err.contains("ants, bees"), "{err}");
+
+    // What the layers see: MobileNetV2's five stages, early (large maps, few channels) to late.
+    let photo = &val_photos(1)[1];
+    let layers = t.join("layers");
+    let o = succeeds(
+        retrain(t).args(["explain", "--layers", "--format", "json"]).arg(&model).arg(photo).arg("--out").arg(&layers),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stages = v["stages"].as_array().unwrap();
+    let sizes: Vec<u64> = stages.iter().map(|s| s["size"][0].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [112, 56, 28, 14, 7]);
+    let channels: Vec<u64> = stages.iter().map(|s| s["channels"].as_u64().unwrap()).collect();
+    assert!(channels.windows(2).all(|w| w[1] >= w[0]) && channels[4] == 1280, "{channels:?}");
+    for s in stages {
+        assert_eq!(s["top_channels"].as_array().unwrap().len(), 8);
+        let png = image::open(s["picture"].as_str().unwrap()).unwrap();
+        assert!(png.width() > 9 * 112, "the photo and eight maps");
+    }
+    // The first convolution: 32 filters of 3×3 over RGB, as a grid of 6×6 cells.
+    let filters = image::open(v["filters"].as_str().unwrap()).unwrap().to_rgb8();
+    assert!(filters.height() > 6 * 48);
+    // Coloured, not grey: the filters weigh the three channels differently.
+    assert!(filters.pixels().any(|p| p[0].abs_diff(p[1]) > 40));
+    let o = run(retrain(t).args(["explain", "--layers"]).arg(&model).arg(&photos));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--layers takes MODEL.onnx and one photo"));
 }

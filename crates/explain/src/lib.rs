@@ -6,9 +6,11 @@
 //! is covered with grey, one forward pass per cell.
 
 mod cam;
+mod layers;
 mod render;
 
 pub use cam::{margin, upsample, Crop, Explainer, Explanation, Method, GREY};
+pub use layers::{layers, render_filters, render_stage, Filters, Layers, Stage};
 pub use render::render;
 
 use std::path::PathBuf;

@@ -13,10 +13,10 @@ pub fn colour(v: f32) -> [f32; 3] {
     std::array::from_fn(|c| STOPS[i][c] * (1.0 - f) + STOPS[i + 1][c] * f)
 }
 
-const PAD: u32 = 12;
-const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
-const INK: Rgb<u8> = Rgb([20, 20, 20]);
-const MUTED: Rgb<u8> = Rgb([90, 90, 90]);
+pub(crate) const PAD: u32 = 12;
+pub(crate) const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
+pub(crate) const INK: Rgb<u8> = Rgb([20, 20, 20]);
+pub(crate) const MUTED: Rgb<u8> = Rgb([90, 90, 90]);
 
 /// The picture of one explanation: the crop the model saw and the heatmap blended over it, side
 /// by side, the top classes above them and a colour scale below.
@@ -74,7 +74,7 @@ pub fn render(e: &Explanation) -> RgbImage {
 
 /// Writes `s` with 8×8 glyphs scaled by `scale`, clipped to the image; characters the font
 /// lacks are drawn as `?`.
-fn draw_text(img: &mut RgbImage, x: u32, y: u32, s: &str, scale: u32, ink: Rgb<u8>) {
+pub(crate) fn draw_text(img: &mut RgbImage, x: u32, y: u32, s: &str, scale: u32, ink: Rgb<u8>) {
     let fallback = font8x8::BASIC_FONTS.get('?').unwrap_or([0; 8]);
     for (n, ch) in s.chars().enumerate() {
         let glyph = font8x8::BASIC_FONTS.get(ch).or_else(|| font8x8::LATIN_FONTS.get(ch)).unwrap_or(fallback);
