@@ -243,7 +243,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
         format: ExplainFormat,
         /// Occlusion (49 more forward passes per photo) even where the class activation map
-        /// (one forward pass, exact for the zoo's CNNs) applies.
+        /// (one forward pass, exact when the head is linear on a globally pooled map) applies.
         #[arg(long)]
         occlusion: bool,
         /// What the layers see, for one photo: a picture per stage of the backbone (its most
