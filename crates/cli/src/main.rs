@@ -678,20 +678,7 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
-            for f in fails.iter().filter(|f| !f.explicit && !cli.quiet) {
-                eprintln!("warning: skipped {}: {}", f.path.display(), f.reason);
-            }
-            let explicit: Vec<String> =
-                fails.iter().filter(|f| f.explicit).map(|f| format!("{}: {}", f.path.display(), f.reason)).collect();
-            if !explicit.is_empty() {
-                bail!("{}", explicit.join("; "));
-            }
-            if preds.is_empty() {
-                bail!(
-                    "no images found in {}",
-                    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-                );
-            }
+            failures(&fails, preds.len(), &paths, cli.quiet)?;
         }
         Command::Explain { inputs, out, format, layers: true, pixels, .. } => {
             explain_layers(&inputs, &out, format, pixels.limits(), threads, cli.quiet)?
@@ -725,6 +712,23 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Models { action: Some(action), .. } => models_action(action, threads, cli.quiet)?,
         Command::Models { action: None, format } => list_models(format)?,
+    }
+    Ok(())
+}
+
+/// Warns of files skipped inside folders; fails on files named on the command line that could
+/// not be read, or when no image was found at all.
+fn failures(fails: &[retrain::predict::Failure], found: usize, inputs: &[PathBuf], quiet: bool) -> Result<()> {
+    for f in fails.iter().filter(|f| !f.explicit && !quiet) {
+        eprintln!("warning: skipped {}: {}", f.path.display(), f.reason);
+    }
+    let explicit: Vec<String> =
+        fails.iter().filter(|f| f.explicit).map(|f| format!("{}: {}", f.path.display(), f.reason)).collect();
+    if !explicit.is_empty() {
+        bail!("{}", explicit.join("; "));
+    }
+    if found == 0 {
+        bail!("no images found in {}", inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
     Ok(())
 }
@@ -848,21 +852,7 @@ fn explain(
             }
         }
     }
-    for f in fails.iter().filter(|f| !f.explicit && !quiet) {
-        eprintln!("warning: skipped {}: {}", f.path.display(), f.reason);
-    }
-    let explicit: Vec<String> =
-        fails.iter().filter(|f| f.explicit).map(|f| format!("{}: {}", f.path.display(), f.reason)).collect();
-    if !explicit.is_empty() {
-        bail!("{}", explicit.join("; "));
-    }
-    if done.is_empty() {
-        bail!(
-            "no images found in {}",
-            inputs[1..].iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
-    }
-    Ok(())
+    failures(&fails, done.len(), &inputs[1..], quiet)
 }
 
 /// ", 4 label conflicts left out" for the summary line, when there were any.
