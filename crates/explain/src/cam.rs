@@ -1,6 +1,6 @@
 use crate::{ExplainError, Result};
 use rayon::prelude::*;
-use retrain::model::{inspect, ModelInfo};
+use retrain::model::ModelInfo;
 use retrain::predict::{rank, Ranked};
 use retrain_features::Session;
 use retrain_onnx::ModelProto;
@@ -75,9 +75,7 @@ impl Explainer {
     /// Opens `path`; the class activation map when the head is linear on a globally pooled
     /// map, else occlusion (or occlusion when `occlusion` is asked for).
     pub fn open(path: &Path, threads: usize, occlusion: bool) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| retrain::Error::NotAModel { path: path.to_path_buf(), reason: format!("cannot read: {e}") })?;
-        let info = inspect(&bytes, path)?;
+        let (bytes, info) = retrain::model::read(path)?;
         let mut model = retrain_onnx::decode(&bytes, path).map_err(retrain::Error::from)?;
         let method = match cam_structure(&model, info.class_names.len()) {
             Some((map, weight, dim)) if !occlusion => {
@@ -156,7 +154,7 @@ impl Explainer {
             for (path, r) in chunk.iter().zip(loaded) {
                 out.push(r.map(|pixels| {
                     let (class_index, logits, heatmap) = done.next().expect("one per decoded photo");
-                    let probs = softmax(&logits);
+                    let probs = retrain_head::softmax(&logits);
                     let size = self.crop();
                     Explanation {
                         path: path.clone(),
@@ -185,16 +183,14 @@ impl Explainer {
         })?;
         let (h, w) = (shape[2], shape[3]);
         let classes = weight.len() / dim;
+        let mean: Vec<f32> =
+            (0..dim).map(|k| (0..classes).map(|j| weight[j * dim + k]).sum::<f32>() / classes as f32).collect();
         Ok(logits
             .into_iter()
             .enumerate()
             .map(|(i, l)| {
                 let c = class.unwrap_or_else(|| argmax(&l));
-                let wd: Vec<f32> = (0..dim)
-                    .map(|k| {
-                        weight[c * dim + k] - (0..classes).map(|j| weight[j * dim + k]).sum::<f32>() / classes as f32
-                    })
-                    .collect();
+                let wd: Vec<f32> = (0..dim).map(|k| weight[c * dim + k] - mean[k]).collect();
                 let img = &a[i * dim * h * w..(i + 1) * dim * h * w];
                 let mut cam = vec![0f32; h * w];
                 for (k, wk) in wd.iter().enumerate() {
@@ -237,15 +233,9 @@ pub fn margin(logits: &[f32], class: usize) -> f32 {
     logits[class] - logits.iter().sum::<f32>() / logits.len() as f32
 }
 
+/// The first of the largest, as `rank` orders ties, so the default class is the top one shown.
 fn argmax(v: &[f32]) -> usize {
     v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0))).map_or(0, |(i, _)| i)
-}
-
-fn softmax(l: &[f32]) -> Vec<f32> {
-    let m = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = l.iter().map(|v| (v - m).exp()).collect();
-    let s: f32 = e.iter().sum();
-    e.into_iter().map(|v| v / s).collect()
 }
 
 /// Positive evidence scaled to [0, 1] by its maximum, as rows.

@@ -5,7 +5,6 @@
 use crate::render::{colour, draw_text, INK, MUTED, PAD, WHITE};
 use crate::Result;
 use image::{Rgb, RgbImage};
-use retrain::model::inspect;
 use retrain_features::Session;
 use retrain_pixels::{Limits, PixelError};
 use serde::Serialize;
@@ -67,21 +66,19 @@ const MAP_OPS: &[&str] = &[
 /// Runs `image` through the model at `path` with every candidate map exposed and keeps, for
 /// each spatial size from the largest down, the last map of that size.
 pub fn layers(path: &Path, image: &Path, threads: usize, limits: Limits) -> Result<Result<Layers, PixelError>> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| retrain::Error::NotAModel { path: path.to_path_buf(), reason: format!("cannot read: {e}") })?;
-    let info = inspect(&bytes, path)?;
+    let (bytes, info) = retrain::model::read(path)?;
     let mut model = retrain_onnx::decode(&bytes, path).map_err(retrain::Error::from)?;
-    let graph = model.graph.clone().unwrap_or_default();
+    let graph = model.graph.as_ref();
     let order: Vec<String> = graph
-        .node
         .iter()
+        .flat_map(|g| &g.node)
         .filter(|n| MAP_OPS.contains(&n.op_type.as_str()))
         .flat_map(|n| n.output.first().cloned())
         .collect();
+    let filters = graph.and_then(first_filters);
     for v in &order {
         retrain_onnx::expose(&mut model, v);
     }
-    let filters = first_filters(&graph);
     let crop = info.preprocess.crop as usize;
     let pixels = match retrain_pixels::load(image, info.geometry(), limits) {
         Ok(p) => p,

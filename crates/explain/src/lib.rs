@@ -23,8 +23,6 @@ pub enum ExplainError {
     Features(#[from] retrain_features::FeatureError),
     #[error("{model}: no class `{class}` (its classes: {known})")]
     UnknownClass { model: PathBuf, class: String, known: String },
-    #[error("{path}: cannot write: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
 }
 
 pub type Result<T, E = ExplainError> = std::result::Result<T, E>;

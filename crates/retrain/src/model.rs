@@ -109,6 +109,14 @@ pub fn inspect(bytes: &[u8], path: &Path) -> Result<ModelInfo> {
     Ok(info)
 }
 
+/// A model file's bytes and metadata, checked by [`inspect`].
+pub fn read(path: &Path) -> Result<(Vec<u8>, ModelInfo)> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::NotAModel { path: path.to_path_buf(), reason: format!("cannot read: {e}") })?;
+    let info = inspect(&bytes, path)?;
+    Ok((bytes, info))
+}
+
 impl Classifier {
     /// A backbone's own ImageNet classifier (no trained head), for a quick sanity check.
     pub fn imagenet(backbone: &crate::backbone::LoadedBackbone, threads: usize) -> Result<Self> {
@@ -129,9 +137,7 @@ impl Classifier {
     }
 
     pub fn open(path: &Path, threads: usize) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::NotAModel { path: path.to_path_buf(), reason: format!("cannot read: {e}") })?;
-        let info = inspect(&bytes, path)?;
+        let (bytes, info) = read(path)?;
         let sessions = sessions(bytes, path.display().to_string(), threads)?;
         Ok(Self {
             info,
