@@ -11,11 +11,11 @@ pub use dataset::{class_folders, scan, Dataset, Sample};
 pub use duplicates::{Conflict, Leak};
 pub use walk::{files_below, Walk};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// A file or folder that was not used, and why.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
     pub path: PathBuf,
     pub reason: String,

@@ -23,26 +23,14 @@ pub struct Manifest {
     /// Of this shard's files: features computed now, found in the cache, unreadable.
     pub computed: usize,
     pub cached: usize,
-    pub skipped: Vec<SkippedFile>,
+    /// Unreadable files of this shard (as `train`'s report lists them).
+    pub skipped: Vec<Skipped>,
     pub seconds: f64,
     /// Files of this shard per second, cached ones included.
     pub images_per_second: f64,
     /// The process's peak resident memory (Linux), to size machines by.
     pub peak_rss_bytes: Option<u64>,
     pub host: String,
-}
-
-/// A file that was not used, and why (as `train`'s report lists them).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SkippedFile {
-    pub path: PathBuf,
-    pub reason: String,
-}
-
-impl From<Skipped> for SkippedFile {
-    fn from(s: Skipped) -> Self {
-        Self { path: s.path, reason: s.reason }
-    }
 }
 
 /// Files per call to the extractor: their rows are dropped once cached, so memory stays that
@@ -75,7 +63,7 @@ pub fn extract(opts: &TrainOptions, shard: Shard, progress: &indicatif::Progress
     let dataset_files = files.len();
     files.retain(|p| owned(p));
     // A folder-walk problem is reported by the shard its path falls in, so once in all.
-    let mut skipped: Vec<SkippedFile> = ds.skipped.into_iter().filter(|s| owned(&s.path)).map(Into::into).collect();
+    let mut skipped: Vec<Skipped> = ds.skipped.into_iter().filter(|s| owned(&s.path)).collect();
     drop((ds.train, ds.val));
 
     progress.set_length(files.len() as u64);
@@ -95,7 +83,7 @@ pub fn extract(opts: &TrainOptions, shard: Shard, progress: &indicatif::Progress
         computed += out.computed;
         for e in out.features.into_iter().filter_map(Result::err) {
             unreadable += 1;
-            skipped.push(SkippedFile { path: e.path().to_path_buf(), reason: e.reason() });
+            skipped.push(Skipped { path: e.path().to_path_buf(), reason: e.reason() });
         }
     }
     drop(sessions);
