@@ -76,7 +76,7 @@ enum Format {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum ExplainFormat {
+enum TextOrJson {
     Text,
     Json,
 }
@@ -198,8 +198,8 @@ enum Command {
         #[arg(long)]
         manifest: Option<PathBuf>,
         /// text: one summary line; json: the manifest on standard output.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+        format: TextOrJson,
         #[command(flatten)]
         input: InputArgs,
     },
@@ -240,8 +240,8 @@ enum Command {
         #[arg(long, default_value = "explained")]
         out: PathBuf,
         /// text: a line per photo; json: per photo its path, class, top classes and heatmap.
-        #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
-        format: ExplainFormat,
+        #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+        format: TextOrJson,
         /// Occlusion (49 more forward passes per photo) even where the class activation map
         /// (one forward pass, exact when the head is linear on a globally pooled map) applies.
         #[arg(long)]
@@ -618,7 +618,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(dir) =
                 manifest.as_deref().and_then(std::path::Path::parent).filter(|d| !d.as_os_str().is_empty())
             {
-                std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+                create_folder(dir)?;
             }
             let bar = retrain::progress_bar(0, &format!("shard {shard}"), cli.quiet);
             let m = retrain_shard::extract(&opts, shard, &bar)?;
@@ -631,9 +631,9 @@ fn run(cli: Cli) -> Result<()> {
                 retrain::train::write_file(path, json.as_bytes())?;
             }
             match format {
-                Format::Json => println!("{json}"),
-                _ if cli.quiet => {}
-                _ => println!(
+                TextOrJson::Json => println!("{json}"),
+                TextOrJson::Text if cli.quiet => {}
+                TextOrJson::Text => println!(
                     "shard {}: {} of {} files, features {} computed / {} cached ({} skipped) in {:.1}s, {:.0} images/s; cache {}",
                     m.shard,
                     m.files,
@@ -733,6 +733,10 @@ fn failures(fails: &[retrain::predict::Failure], found: usize, inputs: &[PathBuf
     Ok(())
 }
 
+fn create_folder(dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the folder", dir.display()))
+}
+
 /// Encodes and writes a picture whole.
 fn write_png(img: &image::RgbImage, path: &std::path::Path) -> Result<()> {
     let mut bytes = Vec::new();
@@ -744,7 +748,7 @@ fn write_png(img: &image::RgbImage, path: &std::path::Path) -> Result<()> {
 fn explain_layers(
     inputs: &[PathBuf],
     out: &std::path::Path,
-    format: ExplainFormat,
+    format: TextOrJson,
     limits: retrain::Limits,
     threads: usize,
     quiet: bool,
@@ -754,7 +758,7 @@ fn explain_layers(
     }
     let l = retrain_explain::layers(&inputs[0], &inputs[1], threads, limits)?
         .map_err(|e| anyhow::anyhow!("{}: {}", inputs[1].display(), e.reason()))?;
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the folder", out.display()))?;
+    create_folder(out)?;
     let mut stages = Vec::new();
     for (i, s) in l.stages.iter().enumerate() {
         let png = out.join(format!("stage-{}.png", i + 1));
@@ -772,11 +776,11 @@ fn explain_layers(
         None => None,
     };
     match format {
-        ExplainFormat::Json => println!(
+        TextOrJson::Json => println!(
             "{}",
             serde_json::json!({"path": inputs[1], "stages": stages.iter().map(|(v, _)| v).collect::<Vec<_>>(), "filters": filters})
         ),
-        ExplainFormat::Text => {
+        TextOrJson::Text => {
             for (v, png) in &stages {
                 println!("{}x{} {} channels\t{}", v["size"][0], v["size"][1], v["channels"], png.display());
             }
@@ -795,7 +799,7 @@ fn explain(
     inputs: &[PathBuf],
     class: Option<&str>,
     out: &std::path::Path,
-    format: ExplainFormat,
+    format: TextOrJson,
     occlusion: bool,
     limits: retrain::Limits,
     threads: usize,
@@ -809,7 +813,7 @@ fn explain(
     let bar = retrain::progress_bar(0, "explain", quiet);
     let results = ex.explain(&paths, class, &bar)?;
     bar.finish_and_clear();
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create the folder", out.display()))?;
+    create_folder(out)?;
     let mut done = Vec::new();
     let mut names = std::collections::HashSet::new();
     for ((path, explicit), r) in files.into_iter().zip(results) {
@@ -831,7 +835,7 @@ fn explain(
         }
     }
     match format {
-        ExplainFormat::Json => {
+        TextOrJson::Json => {
             let rows: Vec<_> = done
                 .iter()
                 .map(|(e, png)| {
@@ -842,7 +846,7 @@ fn explain(
                 .collect();
             println!("{}", serde_json::to_string(&rows)?);
         }
-        ExplainFormat::Text => {
+        TextOrJson::Text => {
             for (e, png) in &done {
                 let top = e.top.first().map(|r| format!("{} {:.4}", r.class, r.probability)).unwrap_or_default();
                 println!("{}\t{}\texplained `{}`\t{}", e.path.display(), top, e.class, png.display());
