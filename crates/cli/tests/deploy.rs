@@ -36,13 +36,7 @@ fn deploy_python(module: &str) -> Option<PathBuf> {
 
 fn reference(t: &Path, data: &Path) -> Vec<u8> {
     let out = t.join("reference.onnx");
-    succeeds(
-        retrain(t)
-            .args(["train", data.to_str().unwrap(), "--quiet", "--no-cache", "--weights"])
-            .arg(mnv2())
-            .arg("--out")
-            .arg(&out),
-    );
+    succeeds(&mut train(t, data, &out, &["--no-cache"]));
     std::fs::read(out).unwrap()
 }
 

@@ -9,14 +9,7 @@ use std::path::{Path, PathBuf};
 
 fn hymenoptera_model(t: &Path, extra: &[&str]) -> PathBuf {
     let out = t.join(format!("hym{}.onnx", extra.join("")));
-    succeeds(
-        retrain(t)
-            .args(["train", shared("data/hymenoptera").to_str().unwrap(), "--quiet", "--weights"])
-            .arg(mnv2())
-            .arg("--out")
-            .arg(&out)
-            .args(extra),
-    );
+    succeeds(&mut train(t, &shared("data/hymenoptera"), &out, extra));
     out
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{cache_files, mini_split, mnv2, read_json, retrain, shared, succeeds as ok, walk_all};
+use common::{cache_files, mini_split, mnv2, read_json, retrain, shared, succeeds as ok, train, walk_all};
 use serde_json::Value;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -237,12 +237,6 @@ fn bad_flags_and_an_empty_model_are_clear_errors() {
     let se = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
     assert!(se.contains("empty.onnx: not a retrain model (empty file)"), "{se}");
-}
-
-fn train(cache: &Path, data: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut c = retrain(cache);
-    c.args(["train", data.to_str().unwrap(), "--quiet", "--weights"]).arg(mnv2()).arg("--out").arg(out).args(extra);
-    c
 }
 
 #[test]

@@ -26,18 +26,10 @@ fn shard(home: &Path, data: &Path, cache: &Path, k: u32, n: u32, extra: &[&str])
     manifest(&mut features(home, data, cache, &[&["--shard", s.as_str()], extra].concat()))
 }
 
-fn train(home: &Path, data: &Path, out: &Path, extra: &[&str]) -> Value {
+/// Trains with `train` and returns its report.
+fn train_report(home: &Path, data: &Path, out: &Path, extra: &[&str]) -> Value {
     let report = out.with_extension("json");
-    succeeds(
-        retrain(home)
-            .args(["train", data.to_str().unwrap(), "--quiet", "--weights"])
-            .arg(mnv2())
-            .arg("--out")
-            .arg(out)
-            .arg("--report")
-            .arg(&report)
-            .args(extra),
-    );
+    succeeds(train(home, data, out, extra).arg("--report").arg(&report));
     read_json(&report)
 }
 
@@ -76,10 +68,10 @@ fn shards_cover_everything_once_and_train_from_them_writes_the_same_model() {
     // Training anywhere from the shared cache computes nothing and writes the bytes a
     // one-machine run without any cache writes.
     let sharded = t.join("sharded.onnx");
-    let r = train(t, &data, &sharded, &["--cache", cache.to_str().unwrap()]);
+    let r = train_report(t, &data, &sharded, &["--cache", cache.to_str().unwrap()]);
     assert_eq!((n(&r, "features_computed"), n(&r, "features_cached")), (0, 48));
     let single = t.join("single.onnx");
-    train(t, &data, &single, &["--no-cache"]);
+    train_report(t, &data, &single, &["--no-cache"]);
     assert!(std::fs::read(&sharded).unwrap() == std::fs::read(&single).unwrap(), "byte-identical models");
 
     // A truncated entry is recomputed by the shard that owns it; the others stay cached.
@@ -98,10 +90,10 @@ fn shards_cover_everything_once_and_train_from_them_writes_the_same_model() {
     let computed: u64 = (0..2).map(|k| n(&shard(t, &data, &cache, k, 2, &int8), "computed")).sum();
     assert_eq!(computed, 48);
     let q = t.join("int8.onnx");
-    let r = train(t, &data, &q, &[&["--cache", cache.to_str().unwrap()], &int8[..]].concat());
+    let r = train_report(t, &data, &q, &[&["--cache", cache.to_str().unwrap()], &int8[..]].concat());
     assert_eq!(n(&r, "features_computed"), 0);
     let q1 = t.join("int8-single.onnx");
-    train(t, &data, &q1, &[&["--no-cache"], &int8[..]].concat());
+    train_report(t, &data, &q1, &[&["--no-cache"], &int8[..]].concat());
     assert!(std::fs::read(&q).unwrap() == std::fs::read(&q1).unwrap(), "byte-identical int8 models");
 }
 

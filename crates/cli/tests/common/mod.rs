@@ -26,6 +26,13 @@ pub fn retrain(cache: &Path) -> Command {
     c
 }
 
+/// `retrain train DATA --quiet --weights <MobileNetV2> --out OUT EXTRA...` with a private cache.
+pub fn train(home: &Path, data: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = retrain(home);
+    c.args(["train", data.to_str().unwrap(), "--quiet", "--weights"]).arg(mnv2()).arg("--out").arg(out).args(extra);
+    c
+}
+
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("retrain runs")
 }
