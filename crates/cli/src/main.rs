@@ -98,6 +98,9 @@ enum Command {
         /// Write a JSON report (accuracy, per-class metrics, confusion matrix, timings, skipped files).
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Also write the HTML report on the validation photos (see `retrain report`).
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         /// Weight classes inversely to their frequency.
         #[arg(long, value_enum, default_value_t = ClassWeights::Auto)]
         class_weights: ClassWeights,
@@ -252,6 +255,23 @@ enum Command {
         layers: bool,
         #[command(flatten)]
         pixels: PixelArgs,
+    },
+    /// Write one self-contained HTML page about a trained model on a labelled folder (its val/
+    /// folder when it has train/ and val/): accuracy with a 95% interval, per-class metrics, the
+    /// confusion matrix, the top losses with heatmaps, the training curves, what the layers see,
+    /// the first layer's filters and a map of the features. No network needed to open or mail it.
+    #[command(override_usage = "retrain report MODEL.onnx LABELLED_DIR [--out report.html] [OPTIONS]")]
+    Report {
+        model: PathBuf,
+        data_dir: PathBuf,
+        /// The page to write.
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+        /// text: a summary line; json: the page's figures.
+        #[arg(long, value_enum, default_value_t = TextOrJson::Text)]
+        format: TextOrJson,
+        #[command(flatten)]
+        input: InputArgs,
     },
     /// Evaluate a trained model on a labelled folder.
     Eval {
@@ -482,6 +502,7 @@ fn run(cli: Cli) -> Result<()> {
             split,
             out,
             report,
+            html,
             class_weights,
             l2,
             lr,
@@ -602,6 +623,21 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 println!("wrote {} in {:.2}s", r.model.display(), r.timings.total);
             }
+            if let Some(page) = &html {
+                let set = retrain::eval::Labelled {
+                    root: opts.val_dir.clone().unwrap_or_else(|| opts.data_dir.clone()),
+                    files: r.val_set.iter().map(|(p, _)| p.clone()).collect(),
+                    truth: r.val_set.iter().map(|&(_, l)| l).collect(),
+                    skipped: Vec::new(),
+                    conflicts: Vec::new(),
+                };
+                let training = retrain_report::Training { split: r.split.clone(), train_images: r.train_images };
+                let limits = retrain::Limits { max_pixels: opts.max_pixels };
+                let (_, line) = write_report(&r.model, set, Some(training), page, limits, threads, cli.quiet)?;
+                if !cli.quiet {
+                    println!("{line}");
+                }
+            }
         }
         Command::Features { data_dir, backbone, shard, cache, split, batch, precision, manifest, format, input } => {
             let mut opts = TrainOptions::new(&data_dir, &backbone.model, std::path::Path::new("unused.onnx"));
@@ -686,6 +722,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Explain { inputs, class, out, format, occlusion, pixels, .. } => {
             explain(&inputs, class.as_deref(), &out, format, occlusion, pixels.limits(), threads, cli.quiet)?
         }
+        Command::Report { model, data_dir, out, format, input } => {
+            let set = retrain::eval::Labelled::read(&data_dir, &model, input.keep_duplicates)?;
+            let (summary, line) = write_report(&model, set, None, &out, input.pixels.limits(), threads, cli.quiet)?;
+            match format {
+                TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+                TextOrJson::Text if !cli.quiet => println!("{line}"),
+                TextOrJson::Text => {}
+            }
+        }
         Command::Eval { model, data_dir, format, input } => {
             let mut c = retrain::model::Classifier::open(&model, threads)?;
             c.limits = input.pixels.limits();
@@ -731,6 +776,42 @@ fn failures(fails: &[retrain::predict::Failure], found: usize, inputs: &[PathBuf
         bail!("no images found in {}", inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
     Ok(())
+}
+
+/// Draws the HTML report and writes it whole; returns its figures and a line saying where it went.
+fn write_report(
+    model: &std::path::Path,
+    set: retrain::eval::Labelled,
+    training: Option<retrain_report::Training>,
+    out: &std::path::Path,
+    limits: retrain::Limits,
+    threads: usize,
+    quiet: bool,
+) -> Result<(retrain_report::Summary, String)> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_folder(dir)?;
+    }
+    let opts = retrain_report::Options { threads, limits, ..Default::default() };
+    let bar = retrain::progress_bar(0, "report", quiet);
+    let (page, summary) = retrain_report::build(model, set, training, opts, &bar)?;
+    bar.finish_and_clear();
+    retrain::train::write_file(out, page.as_bytes())?;
+    for s in summary.skipped.iter().filter(|_| !quiet) {
+        eprintln!("warning: skipped {}: {}", s.path.display(), s.reason);
+    }
+    let [lo, hi] = summary.accuracy_interval;
+    let line = format!(
+        "{}: accuracy {:.4} (95% interval {:.3}–{:.3}) on {} photos; wrote {} ({} KB) in {:.1}s",
+        summary.data.display(),
+        summary.accuracy,
+        lo,
+        hi,
+        summary.images,
+        out.display(),
+        page.len() / 1024,
+        summary.seconds
+    );
+    Ok((summary, line))
 }
 
 fn create_folder(dir: &std::path::Path) -> Result<()> {

@@ -44,6 +44,13 @@ pub struct Explanation {
     pub pixels: Vec<u8>,
     #[serde(skip)]
     pub class_index: usize,
+    /// Every class's probability.
+    #[serde(skip)]
+    pub probabilities: Vec<f32>,
+    /// The globally pooled features the head read (the map's mean), with class activation
+    /// maps; `None` with occlusion.
+    #[serde(skip)]
+    pub features: Option<Vec<f32>>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -67,8 +74,8 @@ const OCCLUSION_GRID: usize = 7;
 
 /// A tensor as ONNX Runtime returns it: shape and row-major values.
 type Tensor = (Vec<usize>, Vec<f32>);
-/// One photo's explained class, logits and heatmap rows.
-type Located = (usize, Vec<f32>, Vec<Vec<f32>>);
+/// One photo's explained class, logits, heatmap rows and pooled features (CAM only).
+type Located = (usize, Vec<f32>, Vec<Vec<f32>>, Option<Vec<f32>>);
 const BATCH: usize = 16;
 
 impl Explainer {
@@ -153,18 +160,20 @@ impl Explainer {
             .into_iter();
             for (path, r) in chunk.iter().zip(loaded) {
                 out.push(r.map(|pixels| {
-                    let (class_index, logits, heatmap) = done.next().expect("one per decoded photo");
-                    let probs = retrain_head::softmax(&logits);
+                    let (class_index, logits, heatmap, features) = done.next().expect("one per decoded photo");
+                    let probabilities = retrain_head::softmax(&logits);
                     let size = self.crop();
                     Explanation {
                         path: path.clone(),
                         class: self.info.class_names[class_index].clone(),
-                        top: rank(&probs, &self.info.class_names, 3),
+                        top: rank(&probabilities, &self.info.class_names, 3),
                         heatmap,
                         crop: Crop { size: [size, size] },
                         method: self.method.name(),
                         pixels,
                         class_index,
+                        probabilities,
+                        features,
                     }
                 }));
                 progress.inc(1);
@@ -198,7 +207,8 @@ impl Explainer {
                         *m += wk * v;
                     }
                 }
-                (c, l, normalise(&cam, h, w))
+                let pooled = (0..dim).map(|k| img[k * h * w..(k + 1) * h * w].iter().sum::<f32>() / (h * w) as f32);
+                (c, l, normalise(&cam, h, w), Some(pooled.collect()))
             })
             .collect())
     }
@@ -224,7 +234,7 @@ impl Explainer {
             .collect();
         let refs: Vec<&[u8]> = covered.iter().map(Vec::as_slice).collect();
         let lost: Vec<f32> = self.margins(&refs, c)?.into_iter().map(|m| base - m).collect();
-        Ok((c, l, normalise(&lost, grid, grid)))
+        Ok((c, l, normalise(&lost, grid, grid), None))
     }
 }
 

@@ -43,18 +43,13 @@ pub fn render(e: &Explanation) -> RgbImage {
         MUTED,
     );
 
-    let heat = upsample(&e.heatmap, size);
+    let blended = overlay(e);
     for y in 0..panel {
         for x in 0..panel {
-            let (sy, sx) = ((y as usize) / zoom, (x as usize) / zoom);
-            let i = sy * size + sx;
-            let px = [e.pixels[i * 3], e.pixels[i * 3 + 1], e.pixels[i * 3 + 2]];
-            img.put_pixel(PAD + x, top + y, Rgb(px));
-            // Mostly the photo where there is no evidence, mostly the colour where there is most.
-            let h = heat[i];
-            let (c, a) = (colour(h), 0.2 + 0.55 * h);
-            let blended: [u8; 3] = std::array::from_fn(|k| (px[k] as f32 * (1.0 - a) + c[k] * a).round() as u8);
-            img.put_pixel(2 * PAD + panel + x, top + y, Rgb(blended));
+            let (sx, sy) = (x / zoom as u32, y / zoom as u32);
+            let i = sy as usize * size + sx as usize;
+            img.put_pixel(PAD + x, top + y, Rgb([e.pixels[i * 3], e.pixels[i * 3 + 1], e.pixels[i * 3 + 2]]));
+            img.put_pixel(2 * PAD + panel + x, top + y, *blended.get_pixel(sx, sy));
         }
     }
     let y0 = top + panel + PAD;
@@ -70,6 +65,19 @@ pub fn render(e: &Explanation) -> RgbImage {
     draw_text(&mut img, 2 * PAD + 2 * panel - (most.len() as u32) * 8 * text, under, most, text, MUTED);
     draw_text(&mut img, PAD, y0, "what the model saw", text, MUTED);
     img
+}
+
+/// The crop with the heatmap blended over it, at the crop's size.
+pub fn overlay(e: &Explanation) -> RgbImage {
+    let size = e.crop.size[0];
+    let heat = upsample(&e.heatmap, size);
+    RgbImage::from_fn(size as u32, size as u32, |x, y| {
+        let i = y as usize * size + x as usize;
+        let px = [e.pixels[i * 3], e.pixels[i * 3 + 1], e.pixels[i * 3 + 2]];
+        // Mostly the photo where there is no evidence, mostly the colour where there is most.
+        let (c, a) = (colour(heat[i]), 0.2 + 0.55 * heat[i]);
+        Rgb(std::array::from_fn(|k| (px[k] as f32 * (1.0 - a) + c[k] * a).round() as u8))
+    })
 }
 
 /// Writes `s` with 8×8 glyphs scaled by `scale`, clipped to the image; characters the font

@@ -42,7 +42,7 @@ impl Default for HeadConfig {
 }
 
 /// One step's training and validation figures.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepStats {
     pub step: usize,
     pub train_loss: f32,

@@ -21,21 +21,27 @@ pub struct Evaluation {
     pub duplicates_kept: bool,
 }
 
-/// Evaluates on `dir`'s class folders (its `val/` folder when it has train/val folders).
-/// Every class folder must be one of the model's classes. A photo found in two class
-/// folders has no one true label: it is left out unless `keep_duplicates`.
-pub fn evaluate(
-    classifier: &mut Classifier,
-    dir: &Path,
-    keep_duplicates: bool,
-    progress: &indicatif::ProgressBar,
-) -> Result<Evaluation> {
+/// A labelled folder's photos, as `eval` and `report` read it.
+#[derive(Clone, Debug)]
+pub struct Labelled {
+    /// The folder the classes were read from (`dir/val` when `dir` has train/val folders).
+    pub root: PathBuf,
+    pub files: Vec<PathBuf>,
+    /// Each file's class index in the model's class names.
+    pub truth: Vec<usize>,
+    pub skipped: Vec<Skipped>,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// `dir`'s class folders (its `val/` folder when it has train/val folders). Every class folder
+/// must be one of the model's `names`. A photo found in two class folders has no one true
+/// label: it is left out unless `keep_duplicates`.
+pub fn labelled(dir: &Path, names: &[String], keep_duplicates: bool) -> Result<Labelled> {
     let root = ["val", "valid", "validation"]
         .iter()
         .map(|v| dir.join(v))
         .find(|p| p.is_dir() && dir.join("train").is_dir())
         .unwrap_or_else(|| dir.to_path_buf());
-    let names = classifier.info.class_names.clone();
     let mut files = Vec::new();
     let mut truth = Vec::new();
     let found = dataset::class_folders(&root)?;
@@ -48,14 +54,34 @@ pub fn evaluate(
         files.extend(fs);
     }
     let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    let dups = dataset::duplicates::find(&refs, &truth, &vec![false; files.len()], &names);
+    let dups = dataset::duplicates::find(&refs, &truth, &vec![false; files.len()], names);
     if !keep_duplicates {
         (files, truth) =
             files.into_iter().zip(truth).zip(&dups.set_aside).filter(|(_, &aside)| !aside).map(|(f, _)| f).unzip();
     }
+    Ok(Labelled { root, files, truth, skipped: found.skipped, conflicts: dups.conflicts })
+}
+
+impl Labelled {
+    /// [`labelled`] with the class names of the model at `model`.
+    pub fn read(dir: &Path, model: &Path, keep_duplicates: bool) -> Result<Self> {
+        let (_, info) = crate::model::read(model)?;
+        labelled(dir, &info.class_names, keep_duplicates)
+    }
+}
+
+/// Evaluates on [`labelled`]`(dir)`.
+pub fn evaluate(
+    classifier: &mut Classifier,
+    dir: &Path,
+    keep_duplicates: bool,
+    progress: &indicatif::ProgressBar,
+) -> Result<Evaluation> {
+    let names = classifier.info.class_names.clone();
+    let Labelled { root, files, truth, skipped, conflicts } = labelled(dir, &names, keep_duplicates)?;
     progress.set_length(files.len() as u64);
     let probs = classifier.classify(&files, progress)?;
-    let (mut t, mut p, mut skipped) = (Vec::new(), Vec::new(), found.skipped);
+    let (mut t, mut p, mut skipped) = (Vec::new(), Vec::new(), skipped);
     for ((path, label), r) in files.into_iter().zip(truth).zip(probs) {
         match r {
             Ok(pr) => {
@@ -70,7 +96,7 @@ pub fn evaluate(
         images: t.len(),
         metrics: metrics::compute(&t, &p, &names),
         skipped,
-        conflicts: dups.conflicts,
+        conflicts,
         duplicates_kept: keep_duplicates,
     })
 }

@@ -386,6 +386,7 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
             progress.epoch
         ),
     });
+    fit.curves().with_finetune(&progress.curve, progress.best_epoch).attach(&mut model);
     let mut calibration_seconds = 0.0;
     if opts.precision == Precision::Int8 {
         let t = Instant::now();

@@ -1,8 +1,8 @@
 //! The training report (`--report REPORT.json`).
 
 use crate::metrics::Metrics;
-use serde::Serialize;
-use std::path::PathBuf;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 pub use retrain_files::{Conflict, Leak, Skipped};
 
@@ -55,6 +55,9 @@ pub struct Report {
     /// Fine-tuning after the linear head (`--strategy finetune|full`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finetune: Option<FinetuneSummary>,
+    /// The validation photos and their labels, for a report drawn right after training.
+    #[serde(skip)]
+    pub val_set: Vec<(PathBuf, usize)>,
 }
 
 /// What a fine-tuning run did, epoch by epoch.
@@ -80,5 +83,72 @@ impl Report {
         self.per_class = m.per_class;
         self.confusion_matrix = m.confusion_matrix;
         self.class_names = m.class_names;
+    }
+}
+
+/// The training curves a model file carries (metadata `retrain.curves`), so `retrain report`
+/// can draw them from the model alone. Only what training computed: no timings, so the same
+/// run writes the same bytes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Curves {
+    pub head: Vec<retrain_head::StepStats>,
+    pub best_step: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finetune: Vec<EpochPoint>,
+    #[serde(default)]
+    pub best_epoch: usize,
+}
+
+/// One fine-tuning epoch's figures (epoch 0: the linear head it started from).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EpochPoint {
+    pub epoch: usize,
+    pub train_loss: Option<f32>,
+    pub train_accuracy: Option<f64>,
+    pub val_loss: Option<f32>,
+    pub val_accuracy: Option<f64>,
+}
+
+const CURVES_KEY: &str = "retrain.curves";
+
+impl Curves {
+    pub fn new(head: &[retrain_head::StepStats], best_step: usize) -> Self {
+        Self { head: head.to_vec(), best_step, ..Self::default() }
+    }
+
+    pub fn with_finetune(mut self, curve: &[retrain_tune::EpochStats], best_epoch: usize) -> Self {
+        self.finetune = curve
+            .iter()
+            .map(|e| EpochPoint {
+                epoch: e.epoch,
+                train_loss: e.train_loss,
+                train_accuracy: e.train_accuracy,
+                val_loss: e.val_loss,
+                val_accuracy: e.val_accuracy,
+            })
+            .collect();
+        self.best_epoch = best_epoch;
+        self
+    }
+
+    /// Adds them to the model's metadata.
+    pub fn attach(&self, model: &mut retrain_onnx::ModelProto) {
+        model.metadata_props.push(retrain_onnx::proto::StringStringEntryProto {
+            key: CURVES_KEY.into(),
+            value: serde_json::to_string(self).expect("numbers serialise"),
+        });
+    }
+
+    /// The curves in a model file's metadata; `None` for models written before they were kept
+    /// or by other tools.
+    pub fn read(model: &retrain_onnx::ModelProto, path: &Path) -> crate::Result<Option<Self>> {
+        retrain_onnx::metadata(model, CURVES_KEY)
+            .map(|v| {
+                serde_json::from_str(v).map_err(|e| crate::Error::NotAModel {
+                    path: path.to_path_buf(),
+                    reason: format!("bad `{CURVES_KEY}` metadata: {e}"),
+                })
+            })
+            .transpose()
     }
 }

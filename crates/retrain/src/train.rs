@@ -5,7 +5,7 @@ use crate::dataset::{self, Sample};
 use crate::metrics::{self, argmax};
 use crate::model::ModelInfo;
 use crate::precision::{self, Precision};
-use crate::report::{Report, Skipped, Timings};
+use crate::report::{Curves, Report, Skipped, Timings};
 use crate::{progress_bar, Error, Result};
 use retrain_head::{HeadConfig, Split, TrainedHead};
 use retrain_pixels::Augment;
@@ -178,6 +178,11 @@ impl LinearFit {
         }
     }
 
+    /// The linear head's curve, for the model file.
+    pub fn curves(&self) -> Curves {
+        Curves::new(&self.head.curve, self.head.best_step)
+    }
+
     fn predict(&self, x: &[f32]) -> Vec<usize> {
         self.head.predict_proba(x).iter().map(|p| argmax(p)).collect()
     }
@@ -218,6 +223,7 @@ impl LinearFit {
             timings: self.timings.clone(),
             curve: self.head.curve.clone(),
             finetune: None,
+            val_set: self.val.iter().map(|s| (s.path.clone(), s.label)).collect(),
         }
     }
 }
@@ -235,7 +241,8 @@ pub fn train(opts: &TrainOptions) -> Result<Report> {
 
     let t = Instant::now();
     let head = LinearHead { weight: fit.head.weight.clone(), bias: fit.head.bias.clone() };
-    let model = fit.backbone.classifier(head, &fit.model_info().metadata())?;
+    let mut model = fit.backbone.classifier(head, &fit.model_info().metadata())?;
+    fit.curves().attach(&mut model);
     write_model(&model, &opts.out)?;
     let mut report = fit.report(opts);
     report.timings.export = t.elapsed().as_secs_f64();
