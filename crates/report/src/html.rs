@@ -136,9 +136,9 @@ impl Page<'_> {
             }
             h += "</ul></section>";
         }
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<footer>Written by retrain {} from <code>{}</code> in {:.1} s. Everything on this page is inside this file.</footer></main></body></html>\n",
+            "<footer>Written by retrain {} from <code>{}</code> in {:.1} s. Everything on this page is inside this file.</footer></main></body></html>",
             env!("CARGO_PKG_VERSION"),
             escape(&s.model.display().to_string()),
             s.seconds

@@ -150,7 +150,7 @@ pub fn build(
             let n = c * CHUNK + i;
             match r {
                 Ok(e) => rows.push(Row {
-                    thumbnail: (n % stride == 0).then(|| html::jpeg_uri(&thumbnail(&e, 64), 80)),
+                    thumbnail: n.is_multiple_of(stride).then(|| html::jpeg_uri(&thumbnail(&e, 64), 80)),
                     path: e.path,
                     truth: set.truth[n],
                     predicted: e.class_index,
@@ -195,14 +195,14 @@ pub fn build(
 
     // One clear example per class: its most confident correct photo.
     let mut examples = Vec::new();
-    for c in 0..names.len().min(opts.layer_classes) {
+    for (c, name) in names.iter().enumerate().take(opts.layer_classes) {
         let best = rows
             .iter()
             .filter(|r| r.truth == c && r.predicted == c)
             .max_by(|a, b| a.probabilities[c].total_cmp(&b.probabilities[c]));
         if let Some(r) = best {
             if let Ok(l) = retrain_explain::layers(model, &r.path, opts.threads, opts.limits)? {
-                examples.push((names[c].clone(), r.path.clone(), l));
+                examples.push((name.clone(), r.path.clone(), l));
             }
         }
     }

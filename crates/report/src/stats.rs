@@ -38,7 +38,7 @@ pub fn confused_pairs(matrix: &[Vec<usize>], names: &[String], n: usize) -> Vec<
             })
         })
         .collect();
-    pairs.sort_by(|a, b| b.count.cmp(&a.count));
+    pairs.sort_by_key(|p| std::cmp::Reverse(p.count));
     pairs.truncate(n);
     pairs
 }
