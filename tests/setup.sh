@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# What the tests need beyond setup.sh: the scale-out adapters' tools (deploy/setup.sh) and a
+# headless Chromium for the report's browser test (Debian's `chromium`, installed with apt-get when
+# this runs as root). When Chromium cannot be had, the reason goes to .browser/UNAVAILABLE and the
+# browser test prints it and skips; with neither .browser/chromium nor that file it fails, saying to
+# run this script. Safe to run again.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash deploy/setup.sh
+
+mkdir -p .browser
+rm -f .browser/UNAVAILABLE .browser/chromium
+find_chromium() {
+    for c in "${RETRAIN_CHROMIUM:-}" chromium chromium-browser google-chrome; do
+        [ -n "$c" ] && command -v "$c" && return 0
+    done
+    return 1
+}
+log=""
+if ! path=$(find_chromium); then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        export DEBIAN_FRONTEND=noninteractive
+        log=$( { apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }; } 2>&1)
+    else
+        log="not root, or no apt-get: install Chromium (Debian: apt-get install chromium) or set RETRAIN_CHROMIUM"
+    fi
+    path=$(find_chromium)
+fi
+if [ -n "$path" ]; then
+    echo "$path" > .browser/chromium
+    echo "browser tests: $("$path" --version 2>/dev/null || echo "$path")"
+else
+    printf 'no Chromium for the browser test:\n%s\n' "$log" | tail -n 20 > .browser/UNAVAILABLE
+    echo "warning: no Chromium; the browser test will skip, saying:" >&2
+    cat .browser/UNAVAILABLE >&2
+fi
