@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{mini_split, mnv2, read_json, retrain, root, run, shared, succeeds};
+use common::{mini_split, mnv2, read_json, retrain, root, run, shared, succeeds, synthetic_weights};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -439,30 +439,7 @@ fn resnet50_trains_end_to_end_from_a_torchvision_format_file() {
     // Any torchvision-format ResNet-50 state dict: the synthetic one of the parity fixtures,
     // written as safetensors (the accuracy is meaningless; the pipeline is the point).
     let tmp = tempfile::tempdir().unwrap();
-    let fx: Value = read_json(&root().join("tests/fixtures/parity/resnet50.json"));
-    let tensors: Vec<(String, retrain_weights::Tensor)> = fx["tensors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let name = t[0].as_str().unwrap().to_string();
-            let shape: Vec<usize> = t[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-            let w = retrain_weights::synthetic(&name, &shape);
-            (name, w)
-        })
-        .collect();
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
-        .iter()
-        .map(|(n, t)| (n.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
-        .iter()
-        .map(|(n, b, s)| {
-            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
-        })
-        .collect();
-    let w = tmp.path().join("resnet50.safetensors");
-    std::fs::write(&w, safetensors::serialize(views, None).unwrap()).unwrap();
+    let w = synthetic_weights(tmp.path(), "resnet50");
     let report = tmp.path().join("r.json");
     let mut c = retrain(tmp.path());
     c.arg("train")

@@ -15,7 +15,8 @@ pub enum Method {
     /// `weight` ([classes, dim]).
     Cam { map: String, weight: Vec<f32>, dim: usize },
     /// Each cell of a `grid`×`grid` grid covered in turn: `grid`² more forward passes per photo.
-    Occlusion { grid: usize },
+    /// `features`: the vector the head reads, when the head is one Gemm.
+    Occlusion { grid: usize, features: Option<String> },
 }
 
 impl Method {
@@ -47,8 +48,8 @@ pub struct Explanation {
     /// Every class's probability.
     #[serde(skip)]
     pub probabilities: Vec<f32>,
-    /// The globally pooled features the head read (the map's mean), with class activation
-    /// maps; `None` with occlusion.
+    /// The features the head read: the map's mean with class activation maps; with occlusion
+    /// the head's input, from scores-only runs (`heatmaps` false) of models whose head is a Gemm.
     #[serde(skip)]
     pub features: Option<Vec<f32>>,
 }
@@ -65,6 +66,9 @@ pub struct Explainer {
     pub path: PathBuf,
     pub method: Method,
     pub limits: Limits,
+    /// When false, occlusion models give scores with an empty heatmap from one forward pass per
+    /// photo instead of 1 + grid² (the report scores every photo, then maps only the top losses).
+    pub heatmaps: bool,
     session: Session,
 }
 
@@ -89,10 +93,16 @@ impl Explainer {
                 retrain_onnx::expose(&mut model, &map);
                 Method::Cam { map, weight, dim }
             }
-            _ => Method::Occlusion { grid: OCCLUSION_GRID },
+            _ => {
+                let features = head_input(&model);
+                if let Some(f) = &features {
+                    retrain_onnx::expose(&mut model, f);
+                }
+                Method::Occlusion { grid: OCCLUSION_GRID, features }
+            }
         };
         let session = Session::new(&retrain_onnx::encode(&model), &path.display().to_string(), threads)?;
-        Ok(Self { info, path: path.to_path_buf(), method, limits: Limits::default(), session })
+        Ok(Self { info, path: path.to_path_buf(), method, limits: Limits::default(), heatmaps: true, session })
     }
 
     /// The index of a class by name.
@@ -151,7 +161,20 @@ impl Explainer {
             let ok: Vec<&[u8]> = loaded.iter().filter_map(|r| r.as_ref().ok().map(Vec::as_slice)).collect();
             let mut done = match &self.method {
                 Method::Cam { .. } if !ok.is_empty() => self.cam(&ok, class)?,
-                Method::Occlusion { grid } if !ok.is_empty() => {
+                Method::Occlusion { features, .. } if !ok.is_empty() && !self.heatmaps => {
+                    let features = features.clone();
+                    let (logits, f) = self.run(&ok, features.as_deref())?;
+                    let dim = f.as_ref().map_or(0, |(_, d)| d.len() / ok.len().max(1));
+                    logits
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, l)| {
+                            let row = f.as_ref().map(|(_, d)| d[i * dim..(i + 1) * dim].to_vec());
+                            (class.unwrap_or_else(|| argmax(&l)), l, Vec::new(), row)
+                        })
+                        .collect()
+                }
+                Method::Occlusion { grid, .. } if !ok.is_empty() => {
                     let grid = *grid;
                     ok.iter().map(|c| self.occlusion(c, class, grid)).collect::<Result<Vec<_>>>()?
                 }
@@ -277,6 +300,20 @@ pub fn upsample(heat: &[Vec<f32>], size: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+/// The value the head's Gemm reads (through `Identity` nodes from `logits`).
+fn head_input(model: &ModelProto) -> Option<String> {
+    let g = model.graph.as_ref()?;
+    let mut v = "logits".to_string();
+    loop {
+        let n = g.node.iter().find(|n| n.output.iter().any(|o| *o == v))?;
+        match n.op_type.as_str() {
+            "Identity" => v = n.input.first()?.clone(),
+            "Gemm" => return n.input.first().cloned(),
+            _ => return None,
+        }
+    }
 }
 
 /// The spatial map and head weights, when the model is `logits = Gemm(pool(map))` with a

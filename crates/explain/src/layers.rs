@@ -91,8 +91,9 @@ pub fn layers(path: &Path, image: &Path, threads: usize, limits: Limits) -> Resu
         outputs.iter().map(|(n, s, d)| (n.as_str(), (s, d))).collect();
     for (i, v) in order.iter().enumerate() {
         let Some((shape, _)) = found.get(v.as_str()) else { continue };
-        // Feature maps only: [1, C, H, W] with more channels than the image and H, W above 1.
-        if shape.len() != 4 || shape[1] <= 3 || shape[2] < 2 || shape[3] < 2 {
+        // Feature maps only: [1, C, H, W] with more channels than the image and H = W above 1
+        // (the crop is square; channels-last tensors, as in ConvNeXt's blocks, are not maps).
+        if shape.len() != 4 || shape[1] <= 3 || shape[2] < 2 || shape[2] != shape[3] {
             continue;
         }
         let size = [shape[2], shape[3]];

@@ -145,6 +145,7 @@ pub fn build(
     let mut rows = Vec::with_capacity(set.files.len());
     let mut skipped = set.skipped.clone();
     let hidden = ProgressBar::hidden();
+    explainer.heatmaps = false;
     for (c, chunk) in set.files.chunks(CHUNK).enumerate() {
         for (i, r) in explainer.explain(chunk, None, &hidden)?.into_iter().enumerate() {
             let n = c * CHUNK + i;
@@ -175,6 +176,7 @@ pub fn build(
     order.sort_by(|&a, &b| rows[b].loss().total_cmp(&rows[a].loss()));
     order.truncate(opts.top_losses);
     let loss_files: Vec<PathBuf> = order.iter().map(|&i| rows[i].path.clone()).collect();
+    explainer.heatmaps = true;
     let explained = explainer.explain(&loss_files, None, &hidden)?;
     let losses: Vec<(Loss, Option<Explanation>)> = order
         .iter()

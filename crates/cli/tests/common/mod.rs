@@ -113,3 +113,30 @@ pub fn cache_files(dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// A torchvision-named state dict of `model` with the parity fixture's synthetic tensors
+/// (`tests/fixtures/parity/MODEL.json`), written as safetensors in `dir`: any zoo family
+/// without downloading its weights (the accuracy is meaningless; the pipeline is the point).
+pub fn synthetic_weights(dir: &Path, model: &str) -> PathBuf {
+    let fx = read_json(&root().join(format!("tests/fixtures/parity/{model}.json")));
+    let tensors: Vec<(String, Vec<u8>, Vec<usize>)> = fx["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let name = t[0].as_str().unwrap().to_string();
+            let shape: Vec<usize> = t[1].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            let w = retrain_weights::synthetic(&name, &shape);
+            (name, w.data.iter().flat_map(|v| v.to_le_bytes()).collect(), shape)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, b, s)| {
+            (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
+        })
+        .collect();
+    let w = dir.join(format!("{model}.safetensors"));
+    std::fs::write(&w, safetensors::serialize(views, None).unwrap()).unwrap();
+    w
+}
