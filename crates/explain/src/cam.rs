@@ -307,7 +307,7 @@ fn head_input(model: &ModelProto) -> Option<String> {
     let g = model.graph.as_ref()?;
     let mut v = "logits".to_string();
     loop {
-        let n = g.node.iter().find(|n| n.output.iter().any(|o| *o == v))?;
+        let n = g.node.iter().find(|n| n.output.contains(&v))?;
         match n.op_type.as_str() {
             "Identity" => v = n.input.first()?.clone(),
             "Gemm" => return n.input.first().cloned(),
