@@ -11,6 +11,7 @@ use retrain::TuneOptimizer as retrain_tune_kind;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -272,6 +273,38 @@ enum Command {
         format: TextOrJson,
         #[command(flatten)]
         input: InputArgs,
+    },
+    /// Serve model files over HTTP: retrain's JSON (/v1/predict), the KServe v2 / Triton protocol
+    /// (/v2/models/NAME/infer), a drag-and-drop page (/), /healthz and /metrics. Concurrent
+    /// requests are batched. Stops on SIGTERM or Ctrl-C after answering what is in flight.
+    #[command(arg_required_else_help = true)]
+    Serve {
+        /// One or more model files; each is served under its file stem.
+        #[arg(required = true, value_name = "MODEL.onnx")]
+        models: Vec<PathBuf>,
+        /// Address to listen on. 0.0.0.0 serves anyone on the network (there is no authentication).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port (0: any free one; the address is printed).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Most images in one ONNX Runtime batch.
+        #[arg(long, default_value_t = 32, value_parser = count(1, 4096))]
+        max_batch: usize,
+        /// How long a batch's first request waits for others, in milliseconds.
+        #[arg(long, default_value_t = 2, value_parser = count(0, 10_000))]
+        batch_wait_ms: usize,
+        /// Largest request body in MB (larger: 413).
+        #[arg(long, default_value_t = 20, value_parser = count(1, 4096))]
+        max_body: usize,
+        /// Requests waiting for a batch, per model, at most (more: 503 with Retry-After).
+        #[arg(long, default_value_t = 256, value_parser = count(1, 1_000_000))]
+        max_queue: usize,
+        /// Seconds a request may take (longer: 408).
+        #[arg(long, default_value_t = 30, value_parser = count(1, 86_400))]
+        timeout: usize,
+        #[command(flatten)]
+        pixels: PixelArgs,
     },
     /// Evaluate a trained model on a labelled folder.
     Eval {
@@ -730,6 +763,31 @@ fn run(cli: Cli) -> Result<()> {
                 TextOrJson::Text if !cli.quiet => println!("{line}"),
                 TextOrJson::Text => {}
             }
+        }
+        Command::Serve { models, host, port, max_batch, batch_wait_ms, max_body, max_queue, timeout, pixels } => {
+            let config = retrain_serve::Config {
+                host: host.clone(),
+                port,
+                batching: retrain_serve::Batching {
+                    threads,
+                    max_batch,
+                    wait: Duration::from_millis(batch_wait_ms as u64),
+                    max_queue,
+                },
+                max_body: max_body << 20,
+                timeout: Duration::from_secs(timeout as u64),
+                decoders: threads,
+                limits: pixels.limits(),
+            };
+            retrain_serve::serve(&models, config, |addr| {
+                if addr.ip().is_unspecified() {
+                    eprintln!("warning: listening on every network interface: anyone who can reach this machine can use the models");
+                }
+                println!("listening on http://{addr}");
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+            })
+            .context("retrain serve")?;
         }
         Command::Eval { model, data_dir, format, input } => {
             let mut c = retrain::model::Classifier::open(&model, threads)?;

@@ -1,0 +1,351 @@
+//! `retrain serve` on a loopback port, driven as a client would: answers equal `retrain
+//! predict`'s and ONNX Runtime's on the same tensor, every bad request gets its status and a
+//! JSON reason, 400 requests from 16 clients are all answered with memory flat, a full queue
+//! answers 503, and SIGTERM lets what is in flight finish.
+
+mod common;
+
+use common::*;
+use image::ImageEncoder;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(home: &Path, models: &[&Path], extra: &[&str]) -> Server {
+        let mut child = retrain(home)
+            .arg("serve")
+            .args(models)
+            .args(["--port", "0", "--threads", "2"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        if !line.starts_with("listening on http://127.0.0.1:") {
+            let mut err = String::new();
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("the server did not start: {line:?}\n{err}");
+        }
+        Server { child, url: line.trim().trim_start_matches("listening on ").to_string() }
+    }
+
+    fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status, JSON body (Null when not JSON) and the Retry-After header of an answer.
+fn answer(r: Result<ureq::Response, ureq::Error>) -> (u16, Value, Option<String>) {
+    let r = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("no answer: {e}"),
+    };
+    let (status, retry) = (r.status(), r.header("Retry-After").map(str::to_owned));
+    let body = r.into_string().unwrap();
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null), retry)
+}
+
+fn post(url: &str, content_type: &str, body: &[u8]) -> (u16, Value, Option<String>) {
+    answer(ureq::post(url).set("Content-Type", content_type).send_bytes(body))
+}
+
+fn get(url: &str) -> (u16, String) {
+    match ureq::get(url).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap()),
+        Err(e) => panic!("no answer: {e}"),
+    }
+}
+
+fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "retrain-test-boundary-7f3a";
+    let mut body = Vec::new();
+    for (name, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+fn val_photos(n: usize) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    for class in ["ants", "bees"] {
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(shared("data/hymenoptera/val").join(class)).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        all.extend(files.into_iter().take(n));
+    }
+    all
+}
+
+fn probabilities(predictions: &Value) -> Vec<(String, f64)> {
+    predictions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["class"].as_str().unwrap().to_string(), p["probability"].as_f64().unwrap()))
+        .collect()
+}
+
+fn close(a: &[(String, f64)], b: &[(String, f64)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && (x.1 - y.1).abs() < 1e-5)
+}
+
+fn model(t: &Path) -> PathBuf {
+    let m = t.join("hym.onnx");
+    succeeds(&mut train(t, &shared("data/hymenoptera"), &m, &[]));
+    m
+}
+
+#[test]
+fn answers_equal_predict_and_onnx_runtime_and_bad_requests_get_reasons() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let photos = val_photos(3);
+    let server = Server::start(t.path(), &[&m], &["--max-body", "3", "--max-pixels", "4000000"]);
+    let u = &server.url;
+
+    // retrain's JSON, one photo per request: what `retrain predict` says.
+    let out = succeeds(retrain(t.path()).arg("predict").arg(&m).args(&photos).args(["--top", "2", "--format", "json"]));
+    let expected: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (photo, want) in photos.iter().zip(expected["predictions"].as_array().unwrap()) {
+        let (status, got, _) = post(&format!("{u}/v1/predict?top=2"), "image/jpeg", &std::fs::read(photo).unwrap());
+        assert_eq!(status, 200, "{got}");
+        assert_eq!(got["model"], "hym");
+        assert!(close(&probabilities(&got["predictions"]), &probabilities(&want["top"])), "{got} vs {want}");
+    }
+    // Several files in one form, one of them not an image: that one gets its reason, the
+    // others their answers.
+    let a = std::fs::read(&photos[0]).unwrap();
+    let b = std::fs::read(&photos[4]).unwrap();
+    let (ct, body) = multipart(&[("a.jpg", &a), ("notes.txt", b"not a photo"), ("b.jpg", &b)]);
+    let (status, got, _) = post(&format!("{u}/v1/models/hym/predict?top=2"), &ct, &body);
+    assert_eq!(status, 200, "{got}");
+    let r = got["results"].as_array().unwrap();
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[0]["filename"], "a.jpg");
+    assert!(close(&probabilities(&r[0]["predictions"]), &probabilities(&expected["predictions"][0]["top"])));
+    assert!(r[1]["error"].as_str().unwrap().contains("notes.txt: not an image"), "{}", r[1]);
+    assert!(close(&probabilities(&r[2]["predictions"]), &probabilities(&expected["predictions"][4]["top"])));
+
+    // KServe v2: metadata, and infer on the prepared tensor equals ONNX Runtime on it.
+    assert_eq!(get(&format!("{u}/v2/health/live")).0, 200);
+    assert_eq!(get(&format!("{u}/v2/health/ready")).0, 200);
+    let meta: Value = serde_json::from_str(&get(&format!("{u}/v2/models/hym")).1).unwrap();
+    assert_eq!(
+        meta["inputs"][0],
+        serde_json::json!({"name": "image", "datatype": "UINT8", "shape": [-1, 224, 224, 3]})
+    );
+    let outputs: Vec<&str> = meta["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert_eq!(outputs, ["probabilities", "logits", "features"]);
+    let (bytes, info) = retrain::model::read(&m).unwrap();
+    let mut pixels = Vec::new();
+    for p in &photos[..2] {
+        pixels.extend(retrain_pixels::load(p, info.geometry(), retrain::Limits::default()).unwrap());
+    }
+    let mut session = retrain_features::Session::new(&bytes, "test", 1).unwrap();
+    let direct = session.run(pixels.clone(), 2, 224).unwrap();
+    let request = serde_json::json!({
+        "id": "q1",
+        "inputs": [{"name": "image", "datatype": "UINT8", "shape": [2, 224, 224, 3], "data": pixels}],
+        "outputs": [{"name": "logits"}, {"name": "probabilities"}],
+    });
+    let (status, got, _) =
+        post(&format!("{u}/v2/models/hym/infer"), "application/json", request.to_string().as_bytes());
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["id"], "q1");
+    assert_eq!(got["model_name"], "hym");
+    for (i, name) in ["logits", "probabilities"].iter().enumerate() {
+        let out = &got["outputs"][i];
+        assert_eq!(out["name"], *name);
+        assert_eq!(out["shape"], serde_json::json!([2, 2]));
+        let (_, _, want) = direct.iter().find(|(n, _, _)| n == name).unwrap();
+        let data: Vec<f64> = out["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(data.iter().zip(want).all(|(a, b)| (a - *b as f64).abs() < 1e-4), "{name}: {data:?} vs {want:?}");
+    }
+
+    // Bad requests: each its status and a reason that says what is wrong.
+    let bad = |url: &str, ct: &str, body: &[u8], status: u16, says: &str| {
+        let (s, v, _) = post(&format!("{u}{url}"), ct, body);
+        assert_eq!(s, status, "{url}: {v}");
+        let e = v["error"].as_str().unwrap_or_else(|| panic!("{url}: no JSON error: {v}"));
+        assert!(e.contains(says), "{url}: {e:?} does not say {says:?}");
+    };
+    bad("/v1/predict", "image/jpeg", b"", 400, "empty");
+    bad("/v1/predict", "image/jpeg", b"just some text", 400, "request body: not an image");
+    // (A cut JPEG decodes what is there, as in `predict`; a cut PNG cannot.)
+    let mut png = Vec::new();
+    image::load_from_memory(&a)
+        .unwrap()
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    bad("/v1/predict", "image/png", &png[..png.len() / 2], 400, "corrupt or truncated");
+    // Over --max-body: refused from its Content-Length, before the body is read (so a client
+    // that waits for the answer before sending, as here, gets it).
+    let mut tcp = std::net::TcpStream::connect(u.trim_start_matches("http://")).unwrap();
+    write!(tcp, "POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 3200000\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 512];
+    let n = tcp.read(&mut head).unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 413") && head.contains("request body too large (--max-body)"), "{head}");
+    let mut huge = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut huge)
+        .write_image(&vec![0u8; 2100 * 2100], 2100, 2100, image::ExtendedColorType::L8)
+        .unwrap();
+    bad("/v1/predict", "image/png", &huge, 413, "image too large");
+    bad("/v1/models/nope/predict", "image/jpeg", &a, 404, "no model `nope` (served: hym)");
+    bad("/v2/models/hym/infer", "application/json", b"{not json", 400, "not a v2 inference request");
+    let wrong_shape = serde_json::json!({"inputs": [{"name": "image", "datatype": "UINT8", "shape": [1, 3, 3, 3], "data": vec![0u8; 27]}]});
+    bad("/v2/models/hym/infer", "application/json", wrong_shape.to_string().as_bytes(), 400, "[n, 224, 224, 3]");
+    let short = serde_json::json!({"inputs": [{"name": "image", "datatype": "UINT8", "shape": [1, 224, 224, 3], "data": vec![0u8; 10]}]});
+    bad("/v2/models/hym/infer", "application/json", short.to_string().as_bytes(), 400, "needs 150528 values; got 10");
+    let range = serde_json::json!({"inputs": [{"name": "image", "datatype": "UINT8", "shape": [1, 224, 224, 3], "data": [[0, 300]]}]});
+    bad("/v2/models/hym/infer", "application/json", range.to_string().as_bytes(), 400, "0..=255; got 300");
+    let fp =
+        serde_json::json!({"inputs": [{"name": "image", "datatype": "FP32", "shape": [1, 224, 224, 3], "data": []}]});
+    bad("/v2/models/hym/infer", "application/json", fp.to_string().as_bytes(), 400, "UINT8");
+    assert_eq!(get(&format!("{u}/nowhere")).0, 404);
+
+    // The page and the metrics.
+    let (status, page) = get(&format!("{u}/"));
+    assert!(status == 200 && page.contains("<input id=\"file\" type=\"file\""));
+    assert!(!page.contains("http://") && !page.contains("https://"), "the page loads nothing from elsewhere");
+    let (_, metrics) = get(&format!("{u}/metrics"));
+    assert!(metrics.contains("retrain_requests_total{route=\"/v1/predict\",status=\"200\"} 6"), "{metrics}");
+    assert!(metrics.contains("retrain_requests_total{route=\"/v1/predict\",status=\"413\"} 2"), "{metrics}");
+    assert!(metrics.contains("retrain_images_total{model=\"hym\"}"), "{metrics}");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn sixteen_clients_are_all_answered_in_batches_with_memory_flat() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let photos: Vec<Vec<u8>> = val_photos(8).iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let server = Server::start(t.path(), &[&m], &[]);
+    let url = format!("{}/v1/predict?top=1", server.url);
+    let single: Vec<Value> = photos.iter().map(|p| post(&url, "image/jpeg", p).1["predictions"].clone()).collect();
+
+    let round = || {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|c| {
+                    let (url, photos, single) = (&url, &photos, &single);
+                    s.spawn(move || {
+                        for i in 0..25 {
+                            let k = (c * 25 + i) % photos.len();
+                            let (status, got, _) = post(url, "image/jpeg", &photos[k]);
+                            assert_eq!(status, 200, "{got}");
+                            assert!(close(&probabilities(&got["predictions"]), &probabilities(&single[k])));
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+        })
+    };
+    round();
+    let before = server.rss_kb();
+    round();
+    round();
+    let after = server.rss_kb();
+    eprintln!("RSS after 400 requests {before} kB, after 800 more {after} kB");
+    assert!(after < before + 40_000, "memory grows under load: {before} kB → {after} kB");
+
+    let (_, metrics) = get(&format!("{}/metrics", server.url));
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("retrain_requests_total{route=\"/v1/predict\",status=\"200\"}"), 1216.0);
+    // Dynamic batching gathered concurrent requests: fewer batches than images.
+    let (batches, images) =
+        (value("retrain_batch_size_count{model=\"hym\"}"), value("retrain_batch_size_sum{model=\"hym\"}"));
+    assert!(batches < images, "{batches} batches for {images} images");
+    assert!(server.stop().success());
+}
+
+#[test]
+fn a_full_queue_answers_503_and_sigterm_finishes_what_is_in_flight() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let photo = std::fs::read(&val_photos(1)[0]).unwrap();
+
+    // One request may wait while a batch runs: a burst of 16 finds the queue full.
+    let server = Server::start(t.path(), &[&m], &["--max-queue", "1", "--max-batch", "1"]);
+    let url = format!("{}/v1/predict", server.url);
+    let answers: Vec<(u16, Value, Option<String>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..16).map(|_| s.spawn(|| post(&url, "image/jpeg", &photo))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let full: Vec<_> = answers.iter().filter(|a| a.0 == 503).collect();
+    assert!(!full.is_empty(), "no 503 from a queue of one: {:?}", answers.iter().map(|a| a.0).collect::<Vec<_>>());
+    assert!(answers.iter().all(|a| a.0 == 200 || a.0 == 503));
+    assert_eq!(full[0].2.as_deref(), Some("1"), "503 without Retry-After");
+    assert!(full[0].1["error"].as_str().unwrap().contains("queue is full"));
+    assert!(server.stop().success());
+
+    // A request not answered within --timeout gets 408 and a reason.
+    let server = Server::start(t.path(), &[&m], &["--timeout", "1", "--batch-wait-ms", "3000"]);
+    let (status, got, _) = post(&format!("{}/v1/predict", server.url), "image/jpeg", &photo);
+    assert_eq!(status, 408, "{got}");
+    assert!(got["error"].as_str().unwrap().contains("--timeout"));
+    drop(server);
+
+    // Requests waiting for their batch when SIGTERM comes are still answered; then it exits 0.
+    let server = Server::start(t.path(), &[&m], &["--batch-wait-ms", "1500"]);
+    let url = format!("{}/v1/predict", server.url);
+    let (url, photo) = (&url, &photo);
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4).map(|_| s.spawn(move || post(url, "image/jpeg", photo).0)).collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let status = server.stop();
+        assert!(status.success(), "{status:?}");
+        for h in hs {
+            assert_eq!(h.join().unwrap(), 200);
+        }
+    });
+    assert!(ureq::get(&format!("{}/healthz", url.trim_end_matches("/v1/predict"))).call().is_err());
+}

@@ -1,0 +1,304 @@
+//! `retrain serve`: trained model files behind HTTP. retrain's own JSON (`/v1`), the KServe v2 /
+//! Triton protocol (`/v2`, so the clients written for those servers work, and the same `.onnx`
+//! moves to Triton or KServe unchanged), a drag-and-drop page (`/`), health and Prometheus
+//! metrics. Concurrent requests are gathered into one ONNX Runtime batch per model
+//! ([`batcher`]); decoding runs on a bounded pool beside it.
+
+mod batcher;
+mod kserve;
+mod metrics;
+mod v1;
+
+pub use batcher::Batching;
+pub use metrics::Metrics;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use batcher::{Batcher, Refused, Row};
+use retrain::model::ModelInfo;
+use retrain_pixels::{Limits, PixelError};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Model(#[from] retrain::Error),
+    #[error("{path}: ONNX Runtime cannot open it: {source}")]
+    Session { path: PathBuf, source: retrain_features::FeatureError },
+    #[error("{a} and {b} would both be served as `{name}` (a model is named by its file stem): rename one")]
+    SameName { name: String, a: PathBuf, b: PathBuf },
+    #[error("no model to serve")]
+    NoModel,
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("the server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = ServeError> = std::result::Result<T, E>;
+
+/// What `retrain serve` is told.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub host: String,
+    /// 0: any free port (the one chosen is printed).
+    pub port: u16,
+    pub batching: Batching,
+    /// Largest request body, bytes; larger get 413.
+    pub max_body: usize,
+    /// A request not answered in this time gets 408.
+    pub timeout: Duration,
+    /// Images decoded at once.
+    pub decoders: usize,
+    pub limits: Limits,
+}
+
+/// One served model.
+pub struct Model {
+    pub name: String,
+    pub path: PathBuf,
+    pub info: ModelInfo,
+    /// The model's outputs and their widths per image, in the graph's order.
+    pub outputs: Vec<(String, usize)>,
+    batcher: Batcher,
+}
+
+impl Model {
+    fn crop(&self) -> usize {
+        self.info.preprocess.crop as usize
+    }
+}
+
+struct App {
+    models: Vec<Model>,
+    metrics: Arc<Metrics>,
+    decoders: Semaphore,
+    limits: Limits,
+    max_body: usize,
+    stopping: AtomicBool,
+}
+
+impl App {
+    fn model(&self, name: &str) -> Result<&Model, ApiError> {
+        self.models.iter().find(|m| m.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+            ApiError::new(StatusCode::NOT_FOUND, format!("no model `{name}` (served: {})", known.join(", ")))
+        })
+    }
+
+    /// Decodes an uploaded image and prepares it as the model's training did, on the decode
+    /// pool; `name` is what errors call it.
+    async fn prepare(&self, model: &Model, bytes: axum::body::Bytes, name: String) -> Result<Vec<u8>, ApiError> {
+        let _permit = self.decoders.acquire().await.map_err(|_| ApiError::unavailable("shutting down"))?;
+        let (g, limits) = (model.info.geometry(), self.limits);
+        tokio::task::spawn_blocking(move || {
+            retrain_pixels::decode_for(&bytes, Path::new(&name), g, limits).map(|img| retrain_pixels::prepare(&img, g))
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding failed: {e}")))?
+        .map_err(ApiError::pixels)
+    }
+
+    async fn run(&self, model: &Model, pixels: Vec<u8>, n: usize) -> Result<Vec<Row>, ApiError> {
+        model.batcher.submit(pixels, n).await.map_err(|r| match r {
+            Refused::Full => ApiError::unavailable("the queue is full: retry shortly"),
+            Refused::Stopped => ApiError::unavailable("shutting down"),
+            Refused::Failed(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("ONNX Runtime: {e}")),
+        })
+    }
+}
+
+type Shared = Arc<App>;
+
+/// An answer other than 2xx: `{"error": message}`, as KServe servers write it.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn unavailable(message: &str) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+
+    /// Too many pixels is the client's image being too large (413); anything else unreadable
+    /// is a bad request.
+    fn pixels(e: PixelError) -> Self {
+        let status = match e {
+            PixelError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, e.to_string())
+    }
+
+    /// An extractor's refusal (body too large, bad JSON), with its status.
+    fn rejected(r: impl IntoResponse) -> Self {
+        let r = r.into_response();
+        let status = r.status();
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "request body too large (--max-body)".to_string(),
+            s => format!("bad request ({s})"),
+        };
+        Self::new(status, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(serde_json::json!({ "error": self.message }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+/// Opens the models (each with its batching thread and a warm-up batch), listens, calls
+/// `listening` with the address, and serves until SIGTERM or Ctrl-C; then stops accepting,
+/// answers what is in flight and returns.
+pub fn serve(paths: &[PathBuf], cfg: Config, listening: impl FnOnce(SocketAddr)) -> Result<()> {
+    if paths.is_empty() {
+        return Err(ServeError::NoModel);
+    }
+    let metrics = Arc::new(Metrics::new());
+    let mut models: Vec<Model> = Vec::new();
+    for path in paths {
+        let (bytes, info) = retrain::model::read(path)?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+        if let Some(other) = models.iter().find(|m| m.name == name) {
+            return Err(ServeError::SameName { name, a: other.path.clone(), b: path.clone() });
+        }
+        let crop = info.preprocess.crop as usize;
+        let batcher = Batcher::start(bytes, name.clone(), crop, cfg.batching, metrics.clone())
+            .map_err(|source| ServeError::Session { path: path.clone(), source })?;
+        models.push(Model { name, path: path.clone(), info, outputs: Vec::new(), batcher });
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async move {
+        // One grey image per model: the session warms up and tells its outputs' widths.
+        for m in &mut models {
+            let crop = m.crop();
+            let rows = m.batcher.submit(vec![128; crop * crop * 3], 1).await.map_err(|e| ServeError::Session {
+                path: m.path.clone(),
+                source: retrain_features::FeatureError::Ort { what: m.name.clone(), reason: format!("{e:?}") },
+            })?;
+            let mut outputs: Vec<(String, usize)> = rows[0].iter().map(|(k, v)| (k.clone(), v.len())).collect();
+            outputs
+                .sort_by_key(|(k, _)| ["probabilities", "logits", "features"].iter().position(|o| o == k).unwrap_or(9));
+            m.outputs = outputs;
+        }
+        let app = Arc::new(App {
+            models,
+            metrics: metrics.clone(),
+            decoders: Semaphore::new(cfg.decoders.max(1)),
+            limits: cfg.limits,
+            max_body: cfg.max_body,
+            stopping: AtomicBool::new(false),
+        });
+        let router = routes(app.clone(), &cfg);
+        let addr = format!("{}:{}", cfg.host, cfg.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
+        listening(listener.local_addr()?);
+        let stop = app.clone();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                stop.stopping.store(true, Ordering::SeqCst);
+            })
+            .await?;
+        // The last handle: dropping it closes the queues and joins the model threads.
+        drop(app);
+        Ok(())
+    })
+}
+
+fn routes(app: Shared, cfg: &Config) -> Router {
+    Router::new()
+        .route("/", get(v1::page))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/models", get(v1::models))
+        .route("/v1/predict", post(v1::predict_default))
+        .route("/v1/models/{name}/predict", post(v1::predict_named))
+        .route("/v2", get(kserve::server))
+        .route("/v2/health/live", get(|| async { StatusCode::OK }))
+        .route("/v2/health/ready", get(kserve::ready))
+        .route("/v2/models/{name}", get(kserve::metadata))
+        .route("/v2/models/{name}/ready", get(kserve::model_ready))
+        .route("/v2/models/{name}/infer", post(kserve::infer))
+        .route("/v2/models/{name}/versions/{version}/infer", post(kserve::infer_version))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.timeout))
+        .layer(DefaultBodyLimit::max(cfg.max_body))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), track))
+        .with_state(app)
+}
+
+async fn metrics_text(State(app): State<Shared>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render())
+}
+
+/// Refuses a body whose Content-Length is over `--max-body` before reading it (the body
+/// limit alone would only stop reading it), turns the timeout's bare 408 into a JSON reason,
+/// and counts every request by its route pattern and status, with its latency.
+async fn track(State(app): State<Shared>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched".to_string(), |m| m.as_str().to_string());
+    let started = Instant::now();
+    app.metrics.in_flight.inc();
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let r = match declared {
+        Some(n) if n > app.max_body as u64 => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large (--max-body)").into_response()
+        }
+        _ => match next.run(req).await {
+            r if r.status() == StatusCode::REQUEST_TIMEOUT => {
+                ApiError::new(StatusCode::REQUEST_TIMEOUT, "not answered within --timeout").into_response()
+            }
+            r => r,
+        },
+    };
+    app.metrics.in_flight.dec();
+    app.metrics.request(&route, r.status().as_u16(), started.elapsed());
+    r
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

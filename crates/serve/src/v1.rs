@@ -1,0 +1,131 @@
+//! retrain's own JSON: `POST /v1/predict` (one image's bytes, or several files as
+//! multipart/form-data), `GET /v1/models`, and the page at `/`.
+
+use crate::{ApiError, App, Model, Shared};
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use axum::Json;
+use retrain::predict::rank;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+const PAGE: &str = include_str!("page.html");
+
+pub async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+pub async fn models(State(app): State<Shared>) -> Json<serde_json::Value> {
+    let list: Vec<_> = app
+        .models
+        .iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "backbone": m.info.backbone,
+                "classes": m.info.class_names,
+                "input": { "size": [m.crop(), m.crop()], "resize": m.info.preprocess.resize },
+            })
+        })
+        .collect();
+    Json(json!({ "models": list }))
+}
+
+#[derive(Deserialize)]
+pub struct Top {
+    top: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct FileResult {
+    filename: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    predictions: Option<Vec<retrain::predict::Ranked>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub async fn predict_default(State(app): State<Shared>, q: Query<Top>, req: Request) -> Response {
+    if app.models.len() > 1 {
+        let names: Vec<&str> = app.models.iter().map(|m| m.name.as_str()).collect();
+        return ApiError::bad(format!(
+            "several models are served: POST to /v1/models/NAME/predict (NAME: {})",
+            names.join(", ")
+        ))
+        .into_response();
+    }
+    let name = app.models[0].name.clone();
+    predict(app, &name, q.top, req).await
+}
+
+pub async fn predict_named(
+    State(app): State<Shared>,
+    Path(name): Path<String>,
+    q: Query<Top>,
+    req: Request,
+) -> Response {
+    predict(app, &name, q.top, req).await
+}
+
+async fn predict(app: Shared, name: &str, top: Option<usize>, req: Request) -> Response {
+    match answer(&app, name, top, req).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn answer(app: &App, name: &str, top: Option<usize>, req: Request) -> Result<serde_json::Value, ApiError> {
+    let model = app.model(name)?;
+    let k = top.unwrap_or(5).clamp(1, model.info.class_names.len());
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if multipart {
+        let form = Multipart::from_request(req, &()).await.map_err(ApiError::rejected)?;
+        return Ok(json!({ "model": model.name, "results": files(app, model, form, k).await? }));
+    }
+    let body = axum::body::Bytes::from_request(req, &()).await.map_err(ApiError::rejected)?;
+    let pixels = app.prepare(model, body, "request body".into()).await?;
+    let rows = app.run(model, pixels, 1).await?;
+    Ok(json!({ "model": model.name, "predictions": ranked(model, &rows[0], k) }))
+}
+
+/// Every file of the form, in order; one that cannot be decoded gets its error in its slot
+/// and the others are still answered.
+async fn files(app: &App, model: &Model, mut form: Multipart, k: usize) -> Result<Vec<FileResult>, ApiError> {
+    let mut results = Vec::new();
+    let mut decoded = Vec::new(); // (slot, pixels)
+    let mut n = 0;
+    while let Some(field) = form.next_field().await.map_err(|e| ApiError::new(e.status(), e.body_text()))? {
+        let filename = field.file_name().or(field.name()).unwrap_or("file").to_string();
+        let bytes = field.bytes().await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        n += 1;
+        match app.prepare(model, bytes, filename.clone()).await {
+            Ok(px) => decoded.push((results.len(), px)),
+            Err(e) => {
+                results.push(FileResult { filename, predictions: None, error: Some(e.message) });
+                continue;
+            }
+        }
+        results.push(FileResult { filename, predictions: None, error: None });
+    }
+    if n == 0 {
+        return Err(ApiError::bad("the form has no files"));
+    }
+    if !decoded.is_empty() {
+        let pixels: Vec<u8> = decoded.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+        let rows = app.run(model, pixels, decoded.len()).await?;
+        for ((slot, _), row) in decoded.iter().zip(rows) {
+            results[*slot].predictions = Some(ranked(model, &row, k));
+        }
+    }
+    Ok(results)
+}
+
+fn ranked(model: &Model, row: &crate::batcher::Row, k: usize) -> Vec<retrain::predict::Ranked> {
+    let p = row.get("probabilities").map(Vec::as_slice).unwrap_or(&[]);
+    rank(p, &model.info.class_names, k)
+}
