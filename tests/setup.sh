@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# What the tests need beyond setup.sh: the scale-out adapters' tools (deploy/setup.sh) and a
-# headless Chromium for the report's browser test (Debian's `chromium`, installed with apt-get when
-# this runs as root). When Chromium cannot be had, the reason goes to .browser/UNAVAILABLE and the
-# browser test prints it and skips; with neither .browser/chromium nor that file it fails, saying to
-# run this script. Safe to run again.
+# What the tests need beyond setup.sh: the scale-out adapters' tools (deploy/setup.sh), a
+# headless Chromium for the browser tests (Debian's `chromium`, installed with apt-get when this
+# runs as root) and `playwright-core` from npm (into .browser/node_modules; it drives that
+# Chromium, its own browser download is not used). When they cannot be had, the reason goes to
+# .browser/UNAVAILABLE and the browser tests print it and skip; with neither .browser/chromium
+# nor that file they fail, saying to run this script. Safe to run again.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/setup.sh
@@ -29,6 +30,10 @@ fi
 if [ -n "$path" ]; then
     echo "$path" > .browser/chromium
     echo "browser tests: $("$path" --version 2>/dev/null || echo "$path")"
+    if ! npm_log=$(PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-save --no-audit --no-fund --prefix .browser playwright-core@1.65 2>&1); then
+        printf 'npm install playwright-core failed (Node.js and npm are needed):\n%s\n' "$npm_log" | tail -n 20 > .browser/UNAVAILABLE
+        cat .browser/UNAVAILABLE >&2
+    fi
 else
     printf 'no Chromium for the browser test:\n%s\n' "$log" | tail -n 20 > .browser/UNAVAILABLE
     echo "warning: no Chromium; the browser test will skip, saying:" >&2

@@ -118,26 +118,6 @@ fn fine_tuned_model_report_has_its_fine_tuning_curves() {
     assert_eq!(count(&page, "class=\"pt"), 12, "one map point per val photo");
 }
 
-/// The Chromium `tests/setup.sh` found. Where it could not be had, the reason it wrote is
-/// printed (past the harness's capture) and the test skips; if the script never ran, it fails.
-fn chromium() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("RETRAIN_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let dir = root().join(".browser");
-    if let Ok(p) = std::fs::read_to_string(dir.join("chromium")) {
-        return Some(PathBuf::from(p.trim()));
-    }
-    match std::fs::read_to_string(dir.join("UNAVAILABLE")) {
-        Ok(why) => {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED: no Chromium for the browser test:\n{why}");
-            None
-        }
-        Err(_) => panic!("no Chromium for the browser test: run `bash tests/setup.sh`"),
-    }
-}
-
 /// Headless Chromium's screenshot of `url`, and what it logged to the console.
 fn screenshot(chromium: &Path, url: &str, shot: &Path, size: &str) -> (image::RgbImage, Vec<String>) {
     let profile = tempfile::tempdir().unwrap();

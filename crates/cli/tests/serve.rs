@@ -349,3 +349,47 @@ fn a_full_queue_answers_503_and_sigterm_finishes_what_is_in_flight() {
     });
     assert!(ureq::get(&format!("{}/healthz", url.trim_end_matches("/v1/predict"))).call().is_err());
 }
+
+#[test]
+fn the_page_classifies_picked_photos_in_chromium() {
+    let Some(chromium) = playwright() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let photos = val_photos(2);
+    let not_a_photo = t.path().join("notes.txt");
+    std::fs::write(&not_a_photo, "not a photo").unwrap();
+    let out = succeeds(retrain(t.path()).arg("predict").arg(&m).args(&photos).args(["--top", "1", "--format", "json"]));
+    let expected: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let server = Server::start(t.path(), &[&m], &[]);
+    let shot = t.path().join("page.png");
+    let out = succeeds(
+        std::process::Command::new("node")
+            .arg(root().join("tests/browser/serve_page.cjs"))
+            .arg(&chromium)
+            .arg(&server.url)
+            .arg(&shot)
+            .args(&photos)
+            .arg(&not_a_photo),
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cards = seen["cards"].as_array().unwrap();
+    assert_eq!(cards.len(), photos.len() + 1);
+    for (p, want) in photos.iter().zip(expected["predictions"].as_array().unwrap()) {
+        let name = p.file_name().unwrap().to_str().unwrap();
+        let card = cards.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no card for {name}: {seen}"));
+        assert_eq!(card["top"], want["top"][0]["class"], "{name}");
+        let shown = format!("{:.1}%", 100.0 * want["top"][0]["probability"].as_f64().unwrap());
+        assert_eq!(card["shown"], shown.as_str(), "{name}");
+        assert_eq!(card["imageLoaded"], true, "{name}");
+    }
+    let bad = cards.iter().find(|c| c["name"] == "notes.txt").unwrap();
+    assert_eq!(bad["error"], "notes.txt: not an image (unrecognised format)");
+    // The only problem the browser saw is that refused file's 400.
+    let problems: Vec<&str> = seen["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert!(problems.iter().all(|p| p.contains("status of 400")) && problems.len() == 1, "{problems:?}");
+    let img = image::open(&shot).unwrap().to_rgb8();
+    let colours: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+    assert!(colours.len() > 5_000, "the page shows no photos: {} colours", colours.len());
+    assert!(server.stop().success());
+}

@@ -140,3 +140,39 @@ pub fn synthetic_weights(dir: &Path, model: &str) -> PathBuf {
     std::fs::write(&w, safetensors::serialize(views, None).unwrap()).unwrap();
     w
 }
+
+/// What `tests/setup.sh` could not install for the browser tests, printed (past the test
+/// harness's capture) when a test skips for it; if the script never ran, the test fails.
+fn browser_unavailable() -> Option<PathBuf> {
+    match std::fs::read_to_string(root().join(".browser/UNAVAILABLE")) {
+        Ok(why) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED: no browser for this test:\n{why}");
+            None
+        }
+        Err(_) => panic!("no Chromium for the browser tests: run `bash tests/setup.sh`"),
+    }
+}
+
+/// The headless Chromium `tests/setup.sh` found (or `RETRAIN_CHROMIUM`); `None`, said why,
+/// where it could not be had.
+pub fn chromium() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("RETRAIN_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    match std::fs::read_to_string(root().join(".browser/chromium")) {
+        Ok(p) => Some(PathBuf::from(p.trim())),
+        Err(_) => browser_unavailable(),
+    }
+}
+
+/// Chromium and Node.js with `playwright-core` (installed by `tests/setup.sh` into
+/// `.browser/node_modules`), for tests that drive a page.
+pub fn playwright() -> Option<PathBuf> {
+    let chromium = chromium()?;
+    if root().join(".browser/node_modules/playwright-core/package.json").exists() {
+        Some(chromium)
+    } else {
+        browser_unavailable()
+    }
+}

@@ -1,0 +1,32 @@
+// Drives `retrain serve`'s page in headless Chromium as a person would: picks photos in the
+// file input, waits for each card's bars, prints what the page shows as JSON, screenshots it.
+// usage: node serve_page.cjs CHROMIUM URL SCREENSHOT.png PHOTO...
+"use strict";
+const path = require("path");
+const { chromium } = require(path.join(__dirname, "../../.browser/node_modules/playwright-core"));
+
+(async () => {
+  const [exe, url, shot, ...photos] = process.argv.slice(2);
+  const browser = await chromium.launch({
+    executablePath: exe,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
+  const problems = [];
+  page.on("console", (m) => { if (m.type() === "error" || m.type() === "warning") problems.push(m.text()); });
+  page.on("pageerror", (e) => problems.push(String(e)));
+  page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()}`));
+  await page.goto(url);
+  await page.setInputFiles("#file", photos);
+  await page.waitForFunction((n) => document.querySelectorAll(".card .row.first, .card .error").length >= n, photos.length, { timeout: 30000 });
+  const cards = await page.$$eval(".card", (cs) => cs.map((c) => ({
+    name: c.querySelector(".name").textContent,
+    top: c.querySelector(".row.first") && c.querySelector(".row.first").dataset.class,
+    shown: c.querySelector(".row.first .p") && c.querySelector(".row.first .p").textContent,
+    error: c.querySelector(".error") && c.querySelector(".error").textContent,
+    imageLoaded: c.querySelector("img").complete && c.querySelector("img").naturalWidth > 0,
+  })));
+  await page.screenshot({ path: shot, fullPage: true });
+  await browser.close();
+  console.log(JSON.stringify({ cards, problems }));
+})().catch((e) => { console.error(e); process.exit(1); });
