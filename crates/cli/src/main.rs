@@ -315,6 +315,11 @@ enum Command {
         #[command(flatten)]
         input: InputArgs,
     },
+    /// Write a model for a serving engine (see `retrain export triton --help`).
+    Export {
+        #[command(subcommand)]
+        target: ExportTarget,
+    },
     /// List the backbones retrain knows.
     Models {
         #[command(subcommand)]
@@ -468,6 +473,25 @@ where
 /// A whole number in `lo..=hi`.
 fn count(lo: u64, hi: u64) -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(lo..=hi)
+}
+
+#[derive(Subcommand)]
+enum ExportTarget {
+    /// A Triton model repository (DIR/NAME/1/model.onnx, config.pbtxt, labels.txt) and a KServe
+    /// InferenceService YAML beside it. Run it with `tritonserver --model-repository DIR`.
+    Triton {
+        model: PathBuf,
+        dir: PathBuf,
+        /// Triton's max_batch_size.
+        #[arg(long, default_value_t = 32, value_parser = count(1, 4096))]
+        max_batch: usize,
+        /// Triton's dynamic batching delay, in milliseconds.
+        #[arg(long, default_value_t = 2, value_parser = count(0, 10_000))]
+        batch_wait_ms: usize,
+        /// Where KServe will find the repository (a copy of DIR).
+        #[arg(long, default_value = "pvc://retrain-models")]
+        storage_uri: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -788,6 +812,23 @@ fn run(cli: Cli) -> Result<()> {
                 let _ = std::io::stdout().flush();
             })
             .context("retrain serve")?;
+        }
+        Command::Export { target: ExportTarget::Triton { model, dir, max_batch, batch_wait_ms, storage_uri } } => {
+            let opts =
+                retrain_serve::TritonOptions { max_batch, queue_delay_us: batch_wait_ms as u64 * 1000, storage_uri };
+            let e = retrain_serve::export_triton(&model, &dir, &opts).context("retrain export triton")?;
+            if !cli.quiet {
+                println!(
+                    "wrote {}, {} and {}\nrun: tritonserver --model-repository {}\nKServe: copy {} to {}, then kubectl apply -f {}",
+                    e.model.display(),
+                    e.config.display(),
+                    e.labels.display(),
+                    dir.display(),
+                    dir.display(),
+                    opts.storage_uri,
+                    e.inference_service.display()
+                );
+            }
         }
         Command::Eval { model, data_dir, format, input } => {
             let mut c = retrain::model::Classifier::open(&model, threads)?;

@@ -14,26 +14,6 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_retrain");
 
-/// The deploy tools' Python (`bash deploy/setup.sh`), if it has `module`. When PyPI could not be
-/// reached, the reason setup.sh wrote is printed (past the test harness's capture) and the test
-/// skips; when setup.sh was never run, the test fails saying so.
-fn deploy_python(module: &str) -> Option<PathBuf> {
-    let venv = root().join(".venv-deploy");
-    let python = venv.join("bin/python");
-    let has = |p: &Path| Command::new(p).args(["-c", &format!("import {module}")]).status().is_ok_and(|s| s.success());
-    if python.exists() && has(&python) {
-        return Some(python);
-    }
-    match std::fs::read_to_string(venv.join("UNAVAILABLE")) {
-        Ok(why) => {
-            let mut err = std::io::stderr();
-            let _ = writeln!(err, "SKIPPED: `{module}` could not be installed by deploy/setup.sh:\n{why}");
-            None
-        }
-        Err(_) => panic!("`{module}` is not installed for the deploy tests: run `bash deploy/setup.sh`"),
-    }
-}
-
 fn reference(t: &Path, data: &Path) -> Vec<u8> {
     let out = t.join("reference.onnx");
     succeeds(&mut train(t, data, &out, &["--no-cache"]));

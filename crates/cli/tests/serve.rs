@@ -393,3 +393,89 @@ fn the_page_classifies_picked_photos_in_chromium() {
     assert!(colours.len() > 5_000, "the page shows no photos: {} colours", colours.len());
     assert!(server.stop().success());
 }
+
+#[test]
+fn the_triton_export_parses_with_tritons_schema_and_tritons_client_talks_to_serve() {
+    let Some(python) = deploy_python("tritonclient.grpc") else { return };
+    let t = tempfile::tempdir().unwrap();
+    // A name KServe would refuse as is: the service name is made a DNS label.
+    let m = t.path().join("Hym_Ants.onnx");
+    succeeds(&mut train(t.path(), &shared("data/hymenoptera"), &m, &[]));
+    let repo = t.path().join("repo");
+    succeeds(
+        retrain(t.path()).args(["export", "triton"]).arg(&m).arg(&repo).args(["--storage-uri", "s3://bucket/models/"]),
+    );
+    let dir = repo.join("Hym_Ants");
+    assert_eq!(
+        std::fs::read(dir.join("1/model.onnx")).unwrap(),
+        std::fs::read(&m).unwrap(),
+        "the model file is copied unchanged"
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("labels.txt")).unwrap(), "ants\nbees\n");
+
+    let server = Server::start(t.path(), &[&m], &[]);
+    let out = succeeds(
+        std::process::Command::new(python)
+            .arg(root().join("tests/python/triton_check.py"))
+            .arg(dir.join("config.pbtxt"))
+            .arg(repo.join("Hym_Ants.inferenceservice.yaml"))
+            .arg(server.url.trim_start_matches("http://"))
+            .args(["Hym_Ants", "2"]),
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // Triton's ModelConfig, as Triton reads it.
+    let c = &seen["config"];
+    assert_eq!(c["name"], "Hym_Ants");
+    assert_eq!(c["platform"], "onnxruntime_onnx");
+    assert_eq!(c["max_batch_size"], 32);
+    assert_eq!(
+        c["input"],
+        serde_json::json!([{"name": "image", "data_type": "TYPE_UINT8", "dims": ["224", "224", "3"]}])
+    );
+    assert_eq!(c["dynamic_batching"]["max_queue_delay_microseconds"], "2000");
+    let outputs = c["output"].as_array().unwrap();
+    let probabilities = outputs.iter().find(|o| o["name"] == "probabilities").unwrap();
+    assert_eq!(probabilities["label_filename"], "labels.txt");
+    // The outputs Triton would serve are those `retrain serve` describes.
+    let meta = seen["metadata"]["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), meta.len());
+    for o in outputs {
+        let served = meta.iter().find(|s| s["name"] == o["name"]).unwrap();
+        assert_eq!(o["data_type"], "TYPE_FP32");
+        let dims: Vec<i64> =
+            o["dims"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().parse().unwrap()).collect();
+        assert_eq!(served["shape"], serde_json::json!([-1, dims[0]]), "{o}");
+    }
+
+    // The KServe InferenceService.
+    let s = &seen["service"];
+    assert_eq!(s["apiVersion"], "serving.kserve.io/v1beta1");
+    assert_eq!(s["kind"], "InferenceService");
+    assert_eq!(s["metadata"]["name"], "hym-ants");
+    let model = &s["spec"]["predictor"]["model"];
+    assert_eq!(model["modelFormat"]["name"], "triton");
+    assert_eq!(model["protocolVersion"], "v2");
+    assert_eq!(model["storageUri"], "s3://bucket/models");
+
+    // Triton's HTTP client against `retrain serve`: the answers, JSON or binary, are ONNX
+    // Runtime's on the same tensor.
+    assert_eq!(seen["live"], true);
+    assert_eq!(seen["ready"], true);
+    let pixels: Vec<u8> = (0..2 * 224 * 224 * 3).map(|i: usize| (i * 7 % 256) as u8).collect();
+    let (bytes, _) = retrain::model::read(&m).unwrap();
+    let direct = retrain_features::Session::new(&bytes, "test", 1).unwrap().run(pixels, 2, 224).unwrap();
+    for mode in ["json", "binary"] {
+        for (name, _, want) in &direct {
+            let got: Vec<f64> = seen["answers"][mode][name]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+                .collect();
+            assert_eq!(got.len(), want.len(), "{mode} {name}");
+            assert!(got.iter().zip(want).all(|(a, b)| (a - *b as f64).abs() < 1e-4), "{mode} {name}");
+        }
+    }
+    assert!(server.stop().success());
+}

@@ -3,8 +3,10 @@
 //! with the same `.onnx`: `image`, UINT8 `[n, H, W, 3]`, already resized and cropped.
 
 use crate::{ApiError, Shared};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -53,6 +55,8 @@ pub struct InferRequest {
     id: Option<String>,
     inputs: Vec<Input>,
     outputs: Option<Vec<Wanted>>,
+    #[serde(default)]
+    parameters: Parameters,
 }
 
 #[derive(Deserialize)]
@@ -60,32 +64,62 @@ struct Input {
     name: String,
     datatype: String,
     shape: Vec<i64>,
+    #[serde(default)]
     data: Value,
+    #[serde(default)]
+    parameters: Parameters,
 }
 
 #[derive(Deserialize)]
 struct Wanted {
     name: String,
+    #[serde(default)]
+    parameters: Parameters,
 }
+
+/// The binary tensor extension's parameters (Triton's clients use it by default).
+#[derive(Deserialize, Default)]
+struct Parameters {
+    binary_data_size: Option<usize>,
+    binary_data: Option<bool>,
+    binary_data_output: Option<bool>,
+}
+
+/// The header that says how much of the body is JSON, the rest being binary tensors.
+const HEADER_LENGTH: &str = "inference-header-content-length";
 
 pub async fn infer_version(
     State(app): State<Shared>,
     Path((name, _version)): Path<(String, String)>,
-    body: Result<Json<InferRequest>, axum::extract::rejection::JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    infer(State(app), Path(name), body).await
+    infer(State(app), Path(name), headers, body).await
 }
 
+/// `POST /v2/models/NAME/infer`: JSON tensors, or the binary tensor extension; any content type,
+/// as Triton's own clients send none.
 pub async fn infer(
     State(app): State<Shared>,
     Path(name): Path<String>,
-    body: Result<Json<InferRequest>, axum::extract::rejection::JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
-        let Json(req) = body.map_err(|r| {
-            let status = r.status();
-            ApiError::new(status, format!("the body is not a v2 inference request: {}", r.body_text()))
-        })?;
+        let body = body.map_err(ApiError::rejected)?;
+        let json_len = match headers.get(HEADER_LENGTH) {
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|&n| n <= body.len())
+                .ok_or_else(|| ApiError::bad(format!("{HEADER_LENGTH} is not a length within the body")))?,
+            None => body.len(),
+        };
+        let req: InferRequest = serde_json::from_slice(&body[..json_len])
+            .map_err(|e| ApiError::bad(format!("the body is not a v2 inference request: {e}")))?;
+        // The one input's bytes, when sent binary.
+        let binary = &body[json_len..];
         let m = app.model(&name)?;
         let c = m.crop();
         let [input] = req.inputs.as_slice() else {
@@ -102,7 +136,16 @@ pub async fn infer(
             s => return Err(ApiError::bad(format!("`image` has shape [n, {c}, {c}, 3] with n ≥ 1; got {s:?}"))),
         };
         let mut pixels = Vec::with_capacity(n * c * c * 3);
-        flatten(&input.data, &mut pixels)?;
+        match input.parameters.binary_data_size {
+            Some(size) if size <= binary.len() => pixels.extend_from_slice(&binary[..size]),
+            Some(size) => {
+                return Err(ApiError::bad(format!(
+                    "binary_data_size {size} is more than the {} bytes sent",
+                    binary.len()
+                )))
+            }
+            None => flatten(&input.data, &mut pixels)?,
+        }
         if pixels.len() != n * c * c * 3 {
             return Err(ApiError::bad(format!(
                 "`image` of shape {:?} needs {} values; got {}",
@@ -111,7 +154,8 @@ pub async fn infer(
                 pixels.len()
             )));
         }
-        let wanted: Vec<String> = match &req.outputs {
+        let all_binary = req.parameters.binary_data_output.unwrap_or(false);
+        let wanted: Vec<(String, bool)> = match &req.outputs {
             Some(w) if !w.is_empty() => {
                 for o in w {
                     if !m.outputs.iter().any(|(k, _)| *k == o.name) {
@@ -119,27 +163,49 @@ pub async fn infer(
                         return Err(ApiError::bad(format!("no output `{}` (outputs: {})", o.name, known.join(", "))));
                     }
                 }
-                w.iter().map(|o| o.name.clone()).collect()
+                w.iter().map(|o| (o.name.clone(), o.parameters.binary_data.unwrap_or(all_binary))).collect()
             }
-            _ => m.outputs.iter().map(|(k, _)| k.clone()).collect(),
+            _ => m.outputs.iter().map(|(k, _)| (k.clone(), all_binary)).collect(),
         };
         let rows = app.run(m, pixels, n).await?;
+        let mut tail = Vec::new();
         let outputs: Vec<Value> = wanted
             .iter()
-            .map(|o| {
+            .map(|(o, binary)| {
                 let data: Vec<f32> = rows.iter().flat_map(|r| r[o].iter().copied()).collect();
-                json!({ "name": o, "datatype": "FP32", "shape": [n, data.len() / n], "data": data })
+                let shape = json!([n, data.len() / n]);
+                if *binary {
+                    let before = tail.len();
+                    tail.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+                    let size = tail.len() - before;
+                    json!({ "name": o, "datatype": "FP32", "shape": shape, "parameters": { "binary_data_size": size } })
+                } else {
+                    json!({ "name": o, "datatype": "FP32", "shape": shape, "data": data })
+                }
             })
             .collect();
         let mut answer = json!({ "model_name": m.name, "model_version": "1", "outputs": outputs });
         if let Some(id) = req.id {
             answer["id"] = json!(id);
         }
-        Ok(Json(answer))
+        if tail.is_empty() {
+            return Ok(Json(answer).into_response());
+        }
+        let mut body = serde_json::to_vec(&answer).unwrap_or_default();
+        let json_len = body.len();
+        body.extend(tail);
+        Ok((
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (HeaderName::from_static(HEADER_LENGTH), json_len.to_string()),
+            ],
+            body,
+        )
+            .into_response())
     }
     .await;
     match result {
-        Ok(j) => j.into_response(),
+        Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }

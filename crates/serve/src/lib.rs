@@ -7,10 +7,12 @@
 mod batcher;
 mod kserve;
 mod metrics;
+mod triton;
 mod v1;
 
 pub use batcher::Batching;
 pub use metrics::Metrics;
+pub use triton::{export as export_triton, Exported, TritonOptions};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -36,6 +38,8 @@ pub enum ServeError {
     Session { path: PathBuf, source: retrain_features::FeatureError },
     #[error("{a} and {b} would both be served as `{name}` (a model is named by its file stem): rename one")]
     SameName { name: String, a: PathBuf, b: PathBuf },
+    #[error("{path}: cannot write: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
     #[error("no model to serve")]
     NoModel,
     #[error("cannot listen on {addr}: {source}")]
