@@ -1,5 +1,5 @@
 // Drives `retrain serve`'s page in headless Chromium as a person would: picks photos in the
-// file input, waits for each card's bars, prints what the page shows as JSON, screenshots it.
+// file input, waits for each card's bars, classifies a frame of a (synthetic) camera, prints what the page shows as JSON, screenshots it.
 // usage: node serve_page.cjs CHROMIUM URL SCREENSHOT.png PHOTO...
 "use strict";
 const path = require("path");
@@ -9,7 +9,9 @@ const { chromium } = require(path.join(__dirname, "../../.browser/node_modules/p
   const [exe, url, shot, ...photos] = process.argv.slice(2);
   const browser = await chromium.launch({
     executablePath: exe,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      // A synthetic camera (Chromium's test pattern), granted without a prompt.
+      "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
   });
   const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
   const problems = [];
@@ -19,6 +21,11 @@ const { chromium } = require(path.join(__dirname, "../../.browser/node_modules/p
   await page.goto(url);
   await page.setInputFiles("#file", photos);
   await page.waitForFunction((n) => document.querySelectorAll(".card .row.first, .card .error").length >= n, photos.length, { timeout: 30000 });
+  // The camera: one frame classified.
+  await page.click("#cam");
+  await page.waitForFunction(() => document.getElementById("video").videoWidth > 0, null, { timeout: 15000 });
+  await page.click("#snap");
+  await page.waitForFunction((n) => document.querySelectorAll(".card .row.first, .card .error").length >= n, photos.length + 1, { timeout: 30000 });
   const cards = await page.$$eval(".card", (cs) => cs.map((c) => ({
     name: c.querySelector(".name").textContent,
     top: c.querySelector(".row.first") && c.querySelector(".row.first").dataset.class,
