@@ -19,8 +19,11 @@ const { chromium } = require(path.join(__dirname, "../../.browser/node_modules/p
   page.on("pageerror", (e) => problems.push(String(e)));
   page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()}`));
   await page.goto(url);
+  await page.check("#heat");
   await page.setInputFiles("#file", photos);
   await page.waitForFunction((n) => document.querySelectorAll(".card .row.first, .card .error").length >= n, photos.length, { timeout: 30000 });
+  // Heatmaps for the photos (not for the file that is not one).
+  await page.waitForFunction((n) => document.querySelectorAll(".card img.heat").length >= n, photos.length - 1, { timeout: 30000 });
   // The camera: one frame classified.
   await page.click("#cam");
   await page.waitForFunction(() => document.getElementById("video").videoWidth > 0, null, { timeout: 15000 });
@@ -32,6 +35,8 @@ const { chromium } = require(path.join(__dirname, "../../.browser/node_modules/p
     shown: c.querySelector(".row.first .p") && c.querySelector(".row.first .p").textContent,
     error: c.querySelector(".error") && c.querySelector(".error").textContent,
     imageLoaded: c.querySelector("img").complete && c.querySelector("img").naturalWidth > 0,
+    heatmap: c.querySelector("img").classList.contains("heat") ? c.querySelector("img").naturalWidth : null,
+    seen: c.querySelector(".seen") && c.querySelector(".seen").textContent,
   })));
   await page.screenshot({ path: shot, fullPage: true });
   await browser.close();

@@ -13,18 +13,6 @@ fn hymenoptera_model(t: &Path, extra: &[&str]) -> PathBuf {
     out
 }
 
-/// The first `n` validation photos of each class.
-fn val_photos(n: usize) -> Vec<PathBuf> {
-    let mut all = Vec::new();
-    for class in ["ants", "bees"] {
-        let mut files: Vec<PathBuf> =
-            std::fs::read_dir(shared("data/hymenoptera/val").join(class)).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        all.extend(files.into_iter().take(n));
-    }
-    all
-}
-
 /// A crop with the pixels `hide` marks painted grey.
 fn masked(crop: &[u8], hide: &[bool]) -> Vec<u8> {
     let mut out = crop.to_vec();
@@ -84,7 +72,7 @@ fn hiding_the_hottest_fifth_hurts_the_class_far_more_than_a_random_fifth() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let model = hymenoptera_model(t, &[]);
-    let photos = val_photos(15);
+    let photos = hymenoptera_val(15);
     for occlusion in [false, true] {
         let mut ex = Explainer::open(&model, 2, occlusion).unwrap();
         let (hot, random, wins) = deletion(&mut ex, &photos);
@@ -103,7 +91,7 @@ fn explain_writes_a_picture_and_json_per_photo_for_an_int8_model() {
     let model = hymenoptera_model(t, &["--precision", "int8"]);
     let photos = t.join("photos");
     std::fs::create_dir_all(&photos).unwrap();
-    for p in val_photos(2) {
+    for p in hymenoptera_val(2) {
         std::fs::copy(&p, photos.join(p.file_name().unwrap())).unwrap();
     }
     std::fs::write(photos.join("broken.jpg"), b"\xff\xd8\xff not really").unwrap();
@@ -150,7 +138,7 @@ fn explain_writes_a_picture_and_json_per_photo_for_an_int8_model() {
     assert!(!o.status.success() && err.contains("no class `wasps`") && err.contains("ants, bees"), "{err}");
 
     // What the layers see: MobileNetV2's five stages, early (large maps, few channels) to late.
-    let photo = &val_photos(1)[1];
+    let photo = &hymenoptera_val(1)[1];
     let layers = t.join("layers");
     let o = succeeds(
         retrain(t).args(["explain", "--layers", "--format", "json"]).arg(&model).arg(photo).arg("--out").arg(&layers),

@@ -106,17 +106,6 @@ fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
-fn val_photos(n: usize) -> Vec<PathBuf> {
-    let mut all = Vec::new();
-    for class in ["ants", "bees"] {
-        let mut files: Vec<PathBuf> =
-            std::fs::read_dir(shared("data/hymenoptera/val").join(class)).unwrap().map(|e| e.unwrap().path()).collect();
-        files.sort();
-        all.extend(files.into_iter().take(n));
-    }
-    all
-}
-
 fn probabilities(predictions: &Value) -> Vec<(String, f64)> {
     predictions
         .as_array()
@@ -140,7 +129,7 @@ fn model(t: &Path) -> PathBuf {
 fn answers_equal_predict_and_onnx_runtime_and_bad_requests_get_reasons() {
     let t = tempfile::tempdir().unwrap();
     let m = model(t.path());
-    let photos = val_photos(3);
+    let photos = hymenoptera_val(3);
     let server = Server::start(t.path(), &[&m], &["--max-body", "3", "--max-pixels", "4000000"]);
     let u = &server.url;
 
@@ -166,6 +155,17 @@ fn answers_equal_predict_and_onnx_runtime_and_bad_requests_get_reasons() {
     assert!(close(&probabilities(&r[0]["predictions"]), &probabilities(&expected["predictions"][0]["top"])));
     assert!(r[1]["error"].as_str().unwrap().contains("notes.txt: not an image"), "{}", r[1]);
     assert!(close(&probabilities(&r[2]["predictions"]), &probabilities(&expected["predictions"][4]["top"])));
+
+    // Where it looked: the heatmap of the top class over the crop, and the picture of it.
+    let (status, got, _) = post(&format!("{u}/v1/explain"), "image/jpeg", &a);
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["class"], expected["predictions"][0]["top"][0]["class"]);
+    assert_eq!(got["method"], "class activation map");
+    assert_eq!(got["crop"]["size"], serde_json::json!([224, 224]));
+    assert_eq!(got["heatmap"].as_array().unwrap().len(), 7);
+    assert!(got["overlay"].as_str().unwrap().starts_with("data:image/jpeg;base64,/9j/"));
+    let (status, got, _) = post(&format!("{u}/v1/models/hym/explain?class=bees"), "image/jpeg", &a);
+    assert_eq!((status, got["class"].as_str()), (200, Some("bees")));
 
     // KServe v2: metadata, and infer on the prepared tensor equals ONNX Runtime on it.
     assert_eq!(get(&format!("{u}/v2/health/live")).0, 200);
@@ -234,6 +234,8 @@ fn answers_equal_predict_and_onnx_runtime_and_bad_requests_get_reasons() {
         .unwrap();
     bad("/v1/predict", "image/png", &huge, 413, "image too large");
     bad("/v1/models/nope/predict", "image/jpeg", &a, 404, "no model `nope` (served: hym)");
+    bad("/v1/explain?class=wasps", "image/jpeg", &a, 400, "wasps");
+    bad("/v1/explain", "image/jpeg", b"just some text", 400, "not an image");
     bad("/v2/models/hym/infer", "application/json", b"{not json", 400, "not a v2 inference request");
     let wrong_shape = serde_json::json!({"inputs": [{"name": "image", "datatype": "UINT8", "shape": [1, 3, 3, 3], "data": vec![0u8; 27]}]});
     bad("/v2/models/hym/infer", "application/json", wrong_shape.to_string().as_bytes(), 400, "[n, 224, 224, 3]");
@@ -261,8 +263,15 @@ fn answers_equal_predict_and_onnx_runtime_and_bad_requests_get_reasons() {
 fn sixteen_clients_are_all_answered_in_batches_with_memory_flat() {
     let t = tempfile::tempdir().unwrap();
     let m = model(t.path());
-    let photos: Vec<Vec<u8>> = val_photos(8).iter().map(|p| std::fs::read(p).unwrap()).collect();
-    let server = Server::start(t.path(), &[&m], &[]);
+    let photos: Vec<Vec<u8>> = hymenoptera_val(8).iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let server = Server::start(t.path(), &[&m], &["--max-batch", "16"]);
+    // One batch of the largest size first: ONNX Runtime's arena grows to it once, so what is
+    // measured below is growth per request, not the arena reaching its size.
+    let grey = serde_json::json!({"inputs": [{"name": "image", "datatype": "UINT8", "shape": [16, 224, 224, 3], "data": vec![128u8; 16 * 224 * 224 * 3]}]});
+    assert_eq!(
+        post(&format!("{}/v2/models/hym/infer", server.url), "application/json", grey.to_string().as_bytes()).0,
+        200
+    );
     let url = format!("{}/v1/predict?top=1", server.url);
     let single: Vec<Value> = photos.iter().map(|p| post(&url, "image/jpeg", p).1["predictions"].clone()).collect();
 
@@ -311,7 +320,7 @@ fn sixteen_clients_are_all_answered_in_batches_with_memory_flat() {
 fn a_full_queue_answers_503_and_sigterm_finishes_what_is_in_flight() {
     let t = tempfile::tempdir().unwrap();
     let m = model(t.path());
-    let photo = std::fs::read(&val_photos(1)[0]).unwrap();
+    let photo = std::fs::read(&hymenoptera_val(1)[0]).unwrap();
 
     // One request may wait while a batch runs: a burst of 16 finds the queue full.
     let server = Server::start(t.path(), &[&m], &["--max-queue", "1", "--max-batch", "1"]);
@@ -355,7 +364,7 @@ fn the_page_classifies_picked_photos_in_chromium() {
     let Some(chromium) = playwright() else { return };
     let t = tempfile::tempdir().unwrap();
     let m = model(t.path());
-    let photos = val_photos(2);
+    let photos = hymenoptera_val(2);
     let not_a_photo = t.path().join("notes.txt");
     std::fs::write(&not_a_photo, "not a photo").unwrap();
     let out = succeeds(retrain(t.path()).arg("predict").arg(&m).args(&photos).args(["--top", "1", "--format", "json"]));
@@ -382,10 +391,16 @@ fn the_page_classifies_picked_photos_in_chromium() {
     for (p, want) in photos.iter().zip(expected["predictions"].as_array().unwrap()) {
         let name = p.file_name().unwrap().to_str().unwrap();
         let card = cards.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no card for {name}: {seen}"));
+        let note = format!(
+            "Bright: where it sees \"{}\" (class activation map), on the crop the model saw.",
+            want["top"][0]["class"].as_str().unwrap()
+        );
+        assert_eq!(card["seen"], note.as_str());
         assert_eq!(card["top"], want["top"][0]["class"], "{name}");
         let shown = format!("{:.1}%", 100.0 * want["top"][0]["probability"].as_f64().unwrap());
         assert_eq!(card["shown"], shown.as_str(), "{name}");
         assert_eq!(card["imageLoaded"], true, "{name}");
+        assert_eq!(card["heatmap"], 224, "{name}: the heatmap over the 224×224 crop");
     }
     let bad = cards.iter().find(|c| c["name"] == "notes.txt").unwrap();
     assert_eq!(bad["error"], "notes.txt: not an image (unrecognised format)");
@@ -482,4 +497,26 @@ fn the_triton_export_parses_with_tritons_schema_and_tritons_client_talks_to_serv
         }
     }
     assert!(server.stop().success());
+}
+
+#[test]
+fn every_interface_is_served_only_with_a_warning() {
+    let t = tempfile::tempdir().unwrap();
+    let m = model(t.path());
+    let mut child = retrain(t.path())
+        .arg("serve")
+        .arg(&m)
+        .args(["--host", "0.0.0.0", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on http://0.0.0.0:"), "{line}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("warning: listening on every network interface: anyone who can reach this machine"), "{err}");
 }

@@ -159,50 +159,64 @@ impl Explainer {
         for chunk in files.chunks(BATCH) {
             let loaded: Vec<_> = chunk.par_iter().map(|p| retrain_pixels::load(p, g, limits)).collect();
             let ok: Vec<&[u8]> = loaded.iter().filter_map(|r| r.as_ref().ok().map(Vec::as_slice)).collect();
-            let mut done = match &self.method {
-                Method::Cam { .. } if !ok.is_empty() => self.cam(&ok, class)?,
-                Method::Occlusion { features, .. } if !ok.is_empty() && !self.heatmaps => {
-                    let features = features.clone();
-                    let (logits, f) = self.run(&ok, features.as_deref())?;
-                    let dim = f.as_ref().map_or(0, |(_, d)| d.len() / ok.len().max(1));
-                    logits
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, l)| {
-                            let row = f.as_ref().map(|(_, d)| d[i * dim..(i + 1) * dim].to_vec());
-                            (class.unwrap_or_else(|| argmax(&l)), l, Vec::new(), row)
-                        })
-                        .collect()
-                }
-                Method::Occlusion { grid, .. } if !ok.is_empty() => {
-                    let grid = *grid;
-                    ok.iter().map(|c| self.occlusion(c, class, grid)).collect::<Result<Vec<_>>>()?
-                }
-                _ => Vec::new(),
-            }
-            .into_iter();
+            let mut done = self.locate(&ok, class)?.into_iter();
             for (path, r) in chunk.iter().zip(loaded) {
-                out.push(r.map(|pixels| {
-                    let (class_index, logits, heatmap, features) = done.next().expect("one per decoded photo");
-                    let probabilities = retrain_head::softmax(&logits);
-                    let size = self.crop();
-                    Explanation {
-                        path: path.clone(),
-                        class: self.info.class_names[class_index].clone(),
-                        top: rank(&probabilities, &self.info.class_names, 3),
-                        heatmap,
-                        crop: Crop { size: [size, size] },
-                        method: self.method.name(),
-                        pixels,
-                        class_index,
-                        probabilities,
-                        features,
-                    }
-                }));
+                out.push(
+                    r.map(|pixels| self.explanation(path.clone(), pixels, done.next().expect("one per decoded photo"))),
+                );
                 progress.inc(1);
             }
         }
         Ok(out)
+    }
+
+    /// Explains one crop already prepared (crop×crop RGB), e.g. an uploaded photo; `name` is
+    /// what the explanation calls it.
+    pub fn explain_crop(&mut self, name: &Path, pixels: Vec<u8>, class: Option<usize>) -> Result<Explanation> {
+        let located = self.locate(&[&pixels], class)?.into_iter().next().expect("one per crop");
+        Ok(self.explanation(name.to_path_buf(), pixels, located))
+    }
+
+    fn locate(&mut self, ok: &[&[u8]], class: Option<usize>) -> Result<Vec<Located>> {
+        Ok(match &self.method {
+            Method::Cam { .. } if !ok.is_empty() => self.cam(ok, class)?,
+            Method::Occlusion { features, .. } if !ok.is_empty() && !self.heatmaps => {
+                let features = features.clone();
+                let (logits, f) = self.run(ok, features.as_deref())?;
+                let dim = f.as_ref().map_or(0, |(_, d)| d.len() / ok.len().max(1));
+                logits
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, l)| {
+                        let row = f.as_ref().map(|(_, d)| d[i * dim..(i + 1) * dim].to_vec());
+                        (class.unwrap_or_else(|| argmax(&l)), l, Vec::new(), row)
+                    })
+                    .collect()
+            }
+            Method::Occlusion { grid, .. } if !ok.is_empty() => {
+                let grid = *grid;
+                ok.iter().map(|c| self.occlusion(c, class, grid)).collect::<Result<Vec<_>>>()?
+            }
+            _ => Vec::new(),
+        })
+    }
+
+    fn explanation(&self, path: PathBuf, pixels: Vec<u8>, located: Located) -> Explanation {
+        let (class_index, logits, heatmap, features) = located;
+        let probabilities = retrain_head::softmax(&logits);
+        let size = self.crop();
+        Explanation {
+            path,
+            class: self.info.class_names[class_index].clone(),
+            top: rank(&probabilities, &self.info.class_names, 3),
+            heatmap,
+            crop: Crop { size: [size, size] },
+            method: self.method.name(),
+            pixels,
+            class_index,
+            probabilities,
+            features,
+        }
     }
 
     /// One forward pass for the batch; each map is Σ_k (W_ck − mean_j W_jk) A_k(y, x).

@@ -11,7 +11,7 @@ mod render;
 
 pub use cam::{margin, upsample, Crop, Explainer, Explanation, Method, GREY};
 pub use layers::{layers, render_filters, render_stage, Filters, Layers, Stage};
-pub use render::{colour, overlay, render};
+pub use render::{colour, jpeg_uri, overlay, png_uri, render};
 
 use std::path::PathBuf;
 

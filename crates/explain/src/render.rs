@@ -1,4 +1,5 @@
 use crate::cam::{upsample, Explanation};
+use base64::Engine;
 use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
 
@@ -103,6 +104,23 @@ pub(crate) fn draw_text(img: &mut RgbImage, x: u32, y: u32, s: &str, scale: u32,
             }
         }
     }
+}
+
+/// A photo as a data: URI (JPEG: photos and heatmaps are a tenth of their PNG size).
+pub fn jpeg_uri(img: &image::RgbImage, quality: u8) -> String {
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
+        .encode_image(img)
+        .expect("encoding into memory cannot fail");
+    format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// A picture with text or sharp edges (filters, layer strips) as a PNG data: URI.
+pub fn png_uri(img: &image::RgbImage) -> String {
+    let mut bytes = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .expect("encoding into memory cannot fail");
+    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 #[cfg(test)]

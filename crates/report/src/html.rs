@@ -2,7 +2,6 @@
 
 use crate::svg::{self, colour, Series};
 use crate::{file_name, Loss, Summary, Training};
-use base64::Engine;
 use retrain::report::Curves;
 use retrain_explain::{Explanation, Layers};
 use std::fmt::Write;
@@ -24,22 +23,7 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// A photo as a data: URI (JPEG: photos and heatmaps are a tenth of their PNG size).
-pub fn jpeg_uri(img: &image::RgbImage, quality: u8) -> String {
-    let mut bytes = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality)
-        .encode_image(img)
-        .expect("encoding into memory cannot fail");
-    format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
-}
-
-/// A picture with text or sharp edges (filters, layer strips) as a PNG data: URI.
-pub fn png_uri(img: &image::RgbImage) -> String {
-    let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .expect("encoding into memory cannot fail");
-    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
-}
+pub use retrain_explain::{jpeg_uri, png_uri};
 
 /// What the model file says about how it was made.
 pub struct About {

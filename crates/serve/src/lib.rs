@@ -74,6 +74,8 @@ pub struct Model {
     /// The model's outputs and their widths per image, in the graph's order.
     pub outputs: Vec<(String, usize)>,
     batcher: Batcher,
+    /// Opened on the first `/explain` request (its own ONNX Runtime session, unbatched).
+    explainer: std::sync::Mutex<Option<retrain_explain::Explainer>>,
 }
 
 impl Model {
@@ -88,6 +90,7 @@ struct App {
     decoders: Semaphore,
     limits: Limits,
     max_body: usize,
+    threads: usize,
     stopping: AtomicBool,
 }
 
@@ -193,7 +196,14 @@ pub fn serve(paths: &[PathBuf], cfg: Config, listening: impl FnOnce(SocketAddr))
         let crop = info.preprocess.crop as usize;
         let batcher = Batcher::start(bytes, name.clone(), crop, cfg.batching, metrics.clone())
             .map_err(|source| ServeError::Session { path: path.clone(), source })?;
-        models.push(Model { name, path: path.clone(), info, outputs: Vec::new(), batcher });
+        models.push(Model {
+            name,
+            path: path.clone(),
+            info,
+            outputs: Vec::new(),
+            batcher,
+            explainer: std::sync::Mutex::new(None),
+        });
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
@@ -215,6 +225,7 @@ pub fn serve(paths: &[PathBuf], cfg: Config, listening: impl FnOnce(SocketAddr))
             decoders: Semaphore::new(cfg.decoders.max(1)),
             limits: cfg.limits,
             max_body: cfg.max_body,
+            threads: cfg.batching.threads,
             stopping: AtomicBool::new(false),
         });
         let router = routes(app.clone(), &cfg);
@@ -222,11 +233,12 @@ pub fn serve(paths: &[PathBuf], cfg: Config, listening: impl FnOnce(SocketAddr))
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
+        let signalled = shutdown_signal()?;
         listening(listener.local_addr()?);
         let stop = app.clone();
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
-                shutdown_signal().await;
+                signalled.await;
                 stop.stopping.store(true, Ordering::SeqCst);
             })
             .await?;
@@ -244,6 +256,8 @@ fn routes(app: Shared, cfg: &Config) -> Router {
         .route("/v1/models", get(v1::models))
         .route("/v1/predict", post(v1::predict_default))
         .route("/v1/models/{name}/predict", post(v1::predict_named))
+        .route("/v1/explain", post(v1::explain_default))
+        .route("/v1/models/{name}/explain", post(v1::explain_named))
         .route("/v2", get(kserve::server))
         .route("/v2/health/live", get(|| async { StatusCode::OK }))
         .route("/v2/health/ready", get(kserve::ready))
@@ -286,23 +300,24 @@ async fn track(State(app): State<Shared>, req: Request, next: Next) -> Response 
     r
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and Ctrl-C, their handlers installed now (before the address is printed, so a
+/// signal sent as soon as it is seen stops the server gracefully rather than killing it).
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -2,8 +2,10 @@
 //! multipart/form-data), `GET /v1/models`, and the page at `/`.
 
 use crate::{ApiError, App, Model, Shared};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use retrain::predict::rank;
@@ -46,17 +48,90 @@ struct FileResult {
     error: Option<String>,
 }
 
-pub async fn predict_default(State(app): State<Shared>, q: Query<Top>, req: Request) -> Response {
+#[derive(Deserialize)]
+pub struct ExplainQuery {
+    class: Option<String>,
+}
+
+pub async fn explain_default(
+    State(app): State<Shared>,
+    q: Query<ExplainQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match only_model(&app) {
+        Ok(name) => explain(app, name, q.0.class, body).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn explain_named(
+    State(app): State<Shared>,
+    Path(name): Path<String>,
+    q: Query<ExplainQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    explain(app, name, q.0.class, body).await
+}
+
+/// Where in the photo the evidence for the class (default: the top one) is: the heatmap over the
+/// crop the model saw, and that crop with the heatmap blended over it as a data: URI.
+async fn explain(app: Shared, name: String, class: Option<String>, body: Result<Bytes, BytesRejection>) -> Response {
+    let result: Result<serde_json::Value, ApiError> = async {
+        let body = body.map_err(ApiError::rejected)?;
+        app.model(&name)?;
+        let index = app.models.iter().position(|m| m.name == name).expect("found above");
+        let pixels = app.prepare(&app.models[index], body, "request body".into()).await?;
+        let shared = app.clone();
+        tokio::task::spawn_blocking(move || {
+            let model = &shared.models[index];
+            let mut slot = model.explainer.lock().map_err(|_| ApiError::unavailable("the explainer failed"))?;
+            if slot.is_none() {
+                let opened = retrain_explain::Explainer::open(&model.path, shared.threads, false)
+                    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                *slot = Some(opened);
+            }
+            let ex = slot.as_mut().expect("opened above");
+            let class = class.map(|c| ex.class_index(&c)).transpose().map_err(|e| ApiError::bad(e.to_string()))?;
+            let e = ex
+                .explain_crop(std::path::Path::new("request body"), pixels, class)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            Ok(json!({
+                "model": model.name,
+                "class": e.class,
+                "method": e.method,
+                "predictions": e.top,
+                "heatmap": e.heatmap,
+                "crop": e.crop,
+                "overlay": retrain_explain::jpeg_uri(&retrain_explain::overlay(&e), 88),
+            }))
+        })
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("explaining failed: {e}")))?
+    }
+    .await;
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The one model's name, or why `/v1/...` without a name does not say which.
+fn only_model(app: &App) -> Result<String, ApiError> {
     if app.models.len() > 1 {
         let names: Vec<&str> = app.models.iter().map(|m| m.name.as_str()).collect();
-        return ApiError::bad(format!(
-            "several models are served: POST to /v1/models/NAME/predict (NAME: {})",
+        return Err(ApiError::bad(format!(
+            "several models are served: use /v1/models/NAME/... (NAME: {})",
             names.join(", ")
-        ))
-        .into_response();
+        )));
     }
-    let name = app.models[0].name.clone();
-    predict(app, &name, q.top, req).await
+    Ok(app.models[0].name.clone())
+}
+
+pub async fn predict_default(State(app): State<Shared>, q: Query<Top>, req: Request) -> Response {
+    match only_model(&app) {
+        Ok(name) => predict(app, &name, q.top, req).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 pub async fn predict_named(

@@ -199,3 +199,15 @@ pub fn deploy_python(module: &str) -> Option<PathBuf> {
         Err(_) => panic!("`{module}` is not installed for the deploy tests: run `bash deploy/setup.sh`"),
     }
 }
+
+/// The first `n` hymenoptera validation photos of each class (ants, then bees), sorted.
+pub fn hymenoptera_val(n: usize) -> Vec<PathBuf> {
+    let mut all = Vec::new();
+    for class in ["ants", "bees"] {
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(shared("data/hymenoptera/val").join(class)).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        all.extend(files.into_iter().take(n));
+    }
+    all
+}
