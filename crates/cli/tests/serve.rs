@@ -19,7 +19,8 @@ struct Server {
 }
 
 impl Server {
-    fn start(home: &Path, models: &[&Path], extra: &[&str]) -> Server {
+    /// `retrain serve MODELS --port 0 EXTRA...` and the first line it printed.
+    fn spawn(home: &Path, models: &[&Path], extra: &[&str]) -> (Child, String) {
         let mut child = retrain(home)
             .arg("serve")
             .args(models)
@@ -31,6 +32,11 @@ impl Server {
             .unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        (child, line)
+    }
+
+    fn start(home: &Path, models: &[&Path], extra: &[&str]) -> Server {
+        let (mut child, line) = Server::spawn(home, models, extra);
         if !line.starts_with("listening on http://127.0.0.1:") {
             let mut err = String::new();
             let _ = child.stderr.take().unwrap().read_to_string(&mut err);
@@ -503,16 +509,7 @@ fn the_triton_export_parses_with_tritons_schema_and_tritons_client_talks_to_serv
 fn every_interface_is_served_only_with_a_warning() {
     let t = tempfile::tempdir().unwrap();
     let m = model(t.path());
-    let mut child = retrain(t.path())
-        .arg("serve")
-        .arg(&m)
-        .args(["--host", "0.0.0.0", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let (mut child, line) = Server::spawn(t.path(), &[&m], &["--host", "0.0.0.0"]);
     assert!(line.starts_with("listening on http://0.0.0.0:"), "{line}");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
