@@ -301,20 +301,23 @@ fn sixteen_clients_are_all_answered_in_batches_with_memory_flat() {
             }
         })
     };
-    round();
-    let before = server.rss_kb();
-    round();
-    round();
-    let after = server.rss_kb();
-    eprintln!("RSS after 400 requests {before} kB, after 800 more {after} kB");
-    assert!(after < before + 40_000, "memory grows under load: {before} kB → {after} kB");
+    // The allocator's per-thread arenas settle over the first rounds (by how much differs from
+    // machine to machine); a leak keeps growing after that, by ~60 MB a round for a lost decoded photo.
+    let rss: Vec<u64> = (0..8)
+        .map(|_| {
+            round();
+            server.rss_kb()
+        })
+        .collect();
+    eprintln!("RSS after each round of 400 requests (kB): {rss:?}");
+    assert!(rss[7] < rss[3] + 30_000, "memory grows under load: {rss:?} kB");
 
     let (_, metrics) = get(&format!("{}/metrics", server.url));
     let value = |name: &str| -> f64 {
         let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
-    assert_eq!(value("retrain_requests_total{route=\"/v1/predict\",status=\"200\"}"), 1216.0);
+    assert_eq!(value("retrain_requests_total{route=\"/v1/predict\",status=\"200\"}"), (photos.len() + 8 * 400) as f64);
     // Dynamic batching gathered concurrent requests: fewer batches than images.
     let (batches, images) =
         (value("retrain_batch_size_count{model=\"hym\"}"), value("retrain_batch_size_sum{model=\"hym\"}"));
