@@ -41,6 +41,7 @@ enum StrategyArg {
     Linear,
     Finetune,
     Full,
+    Scratch,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -118,17 +119,18 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
         /// linear: a head on frozen features. finetune: then the last --unfreeze blocks with the
-        /// head. full: then every layer.
+        /// head. full: then every layer. scratch: every layer from random initialisation (the
+        /// baseline transfer is measured against; BatchNorm in training mode, 30 epochs).
         #[arg(long, value_enum, default_value_t = StrategyArg::Linear)]
         strategy: StrategyArg,
         /// Blocks to fine-tune, counted from the top (default: 12 for MobileNetV2, 8 for
         /// EfficientNet-Lite, about a fifth of the blocks for other backbones).
         #[arg(long, value_parser = count(1, 100_000))]
         unfreeze: Option<usize>,
-        /// Fine-tuning epochs (after the linear head).
-        #[arg(long, default_value_t = TuneConfig::default().epochs, value_parser = count(1, 100_000))]
-        epochs: usize,
-        /// Peak learning rate of the unfrozen blocks (default: --lr / 5).
+        /// Fine-tuning epochs after the linear head (default 7; from scratch 30).
+        #[arg(long, value_parser = count(1, 100_000))]
+        epochs: Option<usize>,
+        /// Peak learning rate of the unfrozen blocks (default: --lr / 5; from scratch --lr).
         #[arg(long, value_parser = number::<f64>(POSITIVE))]
         backbone_lr: Option<f64>,
         /// Fine-tuning optimiser (sgd: with momentum 0.9).
@@ -144,9 +146,9 @@ enum Command {
         #[arg(long, default_value_t = TuneConfig::default().label_smoothing, value_parser = number::<f32>(BELOW_ONE))]
         label_smoothing: f32,
         /// Evaluate and export a moving average of the fine-tuned weights, spanning about this
-        /// many epochs (0 = the last weights themselves).
-        #[arg(long, default_value_t = TuneConfig::default().ema_epochs, value_parser = number::<f64>(NON_NEGATIVE))]
-        ema: f64,
+        /// many epochs (0 = the last weights themselves; default 2, from scratch 0).
+        #[arg(long, value_parser = number::<f64>(NON_NEGATIVE))]
+        ema: Option<f64>,
         /// Dropout on the new head's input while fine-tuning.
         #[arg(long, default_value_t = TuneConfig::default().dropout, value_parser = number::<f32>(BELOW_ONE))]
         dropout: f32,
@@ -155,9 +157,18 @@ enum Command {
         /// always use running statistics.
         #[arg(long, value_enum, default_value_t = BatchNormArg::Frozen)]
         batchnorm: BatchNormArg,
-        /// Stop fine-tuning after this many epochs without a lower validation loss.
-        #[arg(long, default_value_t = TuneConfig::default().patience, value_parser = count(1, 100_000))]
-        patience: usize,
+        /// Stop fine-tuning after this many epochs without a lower validation loss (default 5;
+        /// from scratch: never, every epoch runs).
+        #[arg(long, value_parser = count(1, 100_000))]
+        patience: Option<usize>,
+        /// End the backbone after this stage (1-based, early to late; see `retrain study --layers`):
+        /// a linear head on its globally pooled map.
+        #[arg(long, value_parser = count(1, 1000), value_name = "STAGE")]
+        cut: Option<usize>,
+        /// Backbones --model auto cross-validates (default: mobilenet_v2, efficientnet_lite0/1/2,
+        /// resnet50, efficientnet_b0, convnext_tiny, those whose weights are given or cached).
+        #[arg(long, value_delimiter = ',', value_name = "A,B,...")]
+        candidates: Option<Vec<String>>,
         /// Training-time augmentation for fine-tuning (evaluation always uses the plain preprocessing).
         #[arg(long, value_enum, default_value_t = AugmentArg::Standard)]
         augment: AugmentArg,
@@ -274,6 +285,47 @@ enum Command {
         #[command(flatten)]
         input: InputArgs,
     },
+    /// Measure on DATA_DIR how validation accuracy grows with photos per class, for each strategy
+    /// (linear head, fine-tuning, training from scratch) and backbone: the learning curves as
+    /// JSON (and an HTML page), with a one-paragraph reading. Continues an unfinished --out.
+    #[command(arg_required_else_help = true)]
+    Study {
+        data_dir: PathBuf,
+        /// Backbones to compare.
+        #[arg(long, value_delimiter = ',', default_value = "mobilenet_v2", value_name = "A,B,...")]
+        models: Vec<String>,
+        /// A backbone's weights file, NAME=FILE (default: the cached download). Repeatable.
+        #[arg(long, value_name = "NAME=FILE")]
+        weights: Vec<String>,
+        /// Strategies: linear (seconds, on cached features), finetune and scratch (minutes per run).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "linear", value_name = "A,B,...")]
+        strategies: Vec<StrategyArg>,
+        /// Training photos per class (numbers, and `all`).
+        #[arg(long, value_delimiter = ',', default_value = "1,2,5,10,20,all", value_name = "N,...")]
+        shots: Vec<retrain_study::Shots>,
+        /// Random subsets per shots value (`all` runs once).
+        #[arg(long, default_value_t = 3, value_parser = count(1, 1000))]
+        repeats: usize,
+        /// Epochs of finetune and scratch runs (default: 7 and 30).
+        #[arg(long, value_parser = count(1, 100_000))]
+        epochs: Option<usize>,
+        /// Also the linear head on each stage of the backbone (globally pooled), early to late:
+        /// which layer transfers best to these photos (`train --cut STAGE` uses one).
+        #[arg(long)]
+        layers: bool,
+        /// The study file: rows are added as they finish; an unfinished one is continued.
+        #[arg(long, default_value = "study.json")]
+        out: PathBuf,
+        /// Also write the learning curves as an HTML page.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        #[command(flatten)]
+        split: SplitArgs,
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        input: InputArgs,
+    },
     /// Serve model files over HTTP: retrain's JSON (/v1/predict), the KServe v2 / Triton protocol
     /// (/v2/models/NAME/infer), a drag-and-drop page (/), /healthz and /metrics. Concurrent
     /// requests are batched. Stops on SIGTERM or Ctrl-C after answering what is in flight.
@@ -332,12 +384,36 @@ enum Command {
 /// The backbone and its weights, for train and features.
 #[derive(clap::Args)]
 struct BackboneArgs {
-    /// Backbone (see `retrain models`).
+    /// Backbone (see `retrain models`); `train --model auto` chooses one by cross-validation.
     #[arg(long, default_value = "mobilenet_v2")]
     model: String,
-    /// Weights file (.pth or .safetensors, torchvision names) instead of the cached download.
-    #[arg(long)]
-    weights: Option<PathBuf>,
+    /// Weights file (.pth or .safetensors, torchvision names) instead of the cached download;
+    /// NAME=FILE gives another backbone's (candidates of --model auto). Repeatable.
+    #[arg(long, value_name = "[NAME=]FILE")]
+    weights: Vec<String>,
+}
+
+impl BackboneArgs {
+    /// Sets the model and its weights (`FILE` for --model, `NAME=FILE` for any backbone).
+    fn apply(&self, opts: &mut TrainOptions) -> Result<()> {
+        opts.model = self.model.clone();
+        for w in &self.weights {
+            match w.split_once('=').filter(|(name, _)| retrain::find_backbone(name).is_ok()) {
+                Some((name, file)) => {
+                    opts.weights_for.insert(name.to_string(), PathBuf::from(file));
+                }
+                None if opts.weights.is_none() => opts.weights = Some(PathBuf::from(w)),
+                None => bail!("--weights {w}: a second weights file needs the backbone's name, NAME=FILE"),
+            }
+        }
+        if opts.model == retrain::select::AUTO && opts.weights.is_some() {
+            bail!("--model auto: give each candidate's weights as NAME=FILE");
+        }
+        if opts.weights.is_none() {
+            opts.weights = opts.weights_for.get(&opts.model).cloned();
+        }
+        Ok(())
+    }
 }
 
 /// How the labelled photos are split into training and validation.
@@ -577,6 +653,8 @@ fn run(cli: Cli) -> Result<()> {
             dropout,
             batchnorm,
             patience,
+            cut,
+            candidates,
             augment,
             precision,
             run_dir,
@@ -588,7 +666,9 @@ fn run(cli: Cli) -> Result<()> {
                 (None, Some(data_dir)) => {
                     let mut opts = TrainOptions::new(data_dir, &backbone.model, &out);
                     split.apply(&mut opts);
-                    opts.weights = backbone.weights;
+                    backbone.apply(&mut opts)?;
+                    opts.candidates = candidates.unwrap_or_default();
+                    opts.cut = cut;
                     opts.feature_cache = cache.root();
                     opts.batch = batch;
                     opts.head.balanced = class_weights == ClassWeights::Auto;
@@ -597,7 +677,9 @@ fn run(cli: Cli) -> Result<()> {
                         StrategyArg::Linear => Strategy::Linear,
                         StrategyArg::Finetune => Strategy::Finetune,
                         StrategyArg::Full => Strategy::Full,
+                        StrategyArg::Scratch => Strategy::Scratch,
                     };
+                    let d = retrain::train::tune_defaults(opts.strategy);
                     if let Some(lr) = lr {
                         if opts.strategy == Strategy::Linear {
                             opts.head.learning_rate = lr;
@@ -605,10 +687,9 @@ fn run(cli: Cli) -> Result<()> {
                             opts.tune.lr = lr;
                         }
                     }
-                    opts.tune.body_lr =
-                        backbone_lr.unwrap_or(opts.tune.lr * TuneConfig::default().body_lr / TuneConfig::default().lr);
+                    opts.tune.body_lr = backbone_lr.unwrap_or(opts.tune.lr * d.body_lr / d.lr);
                     opts.unfreeze = unfreeze;
-                    opts.tune.epochs = epochs;
+                    opts.tune.epochs = epochs.unwrap_or(d.epochs);
                     opts.tune.batch = batch;
                     opts.tune.optimizer = match optimizer {
                         OptimizerArg::Adamw => retrain_tune_kind::AdamW,
@@ -617,13 +698,19 @@ fn run(cli: Cli) -> Result<()> {
                     opts.tune.weight_decay = weight_decay;
                     opts.tune.warmup_epochs = warmup_epochs;
                     opts.tune.label_smoothing = label_smoothing;
-                    opts.tune.ema_epochs = ema;
+                    opts.tune.ema_epochs = ema.unwrap_or(d.ema_epochs);
+                    opts.tune.fresh_statistics = d.fresh_statistics;
                     opts.tune.dropout = dropout;
                     opts.tune.batchnorm = match batchnorm {
                         BatchNormArg::Train => retrain_tune_bn::Train,
                         BatchNormArg::Frozen => retrain_tune_bn::Frozen,
                     };
-                    opts.tune.patience = patience;
+                    // Without early stopping (scratch), every epoch given runs.
+                    opts.tune.patience = patience.unwrap_or(if opts.strategy == Strategy::Scratch {
+                        opts.tune.epochs
+                    } else {
+                        d.patience
+                    });
                     opts.tune.seed = split.seed;
                     opts.augment = match augment {
                         AugmentArg::None => retrain::Augment::None,
@@ -648,6 +735,24 @@ fn run(cli: Cli) -> Result<()> {
                 let json = serde_json::to_string_pretty(&r)?;
                 retrain::train::write_file(path, json.as_bytes())?;
             }
+            if let (Some(sel), false) = (&r.model_selection, cli.quiet) {
+                println!(
+                    "--model auto: {}-fold cross-validation on the {} training photos",
+                    sel.folds, sel.train_images
+                );
+                for c in &sel.candidates {
+                    println!(
+                        "  {:<20} accuracy {:.3} ± {:.3}  {:>6.0} images/s  {:>6.1} MB{}",
+                        c.model,
+                        c.cv_accuracy,
+                        c.cv_sd,
+                        c.images_per_second,
+                        c.model_mb,
+                        if c.model == sel.chosen { "  <- chosen" } else { "" }
+                    );
+                }
+                println!("chose {}: {}", sel.chosen, sel.reason);
+            }
             if !cli.quiet {
                 println!(
                     "{}: {} classes, {} train / {} val images ({} skipped{}), features {} computed / {} cached",
@@ -668,7 +773,11 @@ fn run(cli: Cli) -> Result<()> {
                         if f.best_epoch > 0 { ", augmented" } else { ", linear head" },
                         f.best_epoch,
                         f.epochs_run,
-                        if f.strategy == Strategy::Full { "full fine-tuning" } else { "fine-tuning" },
+                        match f.strategy {
+                            Strategy::Full => "full fine-tuning",
+                            Strategy::Scratch => "from scratch",
+                            _ => "fine-tuning",
+                        },
                         f.unfrozen_blocks,
                         f.first_trained_block,
                         f.run_dir.display()
@@ -698,9 +807,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Features { data_dir, backbone, shard, cache, split, batch, precision, manifest, format, input } => {
             let mut opts = TrainOptions::new(&data_dir, &backbone.model, std::path::Path::new("unused.onnx"));
+            backbone.apply(&mut opts)?;
             split.apply(&mut opts);
             input.apply(&mut opts);
-            opts.weights = backbone.weights;
             opts.feature_cache = cache.root();
             opts.batch = batch;
             opts.precision = precision.precision();
@@ -778,6 +887,84 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Explain { inputs, class, out, format, occlusion, pixels, .. } => {
             explain(&inputs, class.as_deref(), &out, format, occlusion, pixels.limits(), threads, cli.quiet)?
+        }
+        Command::Study {
+            data_dir,
+            models,
+            weights,
+            strategies,
+            shots,
+            repeats,
+            epochs,
+            layers,
+            out,
+            html,
+            split,
+            cache,
+            input,
+        } => {
+            let mut base = TrainOptions::new(&data_dir, &models[0], &out);
+            split.apply(&mut base);
+            input.apply(&mut base);
+            for w in &weights {
+                match w.split_once('=') {
+                    Some((name, file)) if retrain::find_backbone(name).is_ok() => {
+                        base.weights_for.insert(name.into(), PathBuf::from(file));
+                    }
+                    _ => bail!("--weights {w}: give NAME=FILE, NAME one of the backbones (see `retrain models`)"),
+                }
+            }
+            base.feature_cache = cache.root();
+            base.threads = threads;
+            base.quiet = cli.quiet;
+            let strategies = strategies
+                .into_iter()
+                .map(|s| match s {
+                    StrategyArg::Linear => Strategy::Linear,
+                    StrategyArg::Finetune => Strategy::Finetune,
+                    StrategyArg::Full => Strategy::Full,
+                    StrategyArg::Scratch => Strategy::Scratch,
+                })
+                .collect();
+            keep_freed_memory();
+            let opts = retrain_study::StudyOptions {
+                base,
+                models,
+                strategies,
+                shots,
+                repeats,
+                epochs,
+                layers,
+                out: out.clone(),
+            };
+            let study = retrain_study::run(&opts)?;
+            if let Some(page) = &html {
+                retrain::train::write_file(page, retrain_study::html(&study).as_bytes())?;
+            }
+            if !cli.quiet {
+                println!(
+                    "{:<20} {:<9} {:>6} {:>7} {:>15} {:>9}",
+                    "backbone", "strategy", "shots", "images", "val accuracy", "seconds"
+                );
+                for c in &study.summary {
+                    println!(
+                        "{:<20} {:<9} {:>6} {:>7.0} {:>7.3} ± {:.3} {:>9.1}",
+                        c.model,
+                        serde_json::to_value(c.strategy)?.as_str().unwrap_or("?"),
+                        c.shots.to_string(),
+                        c.train_images,
+                        c.val_accuracy,
+                        c.val_accuracy_sd,
+                        c.seconds
+                    );
+                }
+                println!("{}", study.reading);
+                println!(
+                    "wrote {}{}",
+                    out.display(),
+                    html.map(|h| format!(" and {}", h.display())).unwrap_or_default()
+                );
+            }
         }
         Command::Report { model, data_dir, out, format, input } => {
             let set = retrain::eval::Labelled::read(&data_dir, &model, input.keep_duplicates)?;

@@ -5,7 +5,6 @@
 use crate::render::{colour, draw_text, INK, MUTED, PAD, WHITE};
 use crate::Result;
 use image::{Rgb, RgbImage};
-use retrain_features::Session;
 use retrain_pixels::{Limits, PixelError};
 use serde::Serialize;
 use std::path::Path;
@@ -43,77 +42,29 @@ pub struct Layers {
     pub crop: usize,
 }
 
-/// Ops whose outputs are float feature maps worth looking at (integer and shape values are not).
-const MAP_OPS: &[&str] = &[
-    "Conv",
-    "Relu",
-    "Clip",
-    "Add",
-    "Mul",
-    "Sigmoid",
-    "HardSigmoid",
-    "HardSwish",
-    "MaxPool",
-    "AveragePool",
-    "Concat",
-    "BatchNormalization",
-    "DequantizeLinear",
-    "LeakyRelu",
-    "Elu",
-    "Gelu",
-];
-
-/// Runs `image` through the model at `path` with every candidate map exposed and keeps, for
-/// each spatial size from the largest down, the last map of that size.
+/// Runs `image` through the model at `path` and keeps its stages ([`retrain::stages::find`]):
+/// for each spatial size from the largest down, the last map of that size.
 pub fn layers(path: &Path, image: &Path, threads: usize, limits: Limits) -> Result<Result<Layers, PixelError>> {
     let (bytes, info) = retrain::model::read(path)?;
-    let mut model = retrain_onnx::decode(&bytes, path).map_err(retrain::Error::from)?;
-    let graph = model.graph.as_ref();
-    let order: Vec<String> = graph
-        .iter()
-        .flat_map(|g| &g.node)
-        .filter(|n| MAP_OPS.contains(&n.op_type.as_str()))
-        .flat_map(|n| n.output.first().cloned())
-        .collect();
-    let filters = graph.and_then(first_filters);
-    for v in &order {
-        retrain_onnx::expose(&mut model, v);
-    }
+    let model = retrain_onnx::decode(&bytes, path).map_err(retrain::Error::from)?;
+    let filters = model.graph.as_ref().and_then(first_filters);
     let crop = info.preprocess.crop as usize;
     let pixels = match retrain_pixels::load(image, info.geometry(), limits) {
         Ok(p) => p,
         Err(e) => return Ok(Err(e)),
     };
-    let mut session = Session::new(&retrain_onnx::encode(&model), &path.display().to_string(), threads)?;
-    let outputs = session.run(pixels.clone(), 1, crop)?;
-    let mut by_size: Vec<([usize; 2], usize)> = Vec::new(); // size → index of its last map in `order`
-    let found: std::collections::HashMap<&str, (&Vec<usize>, &Vec<f32>)> =
-        outputs.iter().map(|(n, s, d)| (n.as_str(), (s, d))).collect();
-    for (i, v) in order.iter().enumerate() {
-        let Some((shape, _)) = found.get(v.as_str()) else { continue };
-        // Feature maps only: [1, C, H, W] with more channels than the image and H = W above 1
-        // (the crop is square; channels-last tensors, as in ConvNeXt's blocks, are not maps).
-        if shape.len() != 4 || shape[1] <= 3 || shape[2] < 2 || shape[2] != shape[3] {
-            continue;
-        }
-        let size = [shape[2], shape[3]];
-        match by_size.iter_mut().find(|(s, _)| *s == size) {
-            Some(slot) => slot.1 = i,
-            None => by_size.push((size, i)),
-        }
-    }
-    by_size.sort_by(|a, b| (b.0[0] * b.0[1]).cmp(&(a.0[0] * a.0[1])));
-    let stages = by_size
+    let found = retrain::stages::find(&model, &pixels, crop, &path.display().to_string(), threads)?;
+    let stages = found
         .into_iter()
-        .map(|(size, i)| {
-            let (shape, data) = found[order[i].as_str()];
-            let (c, hw) = (shape[1], size[0] * size[1]);
-            let means: Vec<f32> = (0..c).map(|k| data[k * hw..(k + 1) * hw].iter().sum::<f32>() / hw as f32).collect();
-            let mut top: Vec<usize> = (0..c).collect();
+        .map(|s| {
+            let hw = s.size[0] * s.size[1];
+            let means: Vec<f32> =
+                (0..s.channels).map(|k| s.data[k * hw..(k + 1) * hw].iter().sum::<f32>() / hw as f32).collect();
+            let mut top: Vec<usize> = (0..s.channels).collect();
             top.sort_by(|&a, &b| means[b].total_cmp(&means[a]).then(a.cmp(&b)));
             top.truncate(SHOWN);
-            let maps = top.iter().map(|&k| data[k * hw..(k + 1) * hw].to_vec()).collect();
-            Stage { value: order[i].clone(), size, channels: c, top_channels: top, maps }
+            let maps = top.iter().map(|&k| s.data[k * hw..(k + 1) * hw].to_vec()).collect();
+            Stage { value: s.value, size: s.size, channels: s.channels, top_channels: top, maps }
         })
         .collect();
     Ok(Ok(Layers { stages, filters, pixels, crop }))

@@ -182,9 +182,61 @@ impl Dataset {
     }
 }
 
+/// `per_class` random samples of each class (all of a class that has fewer), reproducibly for
+/// `seed`, in their original order: the training photos of a few-shot run.
+pub fn few_shot(samples: &[Sample], per_class: usize, seed: u64) -> Vec<Sample> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let classes = samples.iter().map(|s| s.label + 1).max().unwrap_or(0);
+    let mut keep = vec![false; samples.len()];
+    for c in 0..classes {
+        let mut idx: Vec<usize> = (0..samples.len()).filter(|&i| samples[i].label == c).collect();
+        idx.shuffle(&mut rng);
+        for &i in idx.iter().take(per_class) {
+            keep[i] = true;
+        }
+    }
+    samples.iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s.clone()).collect()
+}
+
+/// The fold (0..k) of each label for stratified k-fold cross-validation: each class is shuffled
+/// (seeded) and dealt round the folds, so every fold holds about 1/k of every class.
+pub fn stratified_folds(labels: &[usize], k: usize, seed: u64) -> Vec<usize> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let classes = labels.iter().map(|l| l + 1).max().unwrap_or(0);
+    let mut fold = vec![0; labels.len()];
+    let mut next = 0;
+    for c in 0..classes {
+        let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        idx.shuffle(&mut rng);
+        for i in idx {
+            fold[i] = next % k.max(1);
+            next += 1;
+        }
+    }
+    fold
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn few_shot_takes_that_many_per_class_seeded_and_folds_are_stratified() {
+        let samples: Vec<Sample> =
+            (0..30).map(|i| Sample { path: PathBuf::from(format!("{i}.jpg")), label: usize::from(i >= 20) }).collect();
+        let five = few_shot(&samples, 5, 3);
+        assert_eq!(five.iter().filter(|s| s.label == 0).count(), 5);
+        assert_eq!(five.iter().filter(|s| s.label == 1).count(), 5);
+        assert_eq!(five, few_shot(&samples, 5, 3));
+        assert_ne!(five, few_shot(&samples, 5, 4));
+        assert_eq!(few_shot(&samples, 15, 0).iter().filter(|s| s.label == 1).count(), 10, "all of a small class");
+        let labels: Vec<usize> = samples.iter().map(|s| s.label).collect();
+        let folds = stratified_folds(&labels, 5, 1);
+        for f in 0..5 {
+            let of = |c| (0..30).filter(|&i| folds[i] == f && labels[i] == c).count();
+            assert_eq!((of(0), of(1)), (4, 2), "fold {f}");
+        }
+    }
 
     fn tree(spec: &[(&str, usize)]) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@ pub mod dataset;
 pub mod duplicates;
 pub mod walk;
 
-pub use dataset::{class_folders, scan, Dataset, Sample};
+pub use dataset::{class_folders, few_shot, scan, stratified_folds, Dataset, Sample};
 pub use duplicates::{Conflict, Leak};
 pub use walk::{files_below, Walk};
 

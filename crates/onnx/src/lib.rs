@@ -9,7 +9,7 @@ mod surgery;
 
 pub use builder::{Attr, Dim, GraphBuilder};
 pub use proto::ModelProto;
-pub use surgery::{expose, fold_batchnorm, initializer_f32, set_initializer_f32, truncate};
+pub use surgery::{expose, fold_batchnorm, initializer_f32, prune, set_initializer_f32, truncate};
 
 use prost::Message;
 use std::path::{Path, PathBuf};

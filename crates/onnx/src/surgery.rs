@@ -9,7 +9,15 @@ use std::collections::BTreeSet;
 pub fn truncate(model: &ModelProto, output: &str) -> ModelProto {
     let mut m = model.clone();
     let graph = m.graph.get_or_insert_with(GraphProto::default);
-    let mut needed: BTreeSet<String> = BTreeSet::from([output.to_string()]);
+    graph.output = vec![float_output(output)];
+    prune(graph);
+    graph.value_info.clear();
+    m
+}
+
+/// Drops the nodes no graph output needs, and the initializers and inputs only they read.
+pub fn prune(graph: &mut GraphProto) {
+    let mut needed: BTreeSet<String> = graph.output.iter().map(|o| o.name.clone()).collect();
     let mut keep = vec![false; graph.node.len()];
     for (i, n) in graph.node.iter().enumerate().rev() {
         if n.output.iter().any(|o| needed.contains(o)) {
@@ -21,9 +29,6 @@ pub fn truncate(model: &ModelProto, output: &str) -> ModelProto {
     graph.node.retain(|_| k.next().unwrap_or(false));
     graph.initializer.retain(|t| needed.contains(&t.name));
     graph.input.retain(|v| needed.contains(&v.name));
-    graph.value_info.clear();
-    graph.output = vec![float_output(output)];
-    m
 }
 
 /// Makes a float value inside the graph one more output (a no-op if it already is one).

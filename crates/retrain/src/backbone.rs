@@ -16,6 +16,17 @@ pub struct LoadedBackbone {
     pub weights_sha256: String,
     /// Calibrated ranges when the backbone runs in int8 (`--precision int8`).
     pub int8: Option<retrain_onnx::quantize::Ranges>,
+    /// Set when the backbone ends early, at a stage (`--cut`).
+    pub cut: Option<Cut>,
+}
+
+/// Where the backbone was cut: after stage `stage` (1-based, early to late), its map pooled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cut {
+    pub stage: usize,
+    pub value: String,
+    pub channels: usize,
+    pub size: usize,
 }
 
 /// Bumped whenever the feature graph changes numerically, to retire cached features.
@@ -34,6 +45,7 @@ impl LoadedBackbone {
                 weights_path: imp.onnx.clone(),
                 weights_sha256: info.weights.sha256.into(),
                 int8: None,
+                cut: None,
             };
             me.graph(&GraphOutputs { features: true, ..Default::default() }, &[])?;
             return Ok(me);
@@ -44,10 +56,32 @@ impl LoadedBackbone {
         };
         let weights_sha256 = retrain_weights::sha256_file(&path)?;
         let state = retrain_weights::load_state_dict(&path)?;
-        let me = Self { info, state, weights_path: path, weights_sha256, int8: None };
+        let me = Self { info, state, weights_path: path, weights_sha256, int8: None, cut: None };
         // Building once checks every tensor's name and shape before any long work starts.
         me.graph(&GraphOutputs { features: true, ..Default::default() }, &[])?;
         Ok(me)
+    }
+
+    /// `name`'s architecture from random initialisation ([`retrain_weights::kaiming`]),
+    /// seeded: the start of training from scratch.
+    pub fn random(name: &str, seed: u64) -> Result<Self> {
+        let info = crate::find_backbone(name)?;
+        let shapes = retrain_zoo::parameter_shapes(info);
+        if shapes.is_empty() {
+            return Err(Error::Finetune {
+                model: name.into(),
+                reason: "an imported model cannot be trained from scratch (retrain does not know its layers)".into(),
+            });
+        }
+        let state = retrain_weights::initialised(&shapes, seed);
+        Ok(Self {
+            info,
+            state,
+            weights_path: PathBuf::from(format!("(random initialisation, seed {seed})")),
+            weights_sha256: format!("random-init-seed-{seed}"),
+            int8: None,
+            cut: None,
+        })
     }
 
     pub fn geometry(&self) -> Geometry {
@@ -60,6 +94,9 @@ impl LoadedBackbone {
         let mut desc = format!("{FEATURE_VERSION}|{}|{}|{:?}", self.info.name, self.weights_sha256, p);
         if let Some(r) = &self.int8 {
             desc += &format!("|int8 {}", crate::precision::ranges_digest(r));
+        }
+        if let Some(c) = &self.cut {
+            desc += &format!("|cut {}", c.value);
         }
         format!("{}-{}", self.info.name, &blake3::hash(desc.as_bytes()).to_hex()[..16])
     }
@@ -75,8 +112,51 @@ impl LoadedBackbone {
     }
 
     fn float_graph(&self, outputs: &GraphOutputs, metadata: &[(String, String)]) -> Result<retrain_onnx::ModelProto> {
-        retrain_zoo::build(self.info, &self.state, outputs, metadata)
-            .map_err(|source| Error::Zoo { path: self.weights_path.clone(), source })
+        let mut m = retrain_zoo::build(self.info, &self.state, outputs, metadata)
+            .map_err(|source| Error::Zoo { path: self.weights_path.clone(), source })?;
+        if let Some(c) = &self.cut {
+            crate::stages::cut(&mut m, &c.value, c.channels)?;
+        }
+        Ok(m)
+    }
+
+    /// Features per image: the backbone's, or the cut stage's channels.
+    pub fn feature_dim(&self) -> usize {
+        self.cut.as_ref().map_or(self.info.feature_dim, |c| c.channels)
+    }
+
+    /// The uncut backbone's stages, early to late (found by running one grey image).
+    pub fn stages(&self, threads: usize) -> Result<Vec<crate::stages::StageMap>> {
+        let whole = Self {
+            cut: None,
+            int8: None,
+            state: self.state.clone(),
+            weights_path: self.weights_path.clone(),
+            weights_sha256: self.weights_sha256.clone(),
+            info: self.info,
+        };
+        let m = whole.float_graph(&GraphOutputs { features: true, ..Default::default() }, &[])?;
+        let crop = self.info.preprocess.crop as usize;
+        crate::stages::find(&m, &vec![128u8; crop * crop * 3], crop, self.info.name, threads)
+    }
+
+    /// From now on the backbone ends at stage `stage` (1-based), its map globally pooled.
+    pub fn cut_at(&mut self, stage: usize, threads: usize) -> Result<()> {
+        let stages = self.stages(threads)?;
+        let list = || {
+            stages
+                .iter()
+                .enumerate()
+                .map(|(i, s)| format!("{} ({}×{}×{})", i + 1, s.channels, s.size[0], s.size[1]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let s = stage.checked_sub(1).and_then(|i| stages.get(i)).ok_or_else(|| Error::Data {
+            path: self.weights_path.clone(),
+            reason: format!("--cut {stage}: {} has stages {}", self.info.name, list()),
+        })?;
+        self.cut = Some(Cut { stage, value: s.value.clone(), channels: s.channels, size: s.size[0] });
+        Ok(())
     }
 
     /// From now on the backbone runs in int8, with ranges measured on `files`, or read from
@@ -98,7 +178,7 @@ impl LoadedBackbone {
 
     /// The feature cache of this backbone (its weights, preprocessing and precision) under `root`.
     pub fn feature_cache(&self, root: &Path) -> FeatureCache {
-        FeatureCache::new(root, &self.cache_key(), self.info.feature_dim)
+        FeatureCache::new(root, &self.cache_key(), self.feature_dim())
     }
 
     /// ONNX Runtime sessions of the feature extractor, for `retrain_features::extract`; the

@@ -134,6 +134,14 @@ fn make_batch(
 }
 
 pub fn finetune(opts: &TrainOptions) -> Result<Report> {
+    if let Some(stage) = opts.cut {
+        return Err(Error::Finetune {
+            model: opts.model.clone(),
+            reason: format!(
+                "--cut {stage} trains a linear head on the cut features; fine-tuning needs the whole backbone"
+            ),
+        });
+    }
     check_writable(&opts.out)?;
     let run_dir = opts.run_dir();
     let fit = fit_linear(opts)?;
@@ -142,7 +150,13 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
     let name = backbone.info.name;
     let not_tunable = |reason: String| Error::Finetune { model: name.to_string(), reason };
     let linear = LinearHead { weight: fit.head.weight.clone(), bias: fit.head.bias.clone() };
-    let batchnorm_nodes = opts.tune.batchnorm == BatchNormMode::Train;
+    let scratch = opts.strategy == Strategy::Scratch;
+    // From scratch there are no statistics to keep: BatchNorm learns them, in training mode.
+    let mut tune = opts.tune.clone();
+    if scratch {
+        tune.batchnorm = BatchNormMode::Train;
+    }
+    let batchnorm_nodes = tune.batchnorm == BatchNormMode::Train;
     let outputs = GraphOutputs { features: true, head: Some(linear), batchnorm_nodes, ..Default::default() };
     let built = retrain_zoo::build_with_blocks(backbone.info, &backbone.state, &outputs, &fit.model_info().metadata())
         .map_err(|source| Error::Zoo { path: backbone.weights_path.clone(), source })?;
@@ -151,7 +165,7 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
         return Err(not_tunable("it has no known block boundaries (imported models train a linear head only)".into()));
     }
     let unfreeze = match opts.strategy {
-        Strategy::Full => blocks.len(),
+        Strategy::Full | Strategy::Scratch => blocks.len(),
         _ => opts.unfreeze.unwrap_or_else(|| default_unfreeze(backbone.info.family, blocks.len())),
     };
     if unfreeze == 0 || unfreeze > blocks.len() {
@@ -162,13 +176,18 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
         )));
     }
     let first = blocks.len() - unfreeze;
-    let cut = built.block_inputs[first]
-        .clone()
-        .ok_or_else(|| not_tunable(format!("block {} has no cut point", blocks[first])))?;
+    // From scratch the stem learns too: the cut is the normalised image.
+    let cut = match scratch {
+        true => built.input.clone(),
+        false => built.block_inputs[first]
+            .clone()
+            .ok_or_else(|| not_tunable(format!("block {} has no cut point", blocks[first])))?,
+    };
+    let first_trained = if scratch { "the stem".to_string() } else { blocks[first].clone() };
     let tail = Tail::from_model(&built.model, &cut, "logits").map_err(|e| not_tunable(e.to_string()))?;
     let mut model = built.model;
     let graph = model.graph.as_ref().expect("built models have a graph");
-    let mut trainer = Trainer::new(tail, graph, opts.tune.clone())?;
+    let mut trainer = Trainer::new(tail, graph, tune)?;
     // The trunk's BatchNorms are frozen: folded, the trunk is the graph `linear` runs.
     let mut folded = retrain_onnx::truncate(&model, &cut);
     retrain_onnx::fold_batchnorm(&mut folded);
@@ -232,11 +251,12 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
         });
         if !opts.quiet {
             eprintln!(
-                "epoch 0 (linear head): val loss {:.4} accuracy {:.4}; fine-tuning {} block(s) from {} ({} parameters)",
+                "epoch 0 ({}): val loss {:.4} accuracy {:.4}; training {} block(s) from {} ({} parameters)",
+                if scratch { "random initialisation" } else { "linear head" },
                 vl.unwrap_or(f32::NAN),
                 va.unwrap_or(f64::NAN),
                 unfreeze,
-                blocks[first],
+                first_trained,
                 trainer.trainable_values()
             );
         }
@@ -378,10 +398,11 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
             "{} ({} block(s) from {}), best epoch {} of {}",
             match opts.strategy {
                 Strategy::Full => "full fine-tuning",
+                Strategy::Scratch => "trained from scratch",
                 _ => "fine-tuning",
             },
             unfreeze,
-            blocks[first],
+            first_trained,
             progress.best_epoch,
             progress.epoch
         ),
@@ -426,7 +447,7 @@ pub fn finetune(opts: &TrainOptions) -> Result<Report> {
     report.timings.total = fit.started.elapsed().as_secs_f64();
     report.finetune = Some(FinetuneSummary {
         strategy: opts.strategy,
-        first_trained_block: blocks[first].clone(),
+        first_trained_block: first_trained,
         unfrozen_blocks: unfreeze,
         trainable_parameters: trainer.trainable_values(),
         augment: opts.augment,

@@ -13,6 +13,8 @@ pub mod model;
 pub mod precision;
 pub mod predict;
 pub mod report;
+pub mod select;
+pub mod stages;
 pub mod train;
 
 /// Files: the folder walk, classes, split and duplicate photos (`retrain_files`).

@@ -55,6 +55,9 @@ pub struct Report {
     /// Fine-tuning after the linear head (`--strategy finetune|full`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finetune: Option<FinetuneSummary>,
+    /// How `--model auto` chose the backbone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_selection: Option<crate::select::ModelSelection>,
     /// The validation photos and their labels, for a report drawn right after training.
     #[serde(skip)]
     pub val_set: Vec<(PathBuf, usize)>,

@@ -27,6 +27,30 @@ pub enum Strategy {
     Finetune,
     /// The linear head, then every layer.
     Full,
+    /// The same architecture from random initialisation, every layer trained: the baseline
+    /// transfer is measured against.
+    Scratch,
+}
+
+/// A random subset of the training split: `per_class` photos of each class, chosen by `seed`
+/// (its own, so the validation split, which `TrainOptions::seed` makes, stays the same).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FewShot {
+    pub per_class: usize,
+    pub seed: u64,
+}
+
+/// The fine-tuning settings a strategy starts from: from scratch, 30 epochs, every layer at
+/// the head's rate, no early stop (its validation loss is noisy for many epochs), BatchNorm
+/// statistics learnt from nothing, and no weight averaging (early weights are noise).
+pub fn tune_defaults(strategy: Strategy) -> TuneConfig {
+    let d = TuneConfig::default();
+    match strategy {
+        Strategy::Scratch => {
+            TuneConfig { epochs: 30, patience: 30, body_lr: d.lr, ema_epochs: 0.0, fresh_statistics: true, ..d }
+        }
+        _ => d,
+    }
 }
 
 /// What to train. Serialised as a fine-tuning run's `run.json`, so `--resume DIR` alone
@@ -73,6 +97,21 @@ pub struct TrainOptions {
     /// and validation, instead of setting them aside (`--keep-duplicates`).
     #[serde(default)]
     pub keep_duplicates: bool,
+    /// Train on this many random photos per class of the training split (seeded by `seed`);
+    /// the validation split stays whole (`retrain study`).
+    #[serde(default)]
+    pub shots: Option<FewShot>,
+    /// Weights files of backbones other than `model` (`--weights NAME=FILE`): candidates of
+    /// `--model auto`.
+    #[serde(default)]
+    pub weights_for: std::collections::BTreeMap<String, PathBuf>,
+    /// Backbones `--model auto` chooses from (empty: [`crate::select::default_candidates`]).
+    #[serde(default)]
+    pub candidates: Vec<String>,
+    /// End the backbone after this stage (1-based, early to late; `retrain study --layers`
+    /// measures which is best): its map, globally pooled, feeds the head.
+    #[serde(default)]
+    pub cut: Option<usize>,
 }
 
 fn default_max_pixels() -> u64 {
@@ -104,6 +143,10 @@ impl TrainOptions {
             resume: false,
             max_pixels: default_max_pixels(),
             keep_duplicates: false,
+            shots: None,
+            weights_for: Default::default(),
+            candidates: Vec::new(),
+            cut: None,
         }
     }
 
@@ -149,11 +192,10 @@ pub(crate) fn warn_duplicates(ds: &dataset::Dataset, kept: bool, quiet: bool) {
     }
 }
 
-/// The linear stage's outcome: the data, the backbone and the head trained on its features.
-pub(crate) struct LinearFit {
+/// The data and the backbone's features of every photo that decoded.
+pub struct Features {
     pub ds: dataset::Dataset,
     pub backbone: LoadedBackbone,
-    pub head: TrainedHead,
     /// The samples that decoded, with their features (row-major).
     pub train: Vec<Sample>,
     pub val: Vec<Sample>,
@@ -165,6 +207,31 @@ pub(crate) struct LinearFit {
     pub computed: usize,
     pub timings: Timings,
     pub started: Instant,
+    /// Images per second of the feature extraction, when any were computed.
+    pub images_per_second: Option<f64>,
+}
+
+impl Features {
+    pub fn train_labels(&self) -> Vec<usize> {
+        self.train.iter().map(|s| s.label).collect()
+    }
+
+    pub fn val_labels(&self) -> Vec<usize> {
+        self.val.iter().map(|s| s.label).collect()
+    }
+}
+
+/// The linear stage's outcome: the features and the head trained on them.
+pub(crate) struct LinearFit {
+    pub f: Features,
+    pub head: TrainedHead,
+}
+
+impl std::ops::Deref for LinearFit {
+    type Target = Features;
+    fn deref(&self) -> &Features {
+        &self.f
+    }
 }
 
 impl LinearFit {
@@ -223,6 +290,7 @@ impl LinearFit {
             timings: self.timings.clone(),
             curve: self.head.curve.clone(),
             finetune: None,
+            model_selection: None,
             val_set: self.val.iter().map(|s| (s.path.clone(), s.label)).collect(),
         }
     }
@@ -231,6 +299,18 @@ impl LinearFit {
 /// Trains a classifier as `opts.strategy` says and writes it to `opts.out`.
 pub fn train(opts: &TrainOptions) -> Result<Report> {
     opts.precision.check()?;
+    if opts.model == crate::select::AUTO {
+        let t = Instant::now();
+        let selection = crate::select::choose(opts)?;
+        let mut chosen = opts.clone();
+        chosen.model = selection.chosen.clone();
+        chosen.weights = opts.weights_for.get(&chosen.model).cloned();
+        let selecting = t.elapsed().as_secs_f64();
+        let mut report = train(&chosen)?;
+        report.timings.total += selecting;
+        report.model_selection = Some(selection);
+        return Ok(report);
+    }
     if opts.strategy != Strategy::Linear {
         return crate::finetune::finetune(opts);
     }
@@ -242,6 +322,12 @@ pub fn train(opts: &TrainOptions) -> Result<Report> {
     let t = Instant::now();
     let head = LinearHead { weight: fit.head.weight.clone(), bias: fit.head.bias.clone() };
     let mut model = fit.backbone.classifier(head, &fit.model_info().metadata())?;
+    if let Some(c) = &fit.backbone.cut {
+        model.metadata_props.push(retrain_onnx::proto::StringStringEntryProto {
+            key: "retrain.cut".into(),
+            value: format!("after stage {} ({}: {} channels, {}×{})", c.stage, c.value, c.channels, c.size, c.size),
+        });
+    }
     fit.curves().attach(&mut model);
     write_model(&model, &opts.out)?;
     let mut report = fit.report(opts);
@@ -261,17 +347,53 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     retrain_files::write_atomic(path, bytes, true).map_err(|source| Error::Write { path: path.to_path_buf(), source })
 }
 
-/// Scan, load the backbone, extract (or read cached) features, train the linear head.
+/// Scan, load the backbone, extract (or read cached) features, train the linear head (from
+/// scratch: a randomly initialised head, as torchvision's).
 pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
+    let f = features(opts)?;
+    let t = Instant::now();
+    let (dim, k) = (f.backbone.feature_dim(), f.ds.class_names.len());
+    let head = if opts.strategy == Strategy::Scratch {
+        let w = retrain_weights::kaiming("classifier.weight", &[k, dim], opts.seed);
+        TrainedHead { weight: w.data, bias: vec![0.0; k], dim, best_step: 0, steps_run: 0, curve: Vec::new() }
+    } else {
+        let (ty, vy) = (f.train_labels(), f.val_labels());
+        let val = (!vy.is_empty()).then_some(Split { features: &f.vx, labels: &vy });
+        retrain_head::train(Split { features: &f.tx, labels: &ty }, val, dim, k, &opts.head)?
+    };
+    let mut fit = LinearFit { f, head };
+    fit.f.timings.head = t.elapsed().as_secs_f64();
+    Ok(fit)
+}
+
+/// The backbone `opts` names, with its weights: `--weights`, `--weights NAME=FILE`, the cache,
+/// or (training from scratch) a random initialisation seeded by `opts.seed`.
+pub fn load_backbone(opts: &TrainOptions) -> Result<LoadedBackbone> {
+    if opts.strategy == Strategy::Scratch {
+        return LoadedBackbone::random(&opts.model, opts.seed);
+    }
+    let weights = opts.weights.as_deref().or(opts.weights_for.get(&opts.model).map(PathBuf::as_path));
+    LoadedBackbone::load(&opts.model, weights, opts.quiet)
+}
+
+/// Scan (and take `opts.shots` per class), load the backbone, extract (or read cached) the
+/// features of every photo.
+pub fn features(opts: &TrainOptions) -> Result<Features> {
     let t0 = Instant::now();
     let mut timings = Timings::default();
     let mut ds = dataset::scan(&opts.data_dir, opts.val_dir.as_deref(), opts.val_fraction, opts.seed)?;
     ds.set_aside_duplicates(opts.keep_duplicates);
     warn_duplicates(&ds, opts.keep_duplicates, opts.quiet);
+    if let Some(fs) = opts.shots {
+        ds.train = dataset::few_shot(&ds.train, fs.per_class, fs.seed);
+    }
     timings.scan = t0.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let mut backbone = LoadedBackbone::load(&opts.model, opts.weights.as_deref(), opts.quiet)?;
+    let mut backbone = load_backbone(opts)?;
+    if let Some(stage) = opts.cut {
+        backbone.cut_at(stage, opts.threads)?;
+    }
     timings.weights = t.elapsed().as_secs_f64();
 
     // A linear head learns on the int8 features it will see; fine-tuning learns in fp32 and
@@ -289,7 +411,11 @@ pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
     let t = Instant::now();
     let all: Vec<&Sample> = ds.train.iter().chain(&ds.val).collect();
     let files: Vec<PathBuf> = all.iter().map(|s| s.path.clone()).collect();
-    let cache = opts.feature_cache.as_deref().map(|root| backbone.feature_cache(root));
+    // A random backbone's features are worth nothing once its run is over.
+    let cache = match opts.strategy {
+        Strategy::Scratch => None,
+        _ => opts.feature_cache.as_deref().map(|root| backbone.feature_cache(root)),
+    };
     let mut sessions = backbone.feature_sessions(opts.threads);
     let bar = progress_bar(files.len() as u64, "features", opts.quiet);
     let extracted = retrain_features::extract(
@@ -305,13 +431,12 @@ pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
     bar.finish_and_clear();
     timings.features = t.elapsed().as_secs_f64();
 
-    let dim = backbone.info.feature_dim;
     let mut skipped = Vec::new();
     for s in &ds.skipped {
         warn(opts.quiet, &format!("skipped {}: {}", s.path.display(), s.reason));
         skipped.push(s.clone());
     }
-    let (mut tx, mut ty, mut vx, mut vy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut tx, mut ty, mut vx) = (Vec::new(), Vec::new(), Vec::new());
     let (mut train_ok, mut val_ok) = (Vec::new(), Vec::new());
     let n_train = ds.train.len();
     for (i, (s, f)) in all.iter().zip(extracted.features).enumerate() {
@@ -323,7 +448,6 @@ pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
             }
             Ok(f) => {
                 vx.extend(f);
-                vy.push(s.label);
                 val_ok.push((*s).clone());
             }
             Err(e) => {
@@ -350,16 +474,11 @@ pub(crate) fn fit_linear(opts: &TrainOptions) -> Result<LinearFit> {
 
     drop(sessions);
     let cached = train_ok.len() + val_ok.len() - extracted.computed;
-    let t = Instant::now();
-    let k = ds.class_names.len();
-    let val = (!vy.is_empty()).then_some(Split { features: &vx, labels: &vy });
-    let head = retrain_head::train(Split { features: &tx, labels: &ty }, val, dim, k, &opts.head)?;
-    timings.head = t.elapsed().as_secs_f64();
-
-    Ok(LinearFit {
+    let images_per_second = (extracted.computed > 0).then(|| extracted.computed as f64 / timings.features.max(1e-9));
+    Ok(Features {
         ds,
         backbone,
-        head,
+        images_per_second,
         train: train_ok,
         val: val_ok,
         tx,

@@ -151,7 +151,15 @@ async fn predict(app: Shared, name: &str, top: Option<usize>, req: Request) -> R
 }
 
 async fn answer(app: &App, name: &str, top: Option<usize>, req: Request) -> Result<serde_json::Value, ApiError> {
-    let model = app.model(name)?;
+    let model = match app.model(name) {
+        Ok(m) => m,
+        Err(e) => {
+            // Read the body first: answering while the client still sends it closes the
+            // connection under it, and it sees a broken pipe instead of the 404.
+            let _ = axum::body::to_bytes(req.into_body(), usize::MAX).await;
+            return Err(e);
+        }
+    };
     let k = top.unwrap_or(5).clamp(1, model.info.class_names.len());
     let multipart = req
         .headers()

@@ -40,7 +40,7 @@ pub struct ParamSpec {
 }
 
 /// The momentum of BatchNorm's running statistics, PyTorch's default.
-const BN_MOMENTUM: f32 = 0.1;
+pub const BN_MOMENTUM: f32 = 0.1;
 
 /// One BatchNorm's statistics over a training batch: (mean slot, variance slot) in
 /// [`TailParams::stats`], the batch mean and the unbiased batch variance.
@@ -357,15 +357,15 @@ impl Tail {
         out
     }
 
-    /// Moves the running statistics towards a training batch's, as BatchNorm does after each
-    /// training forward pass.
-    pub fn update_stats(&self, params: &mut TailParams, batch: Vec<BatchStat>) {
+    /// Moves the running statistics towards a training batch's by `momentum`, as BatchNorm does
+    /// after each training forward pass.
+    pub fn update_stats(&self, params: &mut TailParams, batch: Vec<BatchStat>, momentum: f32) {
         for b in batch {
             for (slot, new) in [(b.slots.0, b.mean), (b.slots.1, b.var)] {
                 let p = &mut params.stats[slot];
                 let device = p.val().device();
                 let mut v = p.val().into_data().try_to_vec::<f32>().unwrap_or_default();
-                v.iter_mut().zip(&new).for_each(|(r, x)| *r = (1.0 - BN_MOMENTUM) * *r + BN_MOMENTUM * x);
+                v.iter_mut().zip(&new).for_each(|(r, x)| *r = (1.0 - momentum) * *r + momentum * x);
                 let t = Tensor::<1>::from_data(TensorData::new(v, [new.len()]), &device);
                 *p = Param::initialized(p.id, t).set_require_grad(false);
             }

@@ -62,6 +62,11 @@ pub struct TuneConfig {
     /// Runs saved before this setting existed trained with frozen statistics.
     #[serde(default = "frozen")]
     pub batchnorm: BatchNormMode,
+    /// BatchNorm's running statistics hold nothing yet (training from scratch): they are the
+    /// cumulative average of the batches' until momentum 0.1 weighs more, so that evaluation
+    /// does not answer with the initial zeros and ones for hundreds of steps.
+    #[serde(default)]
+    pub fresh_statistics: bool,
 }
 
 impl Default for TuneConfig {
@@ -81,6 +86,7 @@ impl Default for TuneConfig {
             ema_epochs: 2.0,
             dropout: 0.5,
             batchnorm: BatchNormMode::Frozen,
+            fresh_statistics: false,
         }
     }
 }
@@ -197,7 +203,11 @@ impl Trainer {
             std::mem::replace(&mut self.params, TailParams { head: Vec::new(), body: Vec::new(), stats: Vec::new() });
         let params = self.head_opt.step(lr_head, params, gh);
         self.params = if params.body.is_empty() { params } else { self.body_opt.step(lr_body, params, gb) };
-        self.tail.update_stats(&mut self.params, batch_stats);
+        let momentum = match self.cfg.fresh_statistics {
+            true => (1.0 / (key as f32 + 1.0)).max(crate::tail::BN_MOMENTUM),
+            false => crate::tail::BN_MOMENTUM,
+        };
+        self.tail.update_stats(&mut self.params, batch_stats, momentum);
         if let Some((decay, avg)) = self.ema.as_mut() {
             let d = *decay;
             for (a, v) in avg.iter_mut().zip(self.tail.values(&self.params)) {

@@ -3,10 +3,12 @@
 
 pub mod allowlist;
 mod fetch;
+mod init;
 mod state_dict;
 mod synthetic;
 
 pub use fetch::{cache_dir, fetch, Source, WeightsSpec};
+pub use init::{initialised, kaiming};
 pub use state_dict::{load_state_dict, sha256_file, StateDict, Tensor};
 pub use synthetic::{synthetic, synthetic_bytes};
 

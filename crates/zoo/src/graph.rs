@@ -38,6 +38,8 @@ pub(crate) struct Weights<'a> {
     blocks: Vec<(String, Option<String>)>,
     /// See [`GraphOutputs::batchnorm_nodes`].
     pub(crate) batchnorm_nodes: bool,
+    /// Every tensor asked for, in the order asked: what a state dict for this backbone holds.
+    wanted: Vec<(String, Vec<usize>)>,
 }
 
 impl<'a> Weights<'a> {
@@ -53,7 +55,9 @@ impl<'a> Weights<'a> {
     }
 
     pub(crate) fn get(&mut self, name: &str, shape: &[usize]) -> Vec<f32> {
-        self.used.insert(name.to_string());
+        if self.used.insert(name.to_string()) {
+            self.wanted.push((name.to_string(), shape.to_vec()));
+        }
         match self.sd.get(name) {
             Some(t) if t.shape == shape => t.data.clone(),
             Some(t) => {
@@ -84,6 +88,8 @@ pub fn build(
 #[derive(Clone, Debug)]
 pub struct Built {
     pub model: ModelProto,
+    /// The normalised image `[N, 3, crop, crop]` the first layer reads (empty for imported graphs).
+    pub input: String,
     /// `None` where a block starts with a layer that does not note what it reads.
     pub block_inputs: Vec<Option<String>>,
 }
@@ -96,7 +102,11 @@ pub fn build_with_blocks(
     metadata: &[(String, String)],
 ) -> Result<Built, ZooError> {
     if let Some(imp) = &backbone.imported {
-        return Ok(Built { model: build_imported(backbone, imp, outputs, metadata)?, block_inputs: Vec::new() });
+        return Ok(Built {
+            model: build_imported(backbone, imp, outputs, metadata)?,
+            input: String::new(),
+            block_inputs: Vec::new(),
+        });
     }
     let crop = backbone.preprocess.crop as i64;
     let mut g = GraphBuilder::new(backbone.name);
@@ -122,8 +132,14 @@ pub fn build_with_blocks(
         sd
     };
     let blocks = backbone.blocks.iter().map(|b| (b.clone(), None)).collect();
-    let mut w =
-        Weights { sd, problems: Vec::new(), used: BTreeSet::new(), blocks, batchnorm_nodes: outputs.batchnorm_nodes };
+    let mut w = Weights {
+        sd,
+        problems: Vec::new(),
+        used: BTreeSet::new(),
+        blocks,
+        batchnorm_nodes: outputs.batchnorm_nodes,
+        wanted: Vec::new(),
+    };
     let trunk = arch::build(backbone.family, &mut g, &mut w, &x, p.crop as usize, outputs.imagenet_logits);
     let features = trunk.features;
     let batch = Dim::Named("batch");
@@ -145,12 +161,35 @@ pub fn build_with_blocks(
         attach_head(&mut g, &features, head, d);
     }
     let block_inputs = w.blocks.into_iter().map(|(_, x)| x).collect();
-    Ok(Built { model: g.finish(metadata), block_inputs })
+    Ok(Built { model: g.finish(metadata), input: x, block_inputs })
+}
+
+/// The name and shape of every tensor `backbone` reads from its state dict (with the ImageNet
+/// classifier's), in the order the graph reads them: the parameters a random initialisation fills.
+pub fn parameter_shapes(backbone: &Backbone) -> Vec<(String, Vec<usize>)> {
+    if backbone.imported.is_some() {
+        return Vec::new();
+    }
+    let sd = StateDict::new();
+    let mut g = GraphBuilder::new(backbone.name);
+    let image = g.input_u8("image", &[Dim::Named("batch"), Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(3)]);
+    let mut w = Weights {
+        sd: &sd,
+        problems: Vec::new(),
+        used: BTreeSet::new(),
+        blocks: Vec::new(),
+        batchnorm_nodes: false,
+        wanted: Vec::new(),
+    };
+    arch::build(backbone.family, &mut g, &mut w, &image, backbone.preprocess.crop as usize, true);
+    w.wanted
 }
 
 /// The trained classifier on the features: `logits` and `probabilities` (softmax) outputs.
 fn attach_head(g: &mut GraphBuilder, features: &str, head: &LinearHead, dim: usize) {
     let classes = head.bias.len();
+    // A head trained on a cut backbone's features reads fewer than the backbone's `dim`.
+    let dim = if classes > 0 && head.weight.len().is_multiple_of(classes) { head.weight.len() / classes } else { dim };
     let logits = gemm(g, features, &head.weight, &head.bias, classes, dim);
     let probs = g.node("Softmax", &[&logits], vec![Attr::Int("axis", 1)]);
     let (batch, c) = (Dim::Named("batch"), Dim::Fixed(classes as i64));

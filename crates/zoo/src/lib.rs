@@ -5,7 +5,7 @@ mod arch;
 mod graph;
 mod registry;
 
-pub use graph::{build, build_with_blocks, Built, GraphOutputs, LinearHead};
+pub use graph::{build, build_with_blocks, parameter_shapes, Built, GraphOutputs, LinearHead};
 pub use registry::{find, registry, Backbone, Family, Imported, Layout, Preprocess};
 
 /// The 1000 ImageNet-1k class names, in the order of the classifiers' outputs (torchvision's).
