@@ -146,8 +146,23 @@ fn auto_chooses_by_cross_validation_on_the_training_split_alone() {
         assert_eq!(x["fold_accuracies"], y["fold_accuracies"], "the validation labels changed a CV figure");
         assert!(x["cv_accuracy"].as_f64().unwrap() > 0.85, "{x}");
     }
-    assert_eq!(a["chosen"], b["chosen"]);
+    // The only other input is each backbone's speed, timed on this machine (and so as noisy as
+    // its load, with the other tests running): among the candidates within a point of the best,
+    // which the identical figures make the same set in both runs, the faster one is chosen.
+    let rule = |sel: &Value| -> Value {
+        let c = sel["candidates"].as_array().unwrap();
+        let best = c.iter().map(|x| x["cv_accuracy"].as_f64().unwrap()).fold(0.0, f64::max);
+        let tied = c.iter().filter(|x| x["cv_accuracy"].as_f64().unwrap() >= best - 0.01);
+        tied.max_by(|x, y| {
+            x["images_per_second"].as_f64().unwrap().total_cmp(&y["images_per_second"].as_f64().unwrap())
+        })
+        .unwrap()["model"]
+            .clone()
+    };
+    assert_eq!(a["chosen"], rule(a));
+    assert_eq!(b["chosen"], rule(b));
     assert_eq!(clean["backbone"], a["chosen"]);
+    assert_eq!(bad["backbone"], b["chosen"]);
     // The poison did reach the validation score: the swapped labels are scored wrong.
     let (good, poisoned) = (clean["val_accuracy"].as_f64().unwrap(), bad["val_accuracy"].as_f64().unwrap());
     assert!(good > 0.9 && poisoned < 0.3, "{good} vs {poisoned}");
