@@ -182,9 +182,9 @@ impl Dataset {
     }
 }
 
-/// `per_class` random samples of each class (all of a class that has fewer), reproducibly for
-/// `seed`, in their original order: the training photos of a few-shot run.
-pub fn few_shot(samples: &[Sample], per_class: usize, seed: u64) -> Vec<Sample> {
+/// The indices of `per_class` random samples of each class (all of a class that has fewer),
+/// reproducibly for `seed`, in their original order: the training photos of a few-shot run.
+pub fn few_shot(samples: &[Sample], per_class: usize, seed: u64) -> Vec<usize> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let classes = samples.iter().map(|s| s.label + 1).max().unwrap_or(0);
     let mut keep = vec![false; samples.len()];
@@ -195,7 +195,7 @@ pub fn few_shot(samples: &[Sample], per_class: usize, seed: u64) -> Vec<Sample> 
             keep[i] = true;
         }
     }
-    samples.iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s.clone()).collect()
+    (0..samples.len()).filter(|&i| keep[i]).collect()
 }
 
 /// The fold (0..k) of each label for stratified k-fold cross-validation: each class is shuffled
@@ -225,11 +225,15 @@ mod tests {
         let samples: Vec<Sample> =
             (0..30).map(|i| Sample { path: PathBuf::from(format!("{i}.jpg")), label: usize::from(i >= 20) }).collect();
         let five = few_shot(&samples, 5, 3);
-        assert_eq!(five.iter().filter(|s| s.label == 0).count(), 5);
-        assert_eq!(five.iter().filter(|s| s.label == 1).count(), 5);
+        assert_eq!(five.iter().filter(|&&i| samples[i].label == 0).count(), 5);
+        assert_eq!(five.iter().filter(|&&i| samples[i].label == 1).count(), 5);
         assert_eq!(five, few_shot(&samples, 5, 3));
         assert_ne!(five, few_shot(&samples, 5, 4));
-        assert_eq!(few_shot(&samples, 15, 0).iter().filter(|s| s.label == 1).count(), 10, "all of a small class");
+        assert_eq!(
+            few_shot(&samples, 15, 0).iter().filter(|&&i| samples[i].label == 1).count(),
+            10,
+            "all of a small class"
+        );
         let labels: Vec<usize> = samples.iter().map(|s| s.label).collect();
         let folds = stratified_folds(&labels, 5, 1);
         for f in 0..5 {

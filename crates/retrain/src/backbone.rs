@@ -127,15 +127,8 @@ impl LoadedBackbone {
 
     /// The uncut backbone's stages, early to late (found by running one grey image).
     pub fn stages(&self, threads: usize) -> Result<Vec<crate::stages::StageMap>> {
-        let whole = Self {
-            cut: None,
-            int8: None,
-            state: self.state.clone(),
-            weights_path: self.weights_path.clone(),
-            weights_sha256: self.weights_sha256.clone(),
-            info: self.info,
-        };
-        let m = whole.float_graph(&GraphOutputs { features: true, ..Default::default() }, &[])?;
+        let m = retrain_zoo::build(self.info, &self.state, &GraphOutputs { features: true, ..Default::default() }, &[])
+            .map_err(|source| Error::Zoo { path: self.weights_path.clone(), source })?;
         let crop = self.info.preprocess.crop as usize;
         crate::stages::find(&m, &vec![128u8; crop * crop * 3], crop, self.info.name, threads)
     }

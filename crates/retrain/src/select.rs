@@ -101,13 +101,6 @@ pub fn cross_validate(f: &Features, head: &HeadConfig, k: usize, seed: u64) -> R
     Ok(out)
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m, var.sqrt())
-}
-
 /// Forward passes per second of `f`'s feature extractor on a batch of grey images: the best
 /// of three timings after a warm-up batch (anything else running only ever slows a timing down).
 fn speed(f: &Features, threads: usize) -> Result<f64> {
@@ -141,7 +134,7 @@ pub fn choose(opts: &TrainOptions) -> Result<ModelSelection> {
         }
         train_images = f.train.len();
         let folds = cross_validate(&f, &o.head, FOLDS, opts.seed)?;
-        let (cv_accuracy, cv_sd) = mean_sd(&folds);
+        let (cv_accuracy, cv_sd) = crate::metrics::mean_sd(&folds);
         let info = f.backbone.info;
         rows.push(Candidate {
             model: name.clone(),

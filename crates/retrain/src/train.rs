@@ -385,7 +385,8 @@ pub fn features(opts: &TrainOptions) -> Result<Features> {
     ds.set_aside_duplicates(opts.keep_duplicates);
     warn_duplicates(&ds, opts.keep_duplicates, opts.quiet);
     if let Some(fs) = opts.shots {
-        ds.train = dataset::few_shot(&ds.train, fs.per_class, fs.seed);
+        ds.train =
+            dataset::few_shot(&ds.train, fs.per_class, fs.seed).into_iter().map(|i| ds.train[i].clone()).collect();
     }
     timings.scan = t0.elapsed().as_secs_f64();
 

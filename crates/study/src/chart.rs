@@ -1,7 +1,7 @@
 //! The learning curves as inline SVG (accuracy against photos per class, log x, one line per
 //! backbone and strategy, a band for the spread of the repeats), on a page with no script.
 
-use crate::{strategy_name, Shots, Study};
+use crate::{strategy_name, Study};
 use std::fmt::Write;
 
 const PALETTE: [&str; 8] = ["#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f"];
@@ -15,10 +15,7 @@ pub fn svg(study: &Study) -> String {
     let (w, h, left, right, top, bottom) = (640.0, 360.0, 56.0, 180.0, 16.0, 48.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
     let classes = study.classes.len().max(1) as f64;
-    let x_of = |c: &crate::Cell| match c.shots {
-        Shots::PerClass(_) => c.train_images / classes,
-        Shots::All => c.train_images / classes,
-    };
+    let x_of = |c: &crate::Cell| c.train_images / classes;
     let xs: Vec<f64> = study.summary.iter().map(x_of).filter(|x| *x > 0.0).collect();
     if xs.is_empty() {
         return String::new();

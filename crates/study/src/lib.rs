@@ -328,38 +328,31 @@ fn linear_row(f: &retrain::train::Features, o: &TrainOptions, shots: Shots, repe
     let k = f.ds.class_names.len();
     let chosen: Vec<usize> = match shots {
         Shots::All => (0..f.train.len()).collect(),
-        Shots::PerClass(n) => {
-            let subset = retrain_files::few_shot(&f.train, n, subset_seed(o.seed, shots, repeat));
-            // few_shot keeps the order, so the subset is found by walking both once.
-            let mut idx = Vec::new();
-            let mut j = 0;
-            for (i, s) in f.train.iter().enumerate() {
-                if j < subset.len() && subset[j].path == s.path {
-                    idx.push(i);
-                    j += 1;
-                }
-            }
-            idx
-        }
+        Shots::PerClass(n) => retrain_files::few_shot(&f.train, n, subset_seed(o.seed, shots, repeat)),
     };
     let tx: Vec<f32> = chosen.iter().flat_map(|&i| f.tx[i * dim..(i + 1) * dim].iter().copied()).collect();
     let ty: Vec<usize> = chosen.iter().map(|&i| f.train[i].label).collect();
     let h = retrain_head::train(retrain_head::Split { features: &tx, labels: &ty }, None, dim, k, &o.head)?;
-    let vy = f.val_labels();
-    let probs = h.predict_proba(&f.vx);
-    let right = probs.iter().zip(&vy).filter(|(p, &y)| retrain::metrics::argmax(p) == y).count();
-    let loss = probs.iter().zip(&vy).map(|(p, &y)| -(p[y].max(1e-12) as f64).ln()).sum::<f64>();
-    let n = vy.len().max(1) as f64;
+    let (accuracy, loss) = score(&h, &f.vx, &f.val_labels());
     Ok(Row {
         model: o.model.clone(),
         strategy: Strategy::Linear,
         shots,
         repeat,
         train_images: ty.len(),
-        val_accuracy: right as f64 / n,
-        val_loss: Some(loss / n),
+        val_accuracy: accuracy,
+        val_loss: Some(loss),
         seconds: t.elapsed().as_secs_f64(),
     })
+}
+
+/// Accuracy and mean cross-entropy of `h` on features `x` with labels `y`.
+fn score(h: &retrain_head::TrainedHead, x: &[f32], y: &[usize]) -> (f64, f64) {
+    let probs = h.predict_proba(x);
+    let right = probs.iter().zip(y).filter(|(p, &l)| retrain::metrics::argmax(p) == l).count();
+    let loss = probs.iter().zip(y).map(|(p, &l)| -(p[l].max(1e-12) as f64).ln()).sum::<f64>();
+    let n = y.len().max(1) as f64;
+    (right as f64 / n, loss / n)
 }
 
 /// The linear head on each stage's pooled map, all training photos, fixed steps.
@@ -380,18 +373,15 @@ fn layer_rows(f: &retrain::train::Features, o: &TrainOptions) -> Result<Vec<Laye
             fc.ds.class_names.len(),
             &o.head,
         )?;
-        let probs = h.predict_proba(&fc.vx);
-        let right = probs.iter().zip(&vy).filter(|(p, &y)| retrain::metrics::argmax(p) == y).count();
-        let loss = probs.iter().zip(&vy).map(|(p, &y)| -(p[y].max(1e-12) as f64).ln()).sum::<f64>();
-        let n = vy.len().max(1) as f64;
+        let (accuracy, loss) = score(&h, &fc.vx, &vy);
         rows.push(LayerRow {
             model: o.model.clone(),
             stage: i + 1,
             value: s.value.clone(),
             channels: s.channels,
             size: s.size[0],
-            val_accuracy: right as f64 / n,
-            val_loss: Some(loss / n),
+            val_accuracy: accuracy,
+            val_loss: Some(loss),
         });
     }
     Ok(rows)
@@ -438,13 +428,6 @@ fn trained_row(opts: &StudyOptions, o: &TrainOptions, strategy: Strategy, shots:
     })
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m, var.sqrt())
-}
-
 /// The summary cells and the reading, from the rows.
 pub fn finish(study: &mut Study) {
     let mut keys: Vec<(String, Strategy, Shots)> =
@@ -466,7 +449,7 @@ pub fn finish(study: &mut Study) {
                 .filter(|r| r.model == model && r.strategy == strategy && r.shots == shots)
                 .collect();
             let acc: Vec<f64> = rows.iter().map(|r| r.val_accuracy).collect();
-            let (m, sd) = mean_sd(&acc);
+            let (m, sd) = retrain::metrics::mean_sd(&acc);
             let n = rows.len() as f64;
             Cell {
                 model,
