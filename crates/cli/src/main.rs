@@ -8,7 +8,7 @@ use retrain::BatchNormMode as retrain_tune_bn;
 use retrain::Filter as retrain_pixels_filter;
 use retrain::TuneConfig;
 use retrain::TuneOptimizer as retrain_tune_kind;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -334,7 +334,7 @@ enum Command {
         /// One or more model files; each is served under its file stem.
         #[arg(required = true, value_name = "MODEL.onnx")]
         models: Vec<PathBuf>,
-        /// Address to listen on. 0.0.0.0 serves anyone on the network (there is no authentication).
+        /// Address to listen on. 0.0.0.0 serves anyone on the network: give it a --token.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
         /// Port (0: any free one; the address is printed).
@@ -355,6 +355,30 @@ enum Command {
         /// Seconds a request may take (longer: 408).
         #[arg(long, default_value_t = 30, value_parser = count(1, 86_400))]
         timeout: usize,
+        /// Images in one request at most: files of a form, or a v2 tensor's first dimension (more: 413).
+        #[arg(long, default_value_t = 64, value_parser = count(1, 100_000))]
+        max_images: usize,
+        /// Open connections at most; past it a new one is closed at once.
+        #[arg(long, default_value_t = 4096, value_parser = count(1, 1_000_000))]
+        max_connections: usize,
+        /// Seconds for a request's headers to arrive; also how long an idle keep-alive
+        /// connection is kept, and the TLS handshake's deadline.
+        #[arg(long, default_value_t = 10, value_parser = count(1, 3_600))]
+        header_timeout: usize,
+        /// A file holding the bearer token every request but /healthz must carry
+        /// (`Authorization: Bearer TOKEN`); or set RETRAIN_TOKEN. The page asks for it once.
+        #[arg(long, value_name = "FILE")]
+        token: Option<PathBuf>,
+        /// Serve HTTPS with this PEM certificate (chain), with --tls-key.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Let pages from this origin (https://example.org, or *) call the API from a browser;
+        /// by default no cross-origin call is allowed.
+        #[arg(long, value_name = "ORIGIN")]
+        cors: Option<String>,
         #[command(flatten)]
         pixels: PixelArgs,
     },
@@ -469,11 +493,15 @@ struct PixelArgs {
     /// they are reported, never decoded.
     #[arg(long, default_value_t = retrain::DEFAULT_MAX_PIXELS, value_parser = clap::value_parser!(u64).range(1..))]
     max_pixels: u64,
+    /// Refuse image files larger than this many MB, from their size alone (a video beside
+    /// the photos is reported, never read).
+    #[arg(long, value_name = "MB", default_value_t = retrain::DEFAULT_MAX_FILE_SIZE >> 20, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    max_file_size: u64,
 }
 
 impl PixelArgs {
     fn limits(&self) -> retrain::Limits {
-        retrain::Limits { max_pixels: self.max_pixels }
+        retrain::Limits { max_pixels: self.max_pixels, max_file_size: self.max_file_size << 20 }
     }
 }
 
@@ -499,6 +527,7 @@ impl SplitArgs {
 impl InputArgs {
     fn apply(&self, opts: &mut TrainOptions) {
         opts.max_pixels = self.pixels.max_pixels;
+        opts.max_file_size = self.pixels.max_file_size << 20;
         opts.keep_duplicates = self.keep_duplicates;
     }
 }
@@ -613,6 +642,26 @@ fn keep_freed_memory() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 512 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
+}
+
+/// The bearer token of `retrain serve`: from `--token FILE` (its first line), else from
+/// RETRAIN_TOKEN; none when neither is given.
+fn serve_token(file: Option<&Path>) -> Result<Option<String>> {
+    let (token, from) = match file {
+        Some(f) => {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("--token {}: cannot read it", f.display()))?;
+            (text.lines().next().unwrap_or("").trim().to_string(), format!("--token {}", f.display()))
+        }
+        None => match std::env::var("RETRAIN_TOKEN") {
+            Ok(t) => (t.trim().to_string(), "RETRAIN_TOKEN".to_string()),
+            Err(_) => return Ok(None),
+        },
+    };
+    if token.len() < 16 || token.chars().any(|c| !c.is_ascii_graphic()) {
+        bail!("{from}: a token is at least 16 printable ASCII characters without spaces");
+    }
+    Ok(Some(token))
 }
 
 fn main() {
@@ -798,7 +847,7 @@ fn run(cli: Cli) -> Result<()> {
                     conflicts: Vec::new(),
                 };
                 let training = retrain_report::Training { split: r.split.clone(), train_images: r.train_images };
-                let limits = retrain::Limits { max_pixels: opts.max_pixels };
+                let limits = opts.limits();
                 let (_, line) = write_report(&r.model, set, Some(training), page, limits, threads, cli.quiet)?;
                 if !cli.quiet {
                     println!("{line}");
@@ -975,7 +1024,28 @@ fn run(cli: Cli) -> Result<()> {
                 TextOrJson::Text => {}
             }
         }
-        Command::Serve { models, host, port, max_batch, batch_wait_ms, max_body, max_queue, timeout, pixels } => {
+        Command::Serve {
+            models,
+            host,
+            port,
+            max_batch,
+            batch_wait_ms,
+            max_body,
+            max_queue,
+            timeout,
+            max_images,
+            max_connections,
+            header_timeout,
+            token,
+            tls_cert,
+            tls_key,
+            cors,
+            pixels,
+        } => {
+            let token = serve_token(token.as_deref())?;
+            let tls = tls_cert.zip(tls_key).map(|(cert, key)| retrain_serve::TlsFiles { cert, key });
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let open = token.is_none();
             let config = retrain_serve::Config {
                 host: host.clone(),
                 port,
@@ -989,21 +1059,28 @@ fn run(cli: Cli) -> Result<()> {
                 timeout: Duration::from_secs(timeout as u64),
                 decoders: threads,
                 limits: pixels.limits(),
+                max_images,
+                connections: retrain_serve::Connections {
+                    max: max_connections,
+                    header_timeout: Duration::from_secs(header_timeout as u64),
+                },
+                token,
+                tls,
+                cors,
             };
             retrain_serve::serve(&models, config, |addr| {
-                if addr.ip().is_unspecified() {
-                    eprintln!("warning: listening on every network interface: anyone who can reach this machine can use the models");
+                if addr.ip().is_unspecified() && open {
+                    eprintln!("warning: listening on every network interface without --token: anyone who can reach this machine can use the models");
                 }
-                println!("listening on http://{addr}");
+                println!("listening on {scheme}://{addr}");
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
-            })
-            .context("retrain serve")?;
+            })?;
         }
         Command::Export { target: ExportTarget::Triton { model, dir, max_batch, batch_wait_ms, storage_uri } } => {
             let opts =
                 retrain_serve::TritonOptions { max_batch, queue_delay_us: batch_wait_ms as u64 * 1000, storage_uri };
-            let e = retrain_serve::export_triton(&model, &dir, &opts).context("retrain export triton")?;
+            let e = retrain_serve::export_triton(&model, &dir, &opts)?;
             if !cli.quiet {
                 println!(
                     "wrote {}, {} and {}\nrun: tritonserver --model-repository {}\nKServe: copy {} to {}, then kubectl apply -f {}",

@@ -237,9 +237,9 @@ fn compute(
 
 fn prepare(path: &std::path::Path, job: Job) -> Item {
     let (g, cache) = (job.geometry, job.cache);
-    let bytes = match std::fs::read(path) {
+    let bytes = match retrain_pixels::read_file(path, job.limits) {
         Ok(b) => b,
-        Err(source) => return Item::Failed(PixelError::Io { path: path.to_path_buf(), source }),
+        Err(e) => return Item::Failed(e),
     };
     // Without a cache the hash has no use.
     let hash = cache.map(|_| content_hash(&bytes)).unwrap_or_default();

@@ -52,7 +52,23 @@ pub fn class_folders(dir: &Path) -> Result<Classes> {
     let outer = enclosing(dir);
     let mut out = Classes::default();
     for p in dirs {
-        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+            return Err(data_err(
+                &p,
+                "a class folder's name is its class name, and this one is not valid UTF-8: rename the folder",
+            ));
+        };
+        // A class name is a line of labels.txt, a cell of CSV and text output: a tab or line
+        // break in it would shift every label after it.
+        if name.chars().any(char::is_control) {
+            return Err(data_err(
+                &p,
+                format!(
+                    "the class name {:?} has a tab, line break or other control character: rename the folder",
+                    name
+                ),
+            ));
+        }
         if folder_id(&p).is_some_and(|id| outer.contains(&id)) {
             out.skipped.push(Skipped {
                 path: p.clone(),

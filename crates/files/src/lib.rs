@@ -41,9 +41,26 @@ fn data_err(path: &std::path::Path, reason: impl Into<String>) -> FilesError {
 /// before the rename, so a power cut leaves the old file or the new one; the feature
 /// cache skips that (its entries carry a checksum instead), as thousands of syncs cost
 /// more than recomputing a torn entry.
+///
+/// What `path` names is kept as the user made it: a symbolic link is written through (its
+/// target is replaced, the link stays), an existing file keeps its permissions, and anything
+/// that is not a regular file (a FIFO, a device, a folder) is refused, never replaced.
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let target = link_target(path)?;
+    let existing = match std::fs::metadata(&target) {
+        Ok(m) if m.is_file() => Some(m.permissions()),
+        Ok(m) => {
+            let what = if m.is_dir() { "a folder" } else { "not a regular file (a pipe, socket or device)" };
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} is {what}: retrain writes only regular files and leaves it as it is", target.display()),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let mut b = tempfile::Builder::new();
     b.prefix(".retrain-").suffix(".partial");
     #[cfg(unix)]
@@ -54,11 +71,33 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8], durable: bool) -> std:
     }
     let mut f = b.tempfile_in(dir)?;
     f.write_all(bytes)?;
+    if let Some(p) = existing {
+        f.as_file().set_permissions(p)?;
+    }
     if durable {
         f.as_file().sync_data()?;
     }
-    f.persist(path).map_err(|e| e.error)?;
+    f.persist(&target).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Where a chain of symbolic links at `path` ends (`path` itself when it is no link); the
+/// end need not exist yet. Relative targets are read from the link's folder, as the kernel does.
+pub fn link_target(path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&p)?;
+                p = match p.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{}: too many levels of links", path.display())))
 }
 
 #[cfg(test)]
@@ -78,5 +117,30 @@ mod tests {
         }
         let e = super::write_atomic(&d.path().join("no/such/dir/x"), b"", false).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_are_written_through_modes_kept_and_special_files_refused() {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("releases")).unwrap();
+        let release = d.path().join("releases/v1.onnx");
+        std::fs::write(&release, b"v1").unwrap();
+        std::fs::set_permissions(&release, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let current = d.path().join("current.onnx");
+        std::os::unix::fs::symlink("releases/v1.onnx", &current).unwrap();
+        super::write_atomic(&current, b"v2", true).unwrap();
+        assert!(std::fs::symlink_metadata(&current).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&release).unwrap(), b"v2");
+        assert_eq!(std::fs::metadata(&release).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_dir(d.path().join("releases")).unwrap().count(), 1);
+        let fifo = d.path().join("pipe");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let e = super::write_atomic(&fifo, b"x", false).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        let e = super::write_atomic(d.path(), b"x", false).unwrap_err();
+        assert!(e.to_string().contains("a folder"), "{e}");
     }
 }

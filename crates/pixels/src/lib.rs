@@ -21,6 +21,10 @@ pub enum PixelError {
     Corrupt { path: PathBuf, reason: String },
     #[error("{path}: image too large: {width}×{height} = {} pixels (limit {limit}, --max-pixels)", giga(u64::from(*.width) * u64::from(*.height)))]
     TooLarge { path: PathBuf, width: u32, height: u32, limit: u64 },
+    #[error("{path}: file too large for an image: {} MB (limit {} MB, --max-file-size); not read", .size >> 20, .limit >> 20)]
+    FileTooLarge { path: PathBuf, size: u64, limit: u64 },
+    #[error("{path}: not a regular file")]
+    NotAFile { path: PathBuf },
 }
 
 /// `4.2 G` for 4_225_000_000: the size of a refused image, readable at a glance.
@@ -35,6 +39,9 @@ fn giga(n: u64) -> String {
 /// Pillow's `Image.MAX_IMAGE_PIXELS`: above it Pillow raises `DecompressionBombError`.
 pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
 
+/// Files larger than this are not read as images (a phone's video beside its photos).
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 100 << 20;
+
 /// What a decoder may allocate. An image is refused from its header, before any pixel is
 /// decoded, when it claims more than `max_pixels`; the decoders' own allocation is capped
 /// at what an image of that many pixels needs, so a header that lies cannot make them
@@ -42,11 +49,13 @@ pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub max_pixels: u64,
+    /// Bytes of one image file at most, checked from its metadata before reading it.
+    pub max_file_size: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_pixels: DEFAULT_MAX_PIXELS }
+        Self { max_pixels: DEFAULT_MAX_PIXELS, max_file_size: DEFAULT_MAX_FILE_SIZE }
     }
 }
 
@@ -81,7 +90,9 @@ impl PixelError {
             | PixelError::Empty { path }
             | PixelError::NotImage { path }
             | PixelError::Corrupt { path, .. }
-            | PixelError::TooLarge { path, .. } => path,
+            | PixelError::TooLarge { path, .. }
+            | PixelError::FileTooLarge { path, .. }
+            | PixelError::NotAFile { path } => path,
         }
     }
 
@@ -104,12 +115,46 @@ pub struct Geometry {
 /// Decodes a file to 8-bit RGB, whatever its format (JPEG, PNG, GIF, BMP, WebP), colour
 /// type (grey, RGBA, CMYK, 16-bit) or EXIF orientation, within the default [`Limits`].
 pub fn decode(path: &Path) -> Result<RgbImage, PixelError> {
-    let bytes = read(path)?;
+    let bytes = read_file(path, Limits::default())?;
     decode_bytes(&bytes, path, Limits::default())
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, PixelError> {
-    std::fs::read(path).map_err(|source| PixelError::Io { path: path.to_path_buf(), source })
+/// An image file's bytes, read only once its size (from the metadata) is within
+/// `limits.max_file_size` and its first bytes are those of an image format: a video or an
+/// archive beside the photos costs a `stat` and a few bytes, not its size in memory.
+pub fn read_file(path: &Path, limits: Limits) -> Result<Vec<u8>, PixelError> {
+    use std::io::Read;
+    let io = |source| PixelError::Io { path: path.to_path_buf(), source };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let meta = f.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(PixelError::NotAFile { path: path.to_path_buf() });
+    }
+    if meta.len() > limits.max_file_size {
+        return Err(PixelError::FileTooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            limit: limits.max_file_size,
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    (&mut f).take(32).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.is_empty() {
+        return Err(PixelError::Empty { path: path.to_path_buf() });
+    }
+    if image::guess_format(&bytes).is_err() {
+        return Err(PixelError::NotImage { path: path.to_path_buf() });
+    }
+    // The file may have grown since the stat: read no more than the limit allows.
+    f.take(limits.max_file_size.saturating_add(1) - bytes.len() as u64).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limits.max_file_size {
+        return Err(PixelError::FileTooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            limit: limits.max_file_size,
+        });
+    }
+    Ok(bytes)
 }
 
 /// The width and height an image's header claims, read without decoding any pixel.
@@ -128,6 +173,14 @@ pub fn dimensions(bytes: &[u8], path: &Path) -> Result<(u32, u32), PixelError> {
 pub fn decode_bytes(bytes: &[u8], path: &Path, limits: Limits) -> Result<RgbImage, PixelError> {
     if bytes.is_empty() {
         return Err(PixelError::Empty { path: path.to_path_buf() });
+    }
+    if let Some(stripped) = without_icc_bomb(bytes) {
+        eprintln!(
+            "warning: {}: its ICC colour profile inflates past {} MB; ignored (retrain does not use it)",
+            path.display(),
+            MAX_METADATA >> 20
+        );
+        return decode_bytes(&stripped, path, limits);
     }
     let corrupt = |e: image::ImageError| PixelError::Corrupt { path: path.to_path_buf(), reason: e.to_string() };
     let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
@@ -158,6 +211,46 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, limits: Limits) -> Result<RgbImag
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.to_rgb8(),
     })
+}
+
+/// Decompressed metadata kept at most, as Pillow's `ImageFile.SAFEBLOCK`-sized text limit.
+const MAX_METADATA: usize = 1 << 20;
+
+/// A PNG whose ICC profile (the one compressed metadata the decoder inflates whole, up to its
+/// pixel allocation limit) inflates past [`MAX_METADATA`], without that chunk; `None` for any
+/// other file. retrain does not colour-manage, so the profile is never needed.
+fn without_icc_bomb(bytes: &[u8]) -> Option<Vec<u8>> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    if !bytes.starts_with(SIGNATURE) {
+        return None;
+    }
+    let mut at = SIGNATURE.len();
+    let mut drop = None;
+    while at + 12 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().ok()?) as usize;
+        let end = at.checked_add(12)?.checked_add(len)?;
+        let kind = &bytes[at + 4..at + 8];
+        if end > bytes.len() || kind == b"IDAT" {
+            break;
+        }
+        if kind == b"iCCP" {
+            let data = &bytes[at + 8..at + 8 + len];
+            // Profile name, NUL, compression method, then the zlib stream.
+            let z = data.iter().position(|&b| b == 0).map(|i| i + 2).filter(|&i| i <= data.len())?;
+            if let Err(e) = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&data[z..], MAX_METADATA) {
+                if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput {
+                    drop = Some(at..end);
+                }
+            }
+            break;
+        }
+        at = end;
+    }
+    let range = drop?;
+    let mut out = Vec::with_capacity(bytes.len() - range.len());
+    out.extend_from_slice(&bytes[..range.start]);
+    out.extend_from_slice(&bytes[range.end..]);
+    Some(out)
 }
 
 /// How much smaller than the source a JPEG may be decoded in the DCT domain (1/2, 1/4, 1/8)
@@ -208,24 +301,26 @@ fn decode_scaled(mut d: jpeg_decoder::Decoder<&[u8]>, bytes: &[u8], s: u32) -> O
 /// The resized size for a shorter side of `resize`: the longer side scaled and rounded
 /// half-to-even, as torchvision computes it for the reference logits (451×300 → 385×256,
 /// 773×512 → 386×256).
-fn resized_size(w: u32, h: u32, resize: u32) -> (u32, u32) {
+fn resized_size(w: u32, h: u32, resize: u32) -> (u64, u64) {
+    // u64: a 1-pixel-high strip scaled to a shorter side of `resize` has a longer side far
+    // beyond u32 (only the crop window of it is ever computed).
     let scale = |long: u32, short: u32| {
         let num = resize as u64 * long as u64;
         let (q, r) = (num / short as u64, num % short as u64);
         let up = 2 * r > short as u64 || (2 * r == short as u64 && q % 2 == 1);
-        (q + up as u64) as u32
+        q + up as u64
     };
     if w <= h {
-        (resize, scale(h, w))
+        (resize as u64, scale(h, w))
     } else {
-        (scale(w, h), resize)
+        (scale(w, h), resize as u64)
     }
 }
 
 /// torchvision's CenterCrop offset: `int(round((size - crop) / 2))`, with Python's
 /// round-half-to-even.
-fn crop_offset(size: u32, crop: u32) -> u32 {
-    let twice = size.saturating_sub(crop);
+fn crop_offset(size: u64, crop: u32) -> u64 {
+    let twice = size.saturating_sub(crop as u64);
     let (q, r) = (twice / 2, twice % 2);
     if r == 1 && q % 2 == 1 {
         q + 1
@@ -266,7 +361,7 @@ pub fn prepare(img: &RgbImage, g: Geometry) -> Vec<u8> {
 
 /// Decodes and prepares one file.
 pub fn load(path: &Path, g: Geometry, limits: Limits) -> Result<Vec<u8>, PixelError> {
-    Ok(prepare(&decode_for(&read(path)?, path, g, limits)?, g))
+    Ok(prepare(&decode_for(&read_file(path, limits)?, path, g, limits)?, g))
 }
 
 #[cfg(test)]
@@ -437,7 +532,7 @@ mod tests {
         // A lower limit refuses a real image; the default takes it.
         let real = lying(F::Png, 16, 12);
         assert!(matches!(
-            decode_bytes(&real, Path::new("x"), Limits { max_pixels: 100 }),
+            decode_bytes(&real, Path::new("x"), Limits { max_pixels: 100, ..Limits::default() }),
             Err(PixelError::TooLarge { .. })
         ));
         assert_eq!(decode_bytes(&real, Path::new("x"), Limits::default()).unwrap().dimensions(), (16, 12));

@@ -52,15 +52,17 @@ impl Filter {
     }
 }
 
-fn coeffs(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
+/// The coefficients of output pixels `first..first + len` only: a thin image scaled up to a
+/// huge side costs what its window costs, not what the whole resized side would.
+fn coeffs(in_size: usize, out_size: usize, filter: Filter, first: usize, len: usize) -> Coeffs {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filter.support() * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
-    let mut bounds = Vec::with_capacity(out_size);
-    let mut weights = vec![0i32; out_size * ksize];
+    let mut bounds = Vec::with_capacity(len);
+    let mut weights = vec![0i32; len * ksize];
     let mut k = vec![0f64; ksize];
-    for xx in 0..out_size {
+    for (i, xx) in (first..first + len).enumerate() {
         let center = (xx as f64 + 0.5) * scale;
         let ss = 1.0 / filterscale;
         // C's (int) truncates toward zero; both bounds are clamped to the image.
@@ -76,7 +78,7 @@ fn coeffs(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
         for x in 0..ksize {
             let v = if x < n && ww != 0.0 { k[x] / ww } else { 0.0 };
             let fixed = v * (1u32 << PRECISION_BITS) as f64;
-            weights[xx * ksize + x] = if v < 0.0 { (fixed - 0.5) as i32 } else { (fixed + 0.5) as i32 };
+            weights[i * ksize + x] = if v < 0.0 { (fixed - 0.5) as i32 } else { (fixed + 0.5) as i32 };
         }
         bounds.push((xmin, n));
     }
@@ -105,21 +107,21 @@ pub fn resize_window_rgb8(
     win: (usize, usize, usize, usize),
 ) -> Vec<u8> {
     let (x0, y0, cw, ch) = win;
-    let vert = (oh != h).then(|| coeffs(h, oh, filter));
+    let vert = (oh != h).then(|| coeffs(h, oh, filter, y0, ch));
     // Source rows the vertical pass reads for the window's rows.
     let (r0, r1) = match &vert {
         Some(c) => {
-            let first = c.bounds[y0].0;
-            let last = (y0..y0 + ch).map(|y| c.bounds[y].0 + c.bounds[y].1).max().unwrap_or(first);
+            let first = c.bounds.first().map_or(0, |b| b.0);
+            let last = c.bounds.iter().map(|b| b.0 + b.1).max().unwrap_or(first);
             (first, last)
         }
         None => (y0, y0 + ch),
     };
     let rows = r1 - r0;
     let horizontal = if ow != w {
-        let c = coeffs(w, ow, filter);
+        let c = coeffs(w, ow, filter, x0, cw);
         let mut out = vec![0u8; cw * rows * 3];
-        horizontal(&c, &src[r0 * w * 3..r1 * w * 3], &mut out, (w * 3, cw * 3), x0);
+        horizontal(&c, &src[r0 * w * 3..r1 * w * 3], &mut out, (w * 3, cw * 3));
         out
     } else {
         let mut out = Vec::with_capacity(cw * rows * 3);
@@ -130,35 +132,35 @@ pub fn resize_window_rgb8(
     };
     let Some(c) = vert else { return horizontal };
     let mut out = vec![0u8; cw * ch * 3];
-    vertical(&c, &horizontal, &mut out, cw * 3, y0, r0);
+    vertical(&c, &horizontal, &mut out, cw * 3, r0);
     out
 }
 
 /// The horizontal pass over whole rows of `src` into rows of `out` (`strides`: their bytes).
-fn horizontal(c: &Coeffs, src: &[u8], out: &mut [u8], strides: (usize, usize), x0: usize) {
+fn horizontal(c: &Coeffs, src: &[u8], out: &mut [u8], strides: (usize, usize)) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { horizontal_avx2(c, src, out, strides, x0) };
+        return unsafe { horizontal_avx2(c, src, out, strides) };
     }
-    horizontal_generic(c, src, out, strides, x0)
+    horizontal_generic(c, src, out, strides)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn horizontal_avx2(c: &Coeffs, src: &[u8], out: &mut [u8], strides: (usize, usize), x0: usize) {
-    horizontal_generic(c, src, out, strides, x0)
+unsafe fn horizontal_avx2(c: &Coeffs, src: &[u8], out: &mut [u8], strides: (usize, usize)) {
+    horizontal_generic(c, src, out, strides)
 }
 
 #[inline(always)]
-fn horizontal_generic(c: &Coeffs, src: &[u8], out: &mut [u8], (stride, out_stride): (usize, usize), x0: usize) {
+fn horizontal_generic(c: &Coeffs, src: &[u8], out: &mut [u8], (stride, out_stride): (usize, usize)) {
     for (row, out_row) in src.chunks_exact(stride.max(1)).zip(out.chunks_exact_mut(out_stride.max(1))) {
         match c.ksize {
-            3 => horizontal_row::<3>(c, row, out_row, x0),
-            5 => horizontal_row::<5>(c, row, out_row, x0),
-            7 => horizontal_row::<7>(c, row, out_row, x0),
-            9 => horizontal_row::<9>(c, row, out_row, x0),
-            _ => horizontal_row::<0>(c, row, out_row, x0),
+            3 => horizontal_row::<3>(c, row, out_row),
+            5 => horizontal_row::<5>(c, row, out_row),
+            7 => horizontal_row::<7>(c, row, out_row),
+            9 => horizontal_row::<9>(c, row, out_row),
+            _ => horizontal_row::<0>(c, row, out_row),
         }
     }
 }
@@ -167,11 +169,11 @@ fn horizontal_generic(c: &Coeffs, src: &[u8], out: &mut [u8], (stride, out_strid
 /// weigh 0) is summed in a fixed-length loop the compiler unrolls; near the right edge,
 /// where K taps would read past the row, and for `K` = 0 only the `n` real taps are.
 #[inline(always)]
-fn horizontal_row<const K: usize>(c: &Coeffs, row: &[u8], out: &mut [u8], x0: usize) {
+fn horizontal_row<const K: usize>(c: &Coeffs, row: &[u8], out: &mut [u8]) {
     let half = 1i32 << (PRECISION_BITS - 1);
     for (xx, o) in out.chunks_exact_mut(3).enumerate() {
-        let (xmin, n) = c.bounds[x0 + xx];
-        let all = &c.weights[(x0 + xx) * c.ksize..(x0 + xx + 1) * c.ksize];
+        let (xmin, n) = c.bounds[xx];
+        let all = &c.weights[xx * c.ksize..(xx + 1) * c.ksize];
         let (mut s0, mut s1, mut s2) = (half, half, half);
         if K > 0 && (xmin + K) * 3 <= row.len() {
             let (px, kw) = (&row[xmin * 3..(xmin + K) * 3], &all[..K]);
@@ -196,28 +198,28 @@ fn horizontal_row<const K: usize>(c: &Coeffs, row: &[u8], out: &mut [u8], x0: us
 
 /// The vertical pass: output row `yy` of the window is the weighted sum of the horizontal
 /// pass's rows. Integer arithmetic, so the AVX2 build of the same loop is bit-identical.
-fn vertical(c: &Coeffs, horizontal: &[u8], out: &mut [u8], stride: usize, y0: usize, r0: usize) {
+fn vertical(c: &Coeffs, horizontal: &[u8], out: &mut [u8], stride: usize, r0: usize) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { vertical_avx2(c, horizontal, out, stride, y0, r0) };
+        return unsafe { vertical_avx2(c, horizontal, out, stride, r0) };
     }
-    vertical_generic(c, horizontal, out, stride, y0, r0)
+    vertical_generic(c, horizontal, out, stride, r0)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn vertical_avx2(c: &Coeffs, horizontal: &[u8], out: &mut [u8], stride: usize, y0: usize, r0: usize) {
-    vertical_generic(c, horizontal, out, stride, y0, r0)
+unsafe fn vertical_avx2(c: &Coeffs, horizontal: &[u8], out: &mut [u8], stride: usize, r0: usize) {
+    vertical_generic(c, horizontal, out, stride, r0)
 }
 
 #[inline(always)]
-fn vertical_generic(c: &Coeffs, horizontal: &[u8], out: &mut [u8], stride: usize, y0: usize, r0: usize) {
+fn vertical_generic(c: &Coeffs, horizontal: &[u8], out: &mut [u8], stride: usize, r0: usize) {
     let half = 1i32 << (PRECISION_BITS - 1);
     let mut acc = vec![half; stride];
     for (yy, out_row) in out.chunks_exact_mut(stride).enumerate() {
-        let (ymin, n) = c.bounds[y0 + yy];
-        let k = &c.weights[(y0 + yy) * c.ksize..(y0 + yy) * c.ksize + n];
+        let (ymin, n) = c.bounds[yy];
+        let k = &c.weights[yy * c.ksize..yy * c.ksize + n];
         acc.fill(half);
         for (i, &kw) in k.iter().enumerate() {
             let r = ymin + i - r0;

@@ -114,7 +114,7 @@ fn make_batch(
         .par_iter()
         .zip(order)
         .map(|(s, &i)| {
-            let bytes = std::fs::read(&s.path).map_err(|e| e.to_string())?;
+            let bytes = retrain_pixels::read_file(&s.path, limits).map_err(|e| e.reason())?;
             let img = retrain_pixels::decode_for(&bytes, &s.path, g, limits).map_err(|e| e.reason())?;
             let mut rng = Rng::for_item(seed, epoch as u64, i as u64);
             Ok::<_, String>(retrain_pixels::augmented(&img, g, aug, &mut rng))

@@ -20,7 +20,7 @@ pub mod train;
 /// Files: the folder walk, classes, split and duplicate photos (`retrain_files`).
 pub use retrain_files as dataset;
 pub use retrain_head::HeadConfig;
-pub use retrain_pixels::{Augment, Filter, Limits, DEFAULT_MAX_PIXELS};
+pub use retrain_pixels::{Augment, Filter, Limits, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_PIXELS};
 pub use retrain_tune::{BatchNormMode, OptimizerKind as TuneOptimizer, TuneConfig};
 pub use retrain_zoo::{registry, Backbone};
 

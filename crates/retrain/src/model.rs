@@ -94,6 +94,13 @@ pub fn inspect(bytes: &[u8], path: &Path) -> Result<ModelInfo> {
         return Err(not("empty file"));
     }
     let model = retrain_onnx::decode(bytes, path).map_err(|_| not("not an ONNX file"))?;
+    if let Err((stored, actual)) = retrain_onnx::verify_sealed(bytes) {
+        return Err(not(&format!(
+            "it was changed or damaged after it was written (checksum {}… stored, {}… now): use an intact copy",
+            &stored[..12.min(stored.len())],
+            &actual[..12]
+        )));
+    }
     let info = ModelInfo::from_model(&model, path)?;
     let graph = model.graph.as_ref().ok_or_else(|| not("it has no graph"))?;
     if !graph.input.iter().any(|i| i.name == "image") || !graph.output.iter().any(|o| o.name == "probabilities") {
@@ -101,6 +108,26 @@ pub fn inspect(bytes: &[u8], path: &Path) -> Result<ModelInfo> {
     }
     if info.class_names.len() < 2 {
         return Err(not("it names fewer than two classes"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(d) = info.class_names.iter().find(|c| !seen.insert(c.as_str())) {
+        return Err(not(&format!("it names the class {d:?} twice")));
+    }
+    // Every output but `features` has one value per class.
+    for o in graph.output.iter().filter(|o| o.name != "features") {
+        let dims = o.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).and_then(|t| t.shape.as_ref());
+        let width = dims.and_then(|s| s.dim.get(1)).and_then(|d| d.dim_value);
+        match width {
+            Some(w) if w != info.class_names.len() as i64 => {
+                return Err(not(&format!(
+                    "its output `{}` has {w} values per image but it names {} classes",
+                    o.name,
+                    info.class_names.len()
+                )))
+            }
+            // Not declared: checked on the first answer instead.
+            _ => {}
+        }
     }
     let p = info.preprocess;
     if p.crop == 0 || p.resize == 0 || p.crop > 4096 || p.resize > 4096 {

@@ -112,8 +112,9 @@ impl RangeCache {
         let mut h = blake3::Hasher::new();
         h.update(backbone_key.as_bytes());
         for f in files {
-            // An unreadable file hashes as empty: it was skipped by calibration too.
-            h.update(retrain_features::content_hash(&std::fs::read(f).unwrap_or_default()).as_bytes());
+            // An unreadable (or too large) file hashes as empty: it was skipped by calibration too.
+            let bytes = retrain_pixels::read_file(f, retrain_pixels::Limits::default()).unwrap_or_default();
+            h.update(retrain_features::content_hash(&bytes).as_bytes());
         }
         Self { path: root.join("int8").join(format!("{}.json", &h.finalize().to_hex()[..32])) }
     }

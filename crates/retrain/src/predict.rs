@@ -69,7 +69,10 @@ pub fn predict(
 pub fn rank(p: &[f32], names: &[String], k: usize) -> Vec<Ranked> {
     let mut idx: Vec<usize> = (0..p.len()).collect();
     idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
-    idx.into_iter().take(k.max(1)).map(|i| Ranked { class: names[i].clone(), probability: p[i] }).collect()
+    // A model that names fewer classes than it outputs is refused when opened; still, a
+    // class without a name is shown by its index rather than taking the process down.
+    let name = |i: usize| names.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
+    idx.into_iter().take(k.max(1)).map(|i| Ranked { class: name(i), probability: p[i] }).collect()
 }
 
 /// CSV with a header: `path,rank,class,probability`, one row per (image, rank).

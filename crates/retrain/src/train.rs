@@ -93,6 +93,8 @@ pub struct TrainOptions {
     /// Images whose header claims more pixels are skipped (`--max-pixels`).
     #[serde(default = "default_max_pixels")]
     pub max_pixels: u64,
+    #[serde(default = "default_max_file_size")]
+    pub max_file_size: u64,
     /// Train and score photos whose content appears under two classes, or in both train
     /// and validation, instead of setting them aside (`--keep-duplicates`).
     #[serde(default)]
@@ -112,6 +114,10 @@ pub struct TrainOptions {
     /// measures which is best): its map, globally pooled, feeds the head.
     #[serde(default)]
     pub cut: Option<usize>,
+}
+
+fn default_max_file_size() -> u64 {
+    retrain_pixels::DEFAULT_MAX_FILE_SIZE
 }
 
 fn default_max_pixels() -> u64 {
@@ -142,6 +148,7 @@ impl TrainOptions {
             stop: None,
             resume: false,
             max_pixels: default_max_pixels(),
+            max_file_size: default_max_file_size(),
             keep_duplicates: false,
             shots: None,
             weights_for: Default::default(),
@@ -151,7 +158,7 @@ impl TrainOptions {
     }
 
     pub fn limits(&self) -> retrain_pixels::Limits {
-        retrain_pixels::Limits { max_pixels: self.max_pixels }
+        retrain_pixels::Limits { max_pixels: self.max_pixels, max_file_size: self.max_file_size }
     }
 
     /// The run directory of a fine-tuning run.
@@ -339,7 +346,7 @@ pub fn train(opts: &TrainOptions) -> Result<Report> {
 }
 
 pub(crate) fn write_model(model: &retrain_onnx::ModelProto, out: &Path) -> Result<()> {
-    write_file(out, &retrain_onnx::encode(model))
+    write_file(out, &retrain_onnx::encode_sealed(model))
 }
 
 /// Writes a file the user asked for (a model, a report, a run's options) whole or not at all.

@@ -46,6 +46,7 @@ pub struct Batching {
 
 pub struct Batcher {
     name: String,
+    max_batch: usize,
     metrics: Arc<Metrics>,
     tx: Option<SyncSender<Job>>,
     worker: Option<JoinHandle<()>>,
@@ -78,14 +79,28 @@ impl Batcher {
             })
             .expect("spawning a thread");
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self { name, metrics, tx: Some(tx), worker: Some(worker) }),
+            Ok(Ok(())) => Ok(Self { name, max_batch: b.max_batch.max(1), metrics, tx: Some(tx), worker: Some(worker) }),
             Ok(Err(e)) => Err(e),
             Err(_) => panic!("the model thread ended before opening its session"),
         }
     }
 
-    /// Queues `n` prepared crops; their rows come back in order once their batch has run.
+    /// Queues `n` prepared crops; their rows come back in order once their batches have run.
+    /// More than `max_batch` crops are queued as several jobs of at most `max_batch`, so no
+    /// ONNX Runtime batch is ever larger (its memory grows with the batch).
     pub async fn submit(&self, pixels: Vec<u8>, n: usize) -> Result<Vec<Row>, Refused> {
+        if n <= self.max_batch || n == 0 {
+            return self.submit_one(pixels, n).await;
+        }
+        let per = pixels.len() / n;
+        let mut rows = Vec::with_capacity(n);
+        for chunk in pixels.chunks(per * self.max_batch) {
+            rows.extend(self.submit_one(chunk.to_vec(), chunk.len() / per).await?);
+        }
+        Ok(rows)
+    }
+
+    async fn submit_one(&self, pixels: Vec<u8>, n: usize) -> Result<Vec<Row>, Refused> {
         let (reply, answer) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(Refused::Stopped)?;
         self.metrics.queued(&self.name, 1);
@@ -115,12 +130,18 @@ impl Drop for Batcher {
 }
 
 fn run(mut session: Session, rx: Receiver<Job>, crop: usize, b: Batching, name: &str, metrics: &Metrics) {
-    while let Ok(first) = rx.recv() {
+    // A job that would have made the batch larger than `max_batch` starts the next one.
+    let mut held: Option<Job> = None;
+    while let Some(first) = held.take().or_else(|| rx.recv().ok()) {
         let mut n = first.n;
         let mut jobs = vec![first];
         let deadline = Instant::now() + b.wait;
         while n < b.max_batch {
             match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(j) if n + j.n > b.max_batch => {
+                    held = Some(j);
+                    break;
+                }
                 Ok(j) => {
                     n += j.n;
                     jobs.push(j);

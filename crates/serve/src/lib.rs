@@ -6,16 +6,20 @@
 
 mod batcher;
 mod kserve;
+mod listen;
 mod metrics;
 mod triton;
 mod v1;
 
 pub use batcher::Batching;
+pub use kserve::{parse as parse_v2, Parsed as ParsedV2};
+pub use listen::{Connections, TlsFiles};
 pub use metrics::Metrics;
 pub use triton::{export as export_triton, Exported, TritonOptions};
+pub use v1::read_form;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -44,6 +48,12 @@ pub enum ServeError {
     NoModel,
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    #[error("{path}: {what} {name:?} has a line break or control character (or a slash): rename it; the exported files would misread it")]
+    Name { path: PathBuf, what: &'static str, name: String },
+    #[error("{path}: TLS: {reason}")]
+    Tls { path: PathBuf, reason: String },
+    #[error("--cors {origin:?}: not an origin (scheme://host[:port], or *)")]
+    Cors { origin: String },
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -64,7 +74,21 @@ pub struct Config {
     /// Images decoded at once.
     pub decoders: usize,
     pub limits: Limits,
+    /// Images in one request at most (multipart files, or a v2 tensor's first dimension).
+    pub max_images: usize,
+    pub connections: Connections,
+    /// Every route but `/healthz` and the page wants `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
+    pub tls: Option<TlsFiles>,
+    /// The one origin whose pages may call the API from a browser; none by default.
+    pub cors: Option<String>,
 }
+
+/// How long, and how much, of a refused request's body is read and thrown away before the
+/// connection is closed (nginx's lingering close): a client that sends its whole body before
+/// reading the answer then reads the 413 or 401, instead of a broken pipe.
+const LINGER: Duration = Duration::from_secs(10);
+const LINGER_BYTES: u64 = 1 << 30;
 
 /// One served model.
 pub struct Model {
@@ -90,7 +114,11 @@ struct App {
     decoders: Semaphore,
     limits: Limits,
     max_body: usize,
+    max_images: usize,
+    max_batch: usize,
     threads: usize,
+    /// SHA-256 of the token: compared in constant time, whatever its length.
+    token: Option<[u8; 32]>,
     stopping: AtomicBool,
 }
 
@@ -128,12 +156,20 @@ type Shared = Arc<App>;
 
 /// An answer other than 2xx: `{"error": message}`, as KServe servers write it.
 #[derive(Debug)]
-pub(crate) struct ApiError {
+pub struct ApiError {
     status: StatusCode,
     message: String,
 }
 
 impl ApiError {
+    pub fn status(&self) -> u16 {
+        self.status.as_u16()
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self { status, message: message.into() }
     }
@@ -185,6 +221,8 @@ pub fn serve(paths: &[PathBuf], cfg: Config, listening: impl FnOnce(SocketAddr))
     if paths.is_empty() {
         return Err(ServeError::NoModel);
     }
+    let tls = cfg.tls.as_ref().map(|t| listen::tls_acceptor(&t.cert, &t.key)).transpose()?;
+    let cors = cfg.cors.as_deref().map(cors_layer).transpose()?;
     let metrics = Arc::new(Metrics::new());
     let mut models: Vec<Model> = Vec::new();
     for path in paths {
@@ -225,10 +263,17 @@ pub fn serve(paths: &[PathBuf], cfg: Config, listening: impl FnOnce(SocketAddr))
             decoders: Semaphore::new(cfg.decoders.max(1)),
             limits: cfg.limits,
             max_body: cfg.max_body,
+            max_images: cfg.max_images.max(1),
+            max_batch: cfg.batching.max_batch.max(1),
             threads: cfg.batching.threads,
+            token: cfg.token.as_deref().map(digest),
             stopping: AtomicBool::new(false),
         });
-        let router = routes(app.clone(), &cfg);
+        let mut router = routes(app.clone(), &cfg);
+        if let Some(cors) = cors {
+            router = router.layer(cors);
+        }
+        listen::raise_fd_limit();
         let addr = format!("{}:{}", cfg.host, cfg.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -236,12 +281,11 @@ pub fn serve(paths: &[PathBuf], cfg: Config, listening: impl FnOnce(SocketAddr))
         let signalled = shutdown_signal()?;
         listening(listener.local_addr()?);
         let stop = app.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                signalled.await;
-                stop.stopping.store(true, Ordering::SeqCst);
-            })
-            .await?;
+        listen::serve(listener, router, cfg.connections.clone(), tls, async move {
+            signalled.await;
+            stop.stopping.store(true, Ordering::SeqCst);
+        })
+        .await;
         // The last handle: dropping it closes the queues and joins the model threads.
         drop(app);
         Ok(())
@@ -276,17 +320,83 @@ async fn metrics_text(State(app): State<Shared>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render())
 }
 
-/// Refuses a body whose Content-Length is over `--max-body` before reading it (the body
-/// limit alone would only stop reading it), turns the timeout's bare 408 into a JSON reason,
-/// and counts every request by its route pattern and status, with its latency.
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+fn cors_layer(origin: &str) -> Result<tower_http::cors::CorsLayer> {
+    use axum::http::Method;
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origin == "*" {
+        AllowOrigin::any()
+    } else {
+        let ok = (origin.starts_with("http://") || origin.starts_with("https://")) && !origin.ends_with('/');
+        let value = HeaderValue::from_str(origin).ok().filter(|_| ok);
+        AllowOrigin::exact(value.ok_or_else(|| ServeError::Cors { origin: origin.to_string() })?)
+    };
+    Ok(CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static(kserve::HEADER_LENGTH)])
+        .expose_headers([HeaderName::from_static(kserve::HEADER_LENGTH)]))
+}
+
+/// Whether the request carries the token (always, when none is set). `/healthz` and the page
+/// itself (static, no data; it asks for the token) are open.
+fn authorised(app: &App, req: &Request) -> bool {
+    let Some(want) = &app.token else { return true };
+    if req.uri().path() == "/healthz" || (req.uri().path() == "/" && req.method() == axum::http::Method::GET) {
+        return true;
+    }
+    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let token = given.and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    use subtle::ConstantTimeEq;
+    given.is_some() && bool::from(digest(token).ct_eq(want))
+}
+
+/// Answers `e` before reading the body, then reads and throws the body away for a bounded time
+/// and size (see [`LINGER`]) and closes the connection.
+fn refuse_unread(req: Request, e: ApiError) -> Response {
+    tokio::spawn(drain(req.into_body(), LINGER_BYTES));
+    let mut r = e.into_response();
+    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// Reads a body to its end, or to `limit` bytes, or for [`LINGER`], keeping none of it.
+pub(crate) async fn drain(mut body: axum::body::Body, limit: u64) {
+    use http_body_util::BodyExt;
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > limit {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Refuses a request without the token (401) and a body whose Content-Length is over
+/// `--max-body` (413), both before reading the body; turns the timeout's bare 408 into a JSON
+/// reason, and counts every request by its route pattern and status, with its latency.
 async fn track(State(app): State<Shared>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched".to_string(), |m| m.as_str().to_string());
     let started = Instant::now();
     app.metrics.in_flight.inc();
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let r = match declared {
+        _ if !authorised(&app, &req) => {
+            let e =
+                ApiError::new(StatusCode::UNAUTHORIZED, "this server wants `Authorization: Bearer TOKEN` (--token)");
+            let mut r = refuse_unread(req, e);
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
         Some(n) if n > app.max_body as u64 => {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large (--max-body)").into_response()
+            refuse_unread(req, ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body too large (--max-body)"))
         }
         _ => match next.run(req).await {
             r if r.status() == StatusCode::REQUEST_TIMEOUT => {

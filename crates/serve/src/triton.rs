@@ -31,6 +31,14 @@ pub fn export(model: &Path, dir: &Path, opts: &TritonOptions) -> Result<Exported
     let (bytes, info) = retrain::model::read(model)?;
     let proto = retrain_onnx::decode(&bytes, model).map_err(retrain::Error::from)?;
     let name = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    // labels.txt is one class a line, and the name is a folder, a protobuf string and a YAML
+    // word: a line break or control character in either would make them say something else.
+    if name.chars().any(char::is_control) || name.contains(['/', '\\']) {
+        return Err(ServeError::Name { path: model.to_path_buf(), what: "its file name", name });
+    }
+    if let Some(class) = info.class_names.iter().find(|c| c.chars().any(char::is_control)) {
+        return Err(ServeError::Name { path: model.to_path_buf(), what: "a class name", name: class.clone() });
+    }
     let graph = proto.graph.as_ref();
     let outputs: Vec<(String, Vec<i64>)> = graph
         .iter()
@@ -53,15 +61,20 @@ pub fn export(model: &Path, dir: &Path, opts: &TritonOptions) -> Result<Exported
     let version = root.join("1");
     std::fs::create_dir_all(&version).map_err(|e| io(e, &version))?;
     let model_path = version.join("model.onnx");
-    std::fs::write(&model_path, &bytes).map_err(|e| io(e, &model_path))?;
+    retrain_files::write_atomic(&model_path, &bytes, true).map_err(|e| io(e, &model_path))?;
     let labels = root.join("labels.txt");
-    std::fs::write(&labels, info.class_names.join("\n") + "\n").map_err(|e| io(e, &labels))?;
+    retrain_files::write_atomic(&labels, (info.class_names.join("\n") + "\n").as_bytes(), true)
+        .map_err(|e| io(e, &labels))?;
 
     let mut c = String::new();
-    let _ = writeln!(c, "# Written by `retrain export triton` from {}.", model.display());
+    let _ = writeln!(c, "# Written by `retrain export triton` from {}.", model.display().to_string().escape_debug());
     let _ = writeln!(c, "# The input is the photo resized and center-cropped ({crop}×{crop} RGB, uint8); the");
-    let _ = writeln!(c, "# normalisation is inside the model. `tritonserver --model-repository {}`", dir.display());
-    let _ = writeln!(c, "name: \"{name}\"");
+    let _ = writeln!(
+        c,
+        "# normalisation is inside the model. `tritonserver --model-repository {}`",
+        dir.display().to_string().escape_debug()
+    );
+    let _ = writeln!(c, "name: \"{}\"", quoted(&name));
     let _ = writeln!(c, "platform: \"onnxruntime_onnx\"");
     let _ = writeln!(c, "max_batch_size: {}", opts.max_batch);
     let _ = writeln!(
@@ -82,7 +95,7 @@ pub fn export(model: &Path, dir: &Path, opts: &TritonOptions) -> Result<Exported
     c += "]\n";
     let _ = writeln!(c, "dynamic_batching {{\n  max_queue_delay_microseconds: {}\n}}", opts.queue_delay_us);
     let config = root.join("config.pbtxt");
-    std::fs::write(&config, c).map_err(|e| io(e, &config))?;
+    retrain_files::write_atomic(&config, c.as_bytes(), true).map_err(|e| io(e, &config))?;
 
     // KServe names are DNS labels: lowercase letters, digits and '-'.
     let mut service: String =
@@ -99,9 +112,34 @@ pub fn export(model: &Path, dir: &Path, opts: &TritonOptions) -> Result<Exported
          kind: InferenceService\n\
          metadata:\n  name: {service}\n\
          spec:\n  predictor:\n    model:\n      modelFormat:\n        name: triton\n      protocolVersion: v2\n      runtime: kserve-tritonserver\n      storageUri: \"{}\"\n",
-        opts.storage_uri.trim_end_matches('/')
+        quoted(opts.storage_uri.trim_end_matches('/'))
     );
     let inference_service = dir.join(format!("{name}.inferenceservice.yaml"));
-    std::fs::write(&inference_service, yaml).map_err(|e| io(e, &inference_service))?;
+    retrain_files::write_atomic(&inference_service, yaml.as_bytes(), true).map_err(|e| io(e, &inference_service))?;
     Ok(Exported { name, model: model_path, config, labels, inference_service })
+}
+
+/// The inside of a double-quoted string in protobuf text format and YAML alike: backslash and
+/// quote escaped, control characters as `\xNN` (both read those back as the same bytes).
+fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() && (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoting_escapes_what_would_end_or_break_the_string() {
+        assert_eq!(super::quoted(r#"we"ird\x"#), r#"we\"ird\\x"#);
+        assert_eq!(super::quoted("a\tb"), r"a\x09b");
+        assert_eq!(super::quoted("s3://bucket/models"), "s3://bucket/models");
+    }
 }

@@ -156,7 +156,7 @@ async fn answer(app: &App, name: &str, top: Option<usize>, req: Request) -> Resu
         Err(e) => {
             // Read the body first: answering while the client still sends it closes the
             // connection under it, and it sees a broken pipe instead of the 404.
-            let _ = axum::body::to_bytes(req.into_body(), usize::MAX).await;
+            crate::drain(req.into_body(), app.max_body as u64).await;
             return Err(e);
         }
     };
@@ -176,36 +176,91 @@ async fn answer(app: &App, name: &str, top: Option<usize>, req: Request) -> Resu
     Ok(json!({ "model": model.name, "predictions": ranked(model, &rows[0], k) }))
 }
 
-/// Every file of the form, in order; one that cannot be decoded gets its error in its slot
-/// and the others are still answered.
-async fn files(app: &App, model: &Model, mut form: Multipart, k: usize) -> Result<Vec<FileResult>, ApiError> {
-    let mut results = Vec::new();
-    let mut decoded = Vec::new(); // (slot, pixels)
-    let mut n = 0;
-    while let Some(field) = form.next_field().await.map_err(|e| ApiError::new(e.status(), e.body_text()))? {
-        let filename = field.file_name().or(field.name()).unwrap_or("file").to_string();
-        let bytes = field.bytes().await.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-        n += 1;
-        match app.prepare(model, bytes, filename.clone()).await {
-            Ok(px) => decoded.push((results.len(), px)),
-            Err(e) => {
-                results.push(FileResult { filename, predictions: None, error: Some(e.message) });
-                continue;
+/// The next file of a form and its name, when `seen` files were read before it; more than
+/// `max_images` is refused (413), after reading the rest of the form so that the client, still
+/// sending, reads the answer rather than a broken pipe.
+async fn next_file(form: &mut Multipart, seen: usize, max_images: usize) -> Result<Option<(String, Bytes)>, ApiError> {
+    let bad = |e: axum::extract::multipart::MultipartError| ApiError::new(e.status(), e.body_text());
+    let Some(mut field) = form.next_field().await.map_err(bad)? else { return Ok(None) };
+    if seen == max_images {
+        loop {
+            while let Ok(Some(_)) = field.chunk().await {}
+            match form.next_field().await {
+                Ok(Some(f)) => field = f,
+                _ => break,
             }
         }
-        results.push(FileResult { filename, predictions: None, error: None });
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("more than {max_images} files in one request (--max-images)"),
+        ));
     }
-    if n == 0 {
-        return Err(ApiError::bad("the form has no files"));
-    }
-    if !decoded.is_empty() {
-        let pixels: Vec<u8> = decoded.iter().flat_map(|(_, p)| p.iter().copied()).collect();
-        let rows = app.run(model, pixels, decoded.len()).await?;
-        for ((slot, _), row) in decoded.iter().zip(rows) {
-            results[*slot].predictions = Some(ranked(model, &row, k));
+    let filename = field.file_name().or(field.name()).unwrap_or("file").to_string();
+    let bytes = field.bytes().await.map_err(bad)?;
+    Ok(Some((filename, bytes)))
+}
+
+/// Reads a multipart/form-data body as `/v1/predict` does, to the files' names and sizes
+/// (the request parser the fuzz target runs).
+pub fn read_form(content_type: &str, body: &[u8], max_images: usize) -> Result<Vec<(String, usize)>, ApiError> {
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .header(header::CONTENT_TYPE, content_type)
+        .body(axum::body::Body::from(body.to_vec()))
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| ApiError::bad(e.to_string()))?;
+    runtime.block_on(async {
+        let mut form = Multipart::from_request(req, &()).await.map_err(ApiError::rejected)?;
+        let mut files = Vec::new();
+        while let Some((name, bytes)) = next_file(&mut form, files.len(), max_images).await? {
+            files.push((name, bytes.len()));
+        }
+        Ok(files)
+    })
+}
+
+/// Every file of the form, in order; one that cannot be decoded gets its error in its slot
+/// and the others are still answered. Files are decoded as they arrive and run in batches of
+/// at most `--max-batch`, so a request holds at most one batch of crops at a time.
+async fn files(app: &App, model: &Model, mut form: Multipart, k: usize) -> Result<Vec<FileResult>, ApiError> {
+    let mut results = Vec::new();
+    let mut pending: Vec<(usize, Vec<u8>)> = Vec::new(); // (slot, pixels)
+    while let Some((filename, bytes)) = next_file(&mut form, results.len(), app.max_images).await? {
+        let slot = results.len();
+        match app.prepare(model, bytes, filename.clone()).await {
+            Ok(px) => {
+                pending.push((slot, px));
+                results.push(FileResult { filename, predictions: None, error: None });
+            }
+            Err(e) => results.push(FileResult { filename, predictions: None, error: Some(e.message) }),
+        }
+        if pending.len() == app.max_batch {
+            run_pending(app, model, &mut pending, &mut results, k).await?;
         }
     }
+    if results.is_empty() {
+        return Err(ApiError::bad("the form has no files"));
+    }
+    run_pending(app, model, &mut pending, &mut results, k).await?;
     Ok(results)
+}
+
+async fn run_pending(
+    app: &App,
+    model: &Model,
+    pending: &mut Vec<(usize, Vec<u8>)>,
+    results: &mut [FileResult],
+    k: usize,
+) -> Result<(), ApiError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let pixels: Vec<u8> = pending.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let rows = app.run(model, pixels, pending.len()).await?;
+    for ((slot, _), row) in pending.drain(..).zip(rows) {
+        results[slot].predictions = Some(ranked(model, &row, k));
+    }
+    Ok(())
 }
 
 fn ranked(model: &Model, row: &crate::batcher::Row, k: usize) -> Vec<retrain::predict::Ranked> {
