@@ -21,7 +21,7 @@ fn scratch(name: &str, data: &[u8]) -> PathBuf {
 /// A small limit keeps each run fast; the check is the same code whatever the limit.
 pub fn decode(data: &[u8]) {
     use retrain_pixels::{Filter, Geometry, Limits, PixelError};
-    let limits = Limits { max_pixels: 4_000_000 };
+    let limits = Limits { max_pixels: 4_000_000, ..Limits::default() };
     let p = Path::new("fuzz.img");
     if let Ok((w, h)) = retrain_pixels::dimensions(data, p) {
         let r = retrain_pixels::decode_bytes(data, p, limits);
