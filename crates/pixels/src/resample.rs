@@ -259,7 +259,7 @@ mod tests {
     fn plain(src: &[u8], w: usize, h: usize, ow: usize, oh: usize, filter: Filter) -> Vec<u8> {
         let half = 1i32 << (PRECISION_BITS - 1);
         let pass = |src: &[u8], n_lines: usize, len: usize, out_len: usize, at: &dyn Fn(usize, usize) -> usize| {
-            let c = coeffs(len, out_len, filter);
+            let c = coeffs(len, out_len, filter, 0, out_len);
             let mut out = vec![0u8; n_lines * out_len * 3];
             for line in 0..n_lines {
                 for o in 0..out_len {
