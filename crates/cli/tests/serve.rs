@@ -518,5 +518,10 @@ fn every_interface_is_served_only_with_a_warning() {
     assert!(child.wait().unwrap().success());
     let mut err = String::new();
     child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-    assert!(err.contains("warning: listening on every network interface without --token: anyone who can reach this machine"), "{err}");
+    assert!(
+        err.contains(
+            "warning: listening on every network interface without --token: anyone who can reach this machine"
+        ),
+        "{err}"
+    );
 }
