@@ -12,7 +12,6 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -72,9 +71,6 @@ pub fn raise_fd_limit() -> Option<u64> {
     None
 }
 
-/// Connections refused for the cap since the start, for /metrics.
-pub static REFUSED: AtomicU64 = AtomicU64::new(0);
-
 /// Serves `router` on `listener` until `stop` resolves; then accepts no more, lets the
 /// connections finish what they are answering, and returns.
 pub async fn serve(
@@ -103,7 +99,6 @@ pub async fn serve(
             _ = &mut stop => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            REFUSED.fetch_add(1, Ordering::Relaxed);
             drop(stream);
             continue;
         };
