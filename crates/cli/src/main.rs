@@ -8,6 +8,7 @@ use retrain::BatchNormMode as retrain_tune_bn;
 use retrain::Filter as retrain_pixels_filter;
 use retrain::TuneConfig;
 use retrain::TuneOptimizer as retrain_tune_kind;
+use retrain_files::names::{self, shown, shown_str};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -924,8 +925,8 @@ fn run(cli: Cli) -> Result<()> {
                 Format::Text => {
                     for p in &preds {
                         let cls: Vec<String> =
-                            p.top.iter().map(|r| format!("{} {:.4}", r.class, r.probability)).collect();
-                        println!("{}\t{}", p.path.display(), cls.join("\t"));
+                            p.top.iter().map(|r| format!("{} {:.4}", shown_str(&r.class), r.probability)).collect();
+                        println!("{}\t{}", shown(&p.path), cls.join("\t"));
                     }
                 }
             }
@@ -1115,7 +1116,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&ev)?),
-                _ => print!("{} images in {}\n{}", ev.images, ev.data.display(), ev.metrics.to_text()),
+                Format::Csv => print!("{}", ev.metrics.to_csv()),
+                Format::Text => print!("{} images in {}\n{}", ev.images, shown(&ev.data), ev.metrics.to_text()),
             }
         }
         Command::Models { action: Some(action), .. } => models_action(action, threads, cli.quiet)?,
@@ -1208,7 +1210,7 @@ fn explain_layers(
         let png = out.join(format!("stage-{}.png", i + 1));
         write_png(&retrain_explain::render_stage(&l, i), &png)?;
         let mut v = serde_json::to_value(s)?;
-        v["picture"] = serde_json::json!(png);
+        v["picture"] = serde_json::to_value(names::json::Json(&png))?;
         stages.push((v, png));
     }
     let filters = match &l.filters {
@@ -1222,14 +1224,14 @@ fn explain_layers(
     match format {
         TextOrJson::Json => println!(
             "{}",
-            serde_json::json!({"path": inputs[1], "stages": stages.iter().map(|(v, _)| v).collect::<Vec<_>>(), "filters": filters})
+            serde_json::json!({"path": names::json::Json(&inputs[1]), "stages": stages.iter().map(|(v, _)| v).collect::<Vec<_>>(), "filters": filters.as_deref().map(names::json::Json)})
         ),
         TextOrJson::Text => {
             for (v, png) in &stages {
-                println!("{}x{} {} channels\t{}", v["size"][0], v["size"][1], v["channels"], png.display());
+                println!("{}x{} {} channels\t{}", v["size"][0], v["size"][1], v["channels"], shown(png));
             }
             match &filters {
-                Some(png) => println!("first convolution's filters\t{}", png.display()),
+                Some(png) => println!("first convolution's filters\t{}", shown(png)),
                 None if !quiet => eprintln!("warning: the first convolution's weights are not plain floats (an int8 model?): no filters picture"),
                 None => {}
             }
@@ -1284,7 +1286,7 @@ fn explain(
                 .iter()
                 .map(|(e, png)| {
                     let mut v = serde_json::to_value(e).expect("explanations serialise");
-                    v["picture"] = serde_json::json!(png);
+                    v["picture"] = serde_json::to_value(names::json::Json(png)).expect("paths serialise");
                     v
                 })
                 .collect();
@@ -1292,8 +1294,9 @@ fn explain(
         }
         TextOrJson::Text => {
             for (e, png) in &done {
-                let top = e.top.first().map(|r| format!("{} {:.4}", r.class, r.probability)).unwrap_or_default();
-                println!("{}\t{}\texplained `{}`\t{}", e.path.display(), top, e.class, png.display());
+                let top =
+                    e.top.first().map(|r| format!("{} {:.4}", shown_str(&r.class), r.probability)).unwrap_or_default();
+                println!("{}\t{}\texplained `{}`\t{}", shown(&e.path), top, shown_str(&e.class), shown(png));
             }
             if !quiet && !done.is_empty() {
                 eprintln!("{} picture(s) in {} ({})", done.len(), out.display(), ex.method.name());

@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::server::*;
 use common::*;
 use image::ImageEncoder;
 use serde_json::Value;
@@ -12,105 +13,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    /// `retrain serve MODELS --port 0 EXTRA...` and the first line it printed.
-    fn spawn(home: &Path, models: &[&Path], extra: &[&str]) -> (Child, String) {
-        let mut child = retrain(home)
-            .arg("serve")
-            .args(models)
-            .args(["--port", "0", "--threads", "2"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        (child, line)
-    }
-
-    fn start(home: &Path, models: &[&Path], extra: &[&str]) -> Server {
-        let (mut child, line) = Server::spawn(home, models, extra);
-        if !line.starts_with("listening on http://127.0.0.1:") {
-            let mut err = String::new();
-            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
-            panic!("the server did not start: {line:?}\n{err}");
-        }
-        Server { child, url: line.trim().trim_start_matches("listening on ").to_string() }
-    }
-
-    fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-
-    fn stop(mut self) -> std::process::ExitStatus {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Status, JSON body (Null when not JSON) and the Retry-After header of an answer.
-fn answer(r: Result<ureq::Response, ureq::Error>) -> (u16, Value, Option<String>) {
-    let r = match r {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("no answer: {e}"),
-    };
-    let (status, retry) = (r.status(), r.header("Retry-After").map(str::to_owned));
-    let body = r.into_string().unwrap();
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null), retry)
-}
-
-fn post(url: &str, content_type: &str, body: &[u8]) -> (u16, Value, Option<String>) {
-    answer(ureq::post(url).set("Content-Type", content_type).send_bytes(body))
-}
-
-fn get(url: &str) -> (u16, String) {
-    match ureq::get(url).call() {
-        Ok(r) => (r.status(), r.into_string().unwrap()),
-        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap()),
-        Err(e) => panic!("no answer: {e}"),
-    }
-}
-
-fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
-    let boundary = "retrain-test-boundary-7f3a";
-    let mut body = Vec::new();
-    for (name, bytes) in files {
-        body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
-}
 
 fn probabilities(predictions: &Value) -> Vec<(String, f64)> {
     predictions

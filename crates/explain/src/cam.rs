@@ -31,6 +31,7 @@ impl Method {
 /// Why one photo got its scores.
 #[derive(Clone, Debug, Serialize)]
 pub struct Explanation {
+    #[serde(with = "retrain_files::names::json")]
     pub path: PathBuf,
     /// The explained class.
     pub class: String,

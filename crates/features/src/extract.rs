@@ -86,7 +86,7 @@ pub fn extract(
                 Done::Computed(hash, f) => {
                     out.computed += 1;
                     if let Some(c) = cache {
-                        c.put(&hash, &f)?;
+                        c.put_or_warn(&hash, &f);
                     }
                     Ok(f)
                 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 pub struct Conflict {
     /// The classes it appears under, sorted.
     pub classes: Vec<String>,
+    #[serde(with = "crate::names::json::vec")]
     pub paths: Vec<PathBuf>,
 }
 
@@ -20,7 +21,9 @@ pub struct Conflict {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Leak {
     pub class: String,
+    #[serde(with = "crate::names::json::vec")]
     pub train: Vec<PathBuf>,
+    #[serde(with = "crate::names::json::vec")]
     pub val: Vec<PathBuf>,
 }
 

@@ -5,6 +5,7 @@
 
 pub mod dataset;
 pub mod duplicates;
+pub mod names;
 pub mod walk;
 
 pub use dataset::{class_folders, few_shot, scan, stratified_folds, Dataset, Sample};
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 /// A file or folder that was not used, and why.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
+    #[serde(with = "names::json")]
     pub path: PathBuf,
     pub reason: String,
 }

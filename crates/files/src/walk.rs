@@ -34,7 +34,7 @@ fn id(_: &Metadata, p: &Path) -> Id {
 }
 
 pub(crate) fn is_hidden(p: &Path) -> bool {
-    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
+    p.file_name().is_some_and(|n| n.as_encoded_bytes().starts_with(b"."))
 }
 
 fn kind(m: &Metadata) -> &'static str {

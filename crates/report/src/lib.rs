@@ -67,6 +67,7 @@ pub struct Training {
 /// A photo the model found hardest: the highest cross-entropy on its true class.
 #[derive(Clone, Debug, Serialize)]
 pub struct Loss {
+    #[serde(with = "retrain_files::names::json")]
     pub path: PathBuf,
     #[serde(rename = "true")]
     pub truth: String,
@@ -80,8 +81,10 @@ pub struct Loss {
 /// The page's figures, also printed as JSON by `retrain report --format json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    #[serde(with = "retrain_files::names::json")]
     pub model: PathBuf,
     pub backbone: String,
+    #[serde(with = "retrain_files::names::json")]
     pub data: PathBuf,
     pub images: usize,
     pub accuracy: f64,

@@ -162,16 +162,19 @@ impl LoadedBackbone {
             return Ok(());
         }
         let ranges = crate::precision::calibrate(&m, &[], files, self.geometry(), threads)?;
-        if let Some(c) = &cached {
-            c.put(&ranges)?;
+        if let Some(Err(e)) = cached.as_ref().map(|c| c.put(&ranges)) {
+            eprintln!("warning: {e}: the calibration is not kept in the cache");
         }
         self.int8 = Some(ranges);
         Ok(())
     }
 
-    /// The feature cache of this backbone (its weights, preprocessing and precision) under `root`.
+    /// The feature cache of this backbone (its weights, preprocessing and precision) under
+    /// `root`, rid of the temporary entries killed runs left in it.
     pub fn feature_cache(&self, root: &Path) -> FeatureCache {
-        FeatureCache::new(root, &self.cache_key(), self.feature_dim())
+        let c = FeatureCache::new(root, &self.cache_key(), self.feature_dim());
+        c.sweep_partials();
+        c
     }
 
     /// ONNX Runtime sessions of the feature extractor, for `retrain_features::extract`; the

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Evaluation {
+    #[serde(with = "retrain_files::names::json")]
     pub data: PathBuf,
     pub images: usize,
     #[serde(flatten)]

@@ -82,6 +82,19 @@ impl Metrics {
         }
         s
     }
+
+    /// Per class precision, recall, F1 and support as CSV, then accuracy in the F1 column
+    /// with the total support (as scikit-learn's classification report lays it out).
+    pub fn to_csv(&self) -> String {
+        let mut s = String::from("class,precision,recall,f1,support\n");
+        for c in &self.per_class {
+            let name = retrain_files::names::csv(&c.class);
+            s += &format!("{name},{:.6},{:.6},{:.6},{}\n", c.precision, c.recall, c.f1, c.support);
+        }
+        let total: usize = self.per_class.iter().map(|c| c.support).sum();
+        s += &format!("accuracy,,,{:.6},{total}\n", self.accuracy);
+        s
+    }
 }
 
 #[cfg(test)]
@@ -100,5 +113,9 @@ mod tests {
         assert!((m.per_class[1].f1 - 0.5).abs() < 1e-12);
         assert_eq!(m.per_class[1].support, 2);
         assert!(m.to_text().contains("accuracy 0.6000"));
+        assert_eq!(
+            m.to_csv(),
+            "class,precision,recall,f1,support\na,0.666667,0.666667,0.666667,3\nb,0.500000,0.500000,0.500000,2\naccuracy,,,0.600000,5\n"
+        );
     }
 }

@@ -2,8 +2,9 @@
 
 use crate::model::Classifier;
 use crate::{dataset, Result};
+use retrain_files::names::{csv, shown};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Ranked {
@@ -13,12 +14,14 @@ pub struct Ranked {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Prediction {
+    #[serde(with = "retrain_files::names::json")]
     pub path: PathBuf,
     pub top: Vec<Ranked>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Failure {
+    #[serde(with = "retrain_files::names::json")]
     pub path: PathBuf,
     pub reason: String,
     /// Named on the command line (rather than found inside a folder).
@@ -80,17 +83,8 @@ pub fn to_csv(preds: &[Prediction]) -> String {
     let mut s = String::from("path,rank,class,probability\n");
     for p in preds {
         for (r, c) in p.top.iter().enumerate() {
-            s += &format!("{},{},{},{:.6}\n", csv_field(&p.path), r + 1, csv_field(Path::new(&c.class)), c.probability);
+            s += &format!("{},{},{},{:.6}\n", csv(&shown(&p.path)), r + 1, csv(&c.class), c.probability);
         }
     }
     s
-}
-
-fn csv_field(p: &Path) -> String {
-    let s = p.display().to_string();
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
 }

@@ -23,8 +23,10 @@ pub struct Timings {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    #[serde(with = "retrain_files::names::json")]
     pub model: PathBuf,
     pub backbone: String,
+    #[serde(with = "retrain_files::names::json")]
     pub weights: PathBuf,
     pub weights_sha256: String,
     pub precision: crate::precision::Precision,
@@ -76,6 +78,7 @@ pub struct FinetuneSummary {
     /// The kept epoch (lowest validation loss; 0 = the linear head it started from).
     pub best_epoch: usize,
     pub epochs_run: usize,
+    #[serde(with = "retrain_files::names::json")]
     pub run_dir: PathBuf,
     pub curve: Vec<retrain_tune::EpochStats>,
 }

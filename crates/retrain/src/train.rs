@@ -57,12 +57,16 @@ pub fn tune_defaults(strategy: Strategy) -> TuneConfig {
 /// continues the run; how this process runs (threads, output, Ctrl-C) is not saved.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainOptions {
+    #[serde(with = "retrain_files::names::json")]
     pub data_dir: PathBuf,
+    #[serde(with = "retrain_files::names::json::option")]
     pub val_dir: Option<PathBuf>,
     pub val_fraction: f64,
     pub seed: u64,
     pub model: String,
+    #[serde(with = "retrain_files::names::json::option")]
     pub weights: Option<PathBuf>,
+    #[serde(with = "retrain_files::names::json")]
     pub out: PathBuf,
     #[serde(skip, default = "crate::default_threads")]
     pub threads: usize,
@@ -71,6 +75,7 @@ pub struct TrainOptions {
     #[serde(skip)]
     pub quiet: bool,
     /// Feature cache root; `None` disables the cache.
+    #[serde(with = "retrain_files::names::json::option")]
     pub feature_cache: Option<PathBuf>,
     pub strategy: Strategy,
     /// Blocks to train with `Finetune` (default: about the last fifth of the backbone's).

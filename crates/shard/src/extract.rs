@@ -13,9 +13,11 @@ use std::time::Instant;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Manifest {
     pub shard: Shard,
+    #[serde(with = "retrain_files::names::json")]
     pub data_dir: PathBuf,
     pub backbone: String,
     /// The folder of this backbone's entries in the cache (`CACHE/<key>`).
+    #[serde(with = "retrain_files::names::json")]
     pub cache: PathBuf,
     /// Image files in the whole dataset, and in this shard.
     pub dataset_files: usize,

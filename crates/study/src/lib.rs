@@ -151,6 +151,7 @@ pub struct FeatureTime {
 /// The study file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Study {
+    #[serde(with = "retrain_files::names::json")]
     pub data_dir: PathBuf,
     pub split: String,
     pub classes: Vec<String>,

@@ -7,6 +7,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod server;
+
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
@@ -210,4 +212,28 @@ pub fn hymenoptera_val(n: usize) -> Vec<PathBuf> {
         all.extend(files.into_iter().take(n));
     }
     all
+}
+
+/// Runs a command to its end and returns what it printed with its own peak resident memory
+/// in MB (from `wait4`, so tests running beside it in this process do not count).
+pub fn run_measured(cmd: &mut Command) -> (Output, f64) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("retrain runs");
+    let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        so.read_to_end(&mut b).unwrap();
+        b
+    });
+    let mut stderr = Vec::new();
+    se.read_to_end(&mut stderr).unwrap();
+    let stdout = out.join().unwrap();
+    let (mut status, mut usage): (libc::c_int, libc::rusage) = (0, unsafe { std::mem::zeroed() });
+    // SAFETY: wait4 writes only the two values it is given; the child is ours and not yet reaped.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    use std::os::unix::process::ExitStatusExt;
+    let status = std::process::ExitStatus::from_raw(status);
+    (Output { status, stdout, stderr }, usage.ru_maxrss as f64 / 1024.0)
 }
