@@ -9,10 +9,9 @@ use common::server::*;
 use common::*;
 use image::ImageEncoder;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn probabilities(predictions: &Value) -> Vec<(String, f64)> {
     predictions

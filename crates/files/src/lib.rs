@@ -25,7 +25,7 @@ pub struct Skipped {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
-    #[error("{path}: {reason}")]
+    #[error("{}: {reason}", names::shown(path))]
     Data { path: PathBuf, reason: String },
     #[error("--val-fraction must be between 0 and 1 (exclusive), got {0}")]
     ValFraction(f64),

@@ -333,7 +333,9 @@ fn cors_layer(origin: &str) -> Result<tower_http::cors::CorsLayer> {
     } else {
         let ok = (origin.starts_with("http://") || origin.starts_with("https://")) && !origin.ends_with('/');
         let value = HeaderValue::from_str(origin).ok().filter(|_| ok);
-        AllowOrigin::exact(value.ok_or_else(|| ServeError::Cors { origin: origin.to_string() })?)
+        // Only that origin is answered with it (`exact` would name it to every origin).
+        let allowed = value.ok_or_else(|| ServeError::Cors { origin: origin.to_string() })?;
+        AllowOrigin::predicate(move |given, _| given == allowed)
     };
     Ok(CorsLayer::new()
         .allow_origin(allow)

@@ -219,6 +219,7 @@ pub fn hymenoptera_val(n: usize) -> Vec<PathBuf> {
 pub fn run_measured(cmd: &mut Command) -> (Output, f64) {
     use std::io::Read;
     use std::process::Stdio;
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("retrain runs");
     let (mut so, mut se) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
     let out = std::thread::spawn(move || {
