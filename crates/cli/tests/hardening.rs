@@ -35,10 +35,7 @@ fn png(width: u32, height: u32) -> Vec<u8> {
 /// The count of batches and the count of those of at most `le` images, from `/metrics`.
 fn batches(url: &str, le: &str) -> (f64, f64) {
     let (_, metrics) = get(&format!("{url}/metrics"));
-    let value = |name: &str| -> f64 {
-        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    };
+    let value = |name: &str| metric(&metrics, name);
     (
         value("retrain_batch_size_count{model=\"fl\"}"),
         value(&format!("retrain_batch_size_bucket{{model=\"fl\",le=\"{le}\"}}")),
@@ -148,15 +145,6 @@ fn serve_under_ulimit(home: &Path, model: &Path, limit: u32, extra: &[&str]) -> 
     Server::started(Server::spawn_command(cmd))
 }
 
-/// This process's soft limit on open files raised to its hard limit.
-fn raise_own_fd_limit() -> u64 {
-    let mut l: libc::rlimit = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) }, 0);
-    l.rlim_cur = l.rlim_max;
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &l) };
-    l.rlim_cur as u64
-}
-
 /// Whether the server has closed `s` (reads end) within `wait`.
 fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
     s.set_read_timeout(Some(wait)).unwrap();
@@ -175,7 +163,8 @@ fn closed_within(s: &mut TcpStream, wait: Duration) -> bool {
 fn idle_and_half_open_connections_are_capped_and_timed_out() {
     let t = tempfile::tempdir().unwrap();
     let m = small_model(t.path());
-    assert!(raise_own_fd_limit() > 2_200, "this test holds 2,000 sockets");
+    // This process's limit too, as the server raises its own.
+    assert!(retrain_serve::raise_fd_limit().unwrap_or(0) > 2_200, "this test holds 2,000 sockets");
     // 256 descriptors at start, as on many machines: the server raises them itself.
     let server = serve_under_ulimit(t.path(), &m, 256, &["--header-timeout", "4"]);
     let mut held: Vec<TcpStream> = (0..2_000)

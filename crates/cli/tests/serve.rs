@@ -214,10 +214,7 @@ fn sixteen_clients_are_all_answered_in_batches_with_memory_flat() {
     assert!(rss[7] < rss[3] + 30_000, "memory grows under load: {rss:?} kB");
 
     let (_, metrics) = get(&format!("{}/metrics", server.url));
-    let value = |name: &str| -> f64 {
-        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    };
+    let value = |name: &str| metric(&metrics, name);
     assert_eq!(value("retrain_requests_total{route=\"/v1/predict\",status=\"200\"}"), (photos.len() + 8 * 400) as f64);
     // Dynamic batching gathered concurrent requests: fewer batches than images.
     let (batches, images) =

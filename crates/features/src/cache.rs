@@ -124,9 +124,7 @@ impl FeatureCache {
         let mut removed = 0;
         for sub in dirs.flatten().filter(|d| d.file_type().is_ok_and(|t| t.is_dir())) {
             for e in std::fs::read_dir(sub.path()).into_iter().flatten().flatten() {
-                let name = e.file_name();
-                let partial =
-                    name.as_encoded_bytes().starts_with(b".retrain-") && name.as_encoded_bytes().ends_with(b".partial");
+                let partial = retrain_files::is_temporary(&e.file_name());
                 let old = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a > STALE));
                 if partial && old && std::fs::remove_file(e.path()).is_ok() {
                     removed += 1;

@@ -37,6 +37,17 @@ fn data_err(path: &std::path::Path, reason: impl Into<String>) -> FilesError {
     FilesError::Data { path: path.to_path_buf(), reason: reason.into() }
 }
 
+/// How [`write_atomic`]'s temporary files are named: hidden, so walks pass them over.
+const TEMP_PREFIX: &str = ".retrain-";
+const TEMP_SUFFIX: &str = ".partial";
+
+/// Whether `name` is one of [`write_atomic`]'s temporary files (a killed writer's leftover,
+/// or a live writer's file about to be renamed).
+pub fn is_temporary(name: &std::ffi::OsStr) -> bool {
+    let b = name.as_encoded_bytes();
+    b.starts_with(TEMP_PREFIX.as_bytes()) && b.ends_with(TEMP_SUFFIX.as_bytes())
+}
+
 /// Writes `bytes` to `path` so that no reader ever sees half of it: into a uniquely named
 /// hidden temporary file in the same folder (so that walks pass it over and two writers
 /// never share it), then renamed over `path`. With `durable`, the data reaches the disk
@@ -64,7 +75,7 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8], durable: bool) -> std:
     };
     let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let mut b = tempfile::Builder::new();
-    b.prefix(".retrain-").suffix(".partial");
+    b.prefix(TEMP_PREFIX).suffix(TEMP_SUFFIX);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

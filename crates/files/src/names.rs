@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 pub fn shown(path: &Path) -> Cow<'_, str> {
     let bytes = path.as_os_str().as_encoded_bytes();
     match std::str::from_utf8(bytes) {
-        Ok(s) if !s.chars().any(needs_escape) => Cow::Borrowed(s),
-        _ => Cow::Owned(escape(bytes)),
+        Ok(s) => shown_str(s),
+        Err(_) => Cow::Owned(escape(bytes)),
     }
 }
 

@@ -13,7 +13,7 @@ mod v1;
 
 pub use batcher::Batching;
 pub use kserve::{parse as parse_v2, Parsed as ParsedV2};
-pub use listen::{Connections, TlsFiles};
+pub use listen::{raise_fd_limit, Connections, TlsFiles};
 pub use metrics::Metrics;
 pub use triton::{export as export_triton, Exported, TritonOptions};
 pub use v1::read_form;
