@@ -104,6 +104,15 @@ impl FeatureCache {
         retrain_files::write_atomic(&path, &self.encode(hash, features), false).map_err(err)
     }
 
+    /// Whether entries can be kept here: creates this model's folder and a file in it. For
+    /// callers whose whole job is filling the cache, so they fail before computing anything.
+    pub fn check_writable(&self) -> Result<(), FeatureError> {
+        let err = |source| FeatureError::Cache { path: self.dir.clone(), source };
+        std::fs::create_dir_all(&self.dir).map_err(err)?;
+        retrain_files::write_atomic(&self.dir.join(".retrain-writable"), b"", false).map_err(err)?;
+        std::fs::remove_file(self.dir.join(".retrain-writable")).map_err(err)
+    }
+
     /// [`put`](Self::put), but a cache that cannot be written is not an error: the first failure
     /// is reported on standard error, and later entries are not tried.
     pub fn put_or_warn(&self, hash: &str, features: &[f32]) {

@@ -58,6 +58,7 @@ pub fn extract(opts: &TrainOptions, shard: Shard, progress: &indicatif::Progress
         backbone.calibrate_int8(&precision::calibration_files(&ds.train), opts.threads, Some(root))?;
     }
     let cache = backbone.feature_cache(root);
+    cache.check_writable()?;
 
     let roots: Vec<&Path> = std::iter::once(opts.data_dir.as_path()).chain(opts.val_dir.as_deref()).collect();
     let owned = |p: &Path| shard.owns(&relative_key(p, &roots));
