@@ -513,9 +513,11 @@ fn finetune_interrupted_and_resumed_ends_with_the_same_model_and_eval_agrees() {
     let best = f["best_epoch"].as_u64().unwrap() as usize;
     let min = curve.iter().map(|e| e["val_loss"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
     assert_eq!(curve[best]["val_loss"].as_f64().unwrap(), min);
-    assert!(a.with_extension("run").join("state.json").is_file());
     // The default weight average is checkpointed, so the resume below depends on it too.
-    assert!(a.with_extension("run").join("average.safetensors").is_file());
+    let state = read_json(&a.with_extension("run").join("state.json"));
+    let generation = a.with_extension("run").join(format!("checkpoint-{}", state["generation"]));
+    assert!(generation.join("average.safetensors").is_file());
+    assert_eq!(std::fs::read_dir(a.with_extension("run")).unwrap().count(), 3, "run.json, state.json, one generation");
 
     // `retrain eval` on the written model gives the reported validation accuracy.
     let ev: Value =
@@ -547,6 +549,33 @@ fn finetune_interrupted_and_resumed_ends_with_the_same_model_and_eval_agrees() {
     assert!(!state["progress"]["finished"].as_bool().unwrap());
     assert!(state["progress"]["epoch"].as_u64().unwrap() < 4);
 
+    // Damaged after it was written: resuming refuses, naming the file, and changes nothing.
+    let committed = run_dir.join(format!("checkpoint-{}", state["generation"]));
+    let copy = tmp.path().join("copy.run");
+    std::fs::create_dir_all(copy.join(committed.file_name().unwrap())).unwrap();
+    for f in ["run.json", "state.json"] {
+        std::fs::copy(run_dir.join(f), copy.join(f)).unwrap();
+    }
+    for e in std::fs::read_dir(&committed).unwrap().map(Result::unwrap) {
+        std::fs::copy(e.path(), copy.join(committed.file_name().unwrap()).join(e.file_name())).unwrap();
+    }
+    let weights = copy.join(committed.file_name().unwrap()).join("weights.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&weights, bytes).unwrap();
+    let err = fails(retrain(&cache).arg("train").arg("--resume").arg(&copy), "checksum differs");
+    assert!(err.contains("weights.safetensors"), "{err}");
+    assert!(!b.exists());
+    // Killed in the middle of writing the next checkpoint: a generation folder `state.json`
+    // does not name yet, with some of its files, one cut short. Resuming ignores it and ends
+    // with the same model as the run that was never interrupted.
+    let next = run_dir.join(format!("checkpoint-{}", state["generation"].as_u64().unwrap() + 1));
+    std::fs::create_dir(&next).unwrap();
+    // Another epoch's weights (the finished run's), as the next checkpoint would hold.
+    std::fs::copy(generation.join("weights.safetensors"), next.join("weights.safetensors")).unwrap();
+    let optim = std::fs::read(committed.join("optim_head.bpk")).unwrap();
+    std::fs::write(next.join("optim_head.bpk"), &optim[..optim.len() / 2]).unwrap();
     ok(retrain(&cache).arg("train").arg("--resume").arg(&run_dir));
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "resumed run ends with different weights");
 

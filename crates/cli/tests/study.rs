@@ -109,6 +109,32 @@ fn study_rows_cover_every_cell_and_a_second_run_continues_the_first() {
     assert_eq!(rows2.len(), 3, "the study holds the cells asked for: {rows2:?}");
     assert!(rows2.iter().any(|r| r["shots"] == 10));
     assert!(String::from_utf8_lossy(&more.stdout).contains("mobilenet_v2"));
+
+    // Another seed, or other data, with the same --out: refused, and the file keeps its rows.
+    let refused = |c: &mut std::process::Command, needle: &str| {
+        let err = refuses(c.arg("--out").arg(&out).args(["--strategies", "linear", "--shots", "2"]));
+        assert!(err.contains("study.json") && err.contains(needle) && err.contains("give another --out"), "{err}");
+        assert_eq!(read_json(&out), again, "the study file is untouched");
+    };
+    let hym = shared("data/hymenoptera");
+    let w = format!("mobilenet_v2={}", mnv2().display());
+    let mut c = retrain(t.path());
+    c.args(["study", hym.to_str().unwrap(), "--models", "mobilenet_v2", "--weights", &w, "--seed", "7"]);
+    refused(&mut c, "seed 7");
+    let toy = toy(&t.path().join("toy"));
+    let mut c = retrain(t.path());
+    c.args(["study", toy.to_str().unwrap(), "--models", "mobilenet_v2", "--weights", &w]);
+    refused(&mut c, "toy");
+    // The same folder with photos added since is other data too (caught once it is read).
+    let small = t.path().join("small.json");
+    let mut c = retrain(t.path());
+    c.args(["study", toy.to_str().unwrap(), "--models", "mobilenet_v2", "--weights", &w, "--strategies", "linear"]);
+    succeeds(c.args(["--shots", "2", "--out"]).arg(&small));
+    std::fs::copy(toy.join("train/red/0.png"), toy.join("train/red/extra.png")).unwrap();
+    let mut c = retrain(t.path());
+    c.args(["study", toy.to_str().unwrap(), "--models", "mobilenet_v2", "--weights", &w, "--strategies", "linear"]);
+    let err = refuses(c.args(["--shots", "2", "--out"]).arg(&small));
+    assert!(err.contains("32 training") && err.contains("33 training"), "{err}");
 }
 
 /// hymenoptera with its validation labels swapped: `val/ants` holds the bees and `val/bees` the ants.

@@ -153,6 +153,9 @@ pub struct FeatureTime {
 pub struct Study {
     #[serde(with = "retrain_files::names::json")]
     pub data_dir: PathBuf,
+    /// The seed of the split and of the subsets (absent in files from before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     pub split: String,
     pub classes: Vec<String>,
     pub val_images: usize,
@@ -206,16 +209,24 @@ fn plan(opts: &StudyOptions) -> Vec<(Shots, usize)> {
 /// Runs the study (continuing one already in `opts.out`), writing the file after every row.
 pub fn run(opts: &StudyOptions) -> Result<Study> {
     let quiet = opts.base.quiet;
-    let (previous, previous_layers): (Vec<Row>, Vec<LayerRow>) = match std::fs::read(&opts.out) {
-        Ok(bytes) => {
-            let s: Study = serde_json::from_slice(&bytes).map_err(|e| StudyError::File {
-                path: opts.out.clone(),
-                reason: format!("not a study file, cannot continue it ({e}); give another --out"),
-            })?;
-            (s.results, s.layers)
-        }
-        Err(_) => (Vec::new(), Vec::new()),
+    let earlier: Option<Study> = match std::fs::read(&opts.out) {
+        Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| StudyError::File {
+            path: opts.out.clone(),
+            reason: format!("not a study file, cannot continue it ({e}); give another --out"),
+        })?),
+        Err(_) => None,
     };
+    if let Some(e) = &earlier {
+        let same_dir = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        if !same_dir(&e.data_dir, &opts.base.data_dir) || e.seed.is_some_and(|s| s != opts.base.seed) {
+            return Err(foreign(&opts.out, e, &opts.base.data_dir, &format!("seed {}", opts.base.seed)));
+        }
+    }
+    let (previous, previous_layers) =
+        earlier.as_ref().map(|e| (e.results.clone(), e.layers.clone())).unwrap_or_default();
     let pairs = plan(opts);
     let mut todo: Vec<(String, Strategy, Shots, usize)> = Vec::new();
     for m in &opts.models {
@@ -239,6 +250,7 @@ pub fn run(opts: &StudyOptions) -> Result<Study> {
 
     let mut study = Study {
         data_dir: opts.base.data_dir.clone(),
+        seed: Some(opts.base.seed),
         split: String::new(),
         classes: Vec::new(),
         val_images: 0,
@@ -271,6 +283,20 @@ pub fn run(opts: &StudyOptions) -> Result<Study> {
             study.val_images = f.val.len();
             study.train_per_class =
                 (0..study.classes.len()).map(|c| f.train.iter().filter(|s| s.label == c).count()).collect();
+            // Rows are comparable only on the same split of the same photos.
+            if let Some(e) = earlier.as_ref().filter(|e| {
+                (&e.split, &e.classes, e.val_images, &e.train_per_class)
+                    != (&study.split, &study.classes, study.val_images, &study.train_per_class)
+            }) {
+                let now = format!(
+                    "{}; {} classes, {} training and {} validation photos",
+                    study.split,
+                    study.classes.len(),
+                    study.train_per_class.iter().sum::<usize>(),
+                    study.val_images
+                );
+                return Err(foreign(&opts.out, e, &opts.base.data_dir, &now));
+            }
             let total: u64 = todo
                 .iter()
                 .filter(|k| !study.results.iter().any(|r| &r.key() == *k))
@@ -319,6 +345,27 @@ pub fn run(opts: &StudyOptions) -> Result<Study> {
         eprintln!("study done in {:.1}s", started.elapsed().as_secs_f64());
     }
     Ok(study)
+}
+
+/// The refusal to continue a study file measured on other data, split or seed.
+fn foreign(out: &Path, earlier: &Study, data_dir: &Path, now: &str) -> StudyError {
+    let then = format!(
+        "{}{}; {} classes, {} training and {} validation photos",
+        earlier.split,
+        earlier.seed.map(|s| format!(", seed {s}")).unwrap_or_default(),
+        earlier.classes.len(),
+        earlier.train_per_class.iter().sum::<usize>(),
+        earlier.val_images
+    );
+    StudyError::File {
+        path: out.to_path_buf(),
+        reason: format!(
+            "its rows were measured on {} ({then}), not on {} ({now}), so they cannot be continued here: \
+             give another --out, or the same data, split and seed",
+            retrain_files::names::shown(&earlier.data_dir),
+            retrain_files::names::shown(data_dir),
+        ),
+    }
 }
 
 /// The linear head on a subset's cached features, trained for its configured steps: the

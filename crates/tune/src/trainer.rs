@@ -245,92 +245,178 @@ impl Trainer {
         &self.params
     }
 
-    /// Writes a checkpoint into `dir`: weights, both optimisers' states, the best weights so
-    /// far when given, then `state.json` (config + progress) last, renamed into place, so a
-    /// checkpoint interrupted half-way leaves the previous one whole.
+    /// Writes a checkpoint into `dir`: weights, both optimisers' states, the weight average and
+    /// the best weights so far (given when they changed, else carried over from the last
+    /// checkpoint) go into a new generation folder; then `state.json` (config, progress, that
+    /// folder and the blake3 of each of its files) is renamed into place, which commits them
+    /// all at once; then older generations are removed. A kill at any point leaves the last
+    /// committed checkpoint whole.
     pub fn save(&self, dir: &Path, progress: &Progress, best: Option<&[Vec<f32>]>) -> Result<(), TuneError> {
-        let err = |path: PathBuf, reason: String| TuneError::Checkpoint { path, reason };
-        std::fs::create_dir_all(dir).map_err(|e| err(dir.into(), e.to_string()))?;
+        let err = |path: &Path, reason: String| TuneError::Checkpoint { path: path.into(), reason };
+        std::fs::create_dir_all(dir).map_err(|e| err(dir, e.to_string()))?;
+        let previous = Checkpoint::read(dir).ok();
+        let generation = previous.as_ref().map_or(0, |c| c.generation) + 1;
+        let folder = Checkpoint::folder(dir, generation);
+        // A folder of this number can only be an uncommitted one a killed save left.
+        if folder.exists() {
+            std::fs::remove_dir_all(&folder).map_err(|e| err(&folder, e.to_string()))?;
+        }
+        std::fs::create_dir(&folder).map_err(|e| err(&folder, e.to_string()))?;
         let names: Vec<&str> = self.tail.params.iter().map(|p| p.name.as_str()).collect();
-        write_tensors(&dir.join("weights.safetensors"), &names, &self.values())?;
-        if let Some(b) = best {
-            write_tensors(&dir.join("best.safetensors"), &names, b)?;
+        write_tensors(&folder.join(WEIGHTS), &names, &self.values())?;
+        match (best, &previous) {
+            (Some(b), _) => write_tensors(&folder.join(BEST), &names, b)?,
+            (None, Some(prev)) if prev.files.contains_key(BEST) => {
+                let from = prev.path(dir, BEST);
+                let to = folder.join(BEST);
+                std::fs::hard_link(&from, &to)
+                    .or_else(|_| std::fs::copy(&from, &to).map(drop))
+                    .map_err(|e| err(&from, e.to_string()))?;
+            }
+            _ => {}
         }
         if let Some((_, avg)) = &self.ema {
-            write_tensors(&dir.join("average.safetensors"), &names, avg)?;
+            write_tensors(&folder.join(AVERAGE), &names, avg)?;
         }
-        for (opt, file) in [(&self.head_opt, "optim_head.bpk"), (&self.body_opt, "optim_body.bpk")] {
-            let tmp = dir.join(format!("{file}.partial"));
-            opt.save(&tmp).map_err(|e| err(tmp.clone(), e.to_string()))?;
-            std::fs::rename(&tmp, dir.join(file)).map_err(|e| err(dir.join(file), e.to_string()))?;
+        for (opt, file) in [(&self.head_opt, OPTIM_HEAD), (&self.body_opt, OPTIM_BODY)] {
+            let p = folder.join(file);
+            opt.save(&p).map_err(|e| err(&p, e.to_string()))?;
         }
-        let state = Checkpoint { config: self.cfg.clone(), progress: progress.clone() };
-        let json = serde_json::to_vec_pretty(&state).map_err(|e| err(dir.join("state.json"), e.to_string()))?;
+        let mut files = std::collections::BTreeMap::new();
+        for e in std::fs::read_dir(&folder).map_err(|e| err(&folder, e.to_string()))? {
+            let e = e.map_err(|e| err(&folder, e.to_string()))?;
+            let bytes = std::fs::read(e.path()).map_err(|x| err(&e.path(), x.to_string()))?;
+            files.insert(e.file_name().to_string_lossy().into_owned(), blake3::hash(&bytes).to_hex().to_string());
+        }
+        sync_dir(&folder);
+        let state = Checkpoint { config: self.cfg.clone(), progress: progress.clone(), generation, files };
+        let path = dir.join(STATE);
+        let json = serde_json::to_vec_pretty(&state).map_err(|e| err(&path, e.to_string()))?;
         let tmp = dir.join("state.json.partial");
-        std::fs::write(&tmp, json).map_err(|e| err(tmp.clone(), e.to_string()))?;
-        std::fs::rename(&tmp, dir.join("state.json")).map_err(|e| err(dir.join("state.json"), e.to_string()))
+        write_synced(&tmp, &json).map_err(|e| err(&tmp, e.to_string()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| err(&path, e.to_string()))?;
+        sync_dir(dir);
+        Checkpoint::remove_generations(dir, Some(generation));
+        Ok(())
     }
 
-    /// Removes every file [`Trainer::save`] writes from `dir`, so a new run there cannot pick up
-    /// an older run's checkpoint.
+    /// Removes every checkpoint [`Trainer::save`] wrote in `dir`, so a new run there cannot pick
+    /// up an older run's.
     pub fn clear_checkpoint(dir: &Path) {
-        let files = [
-            "state.json",
-            "weights.safetensors",
-            "best.safetensors",
-            "average.safetensors",
-            "optim_head.bpk",
-            "optim_body.bpk",
-        ];
-        for f in files {
-            let _ = std::fs::remove_file(dir.join(f));
-        }
+        let _ = std::fs::remove_file(dir.join(STATE));
+        Checkpoint::remove_generations(dir, None);
     }
 
     /// Restores weights and optimiser states saved by [`Trainer::save`] into this trainer
-    /// (built from the same graph and cut) and returns the saved progress.
+    /// (built from the same graph and cut) and returns the saved progress. Every file is
+    /// checked against the checksum `state.json` holds for it first.
     pub fn restore(&mut self, dir: &Path) -> Result<Progress, TuneError> {
         let state = Checkpoint::read(dir)?;
-        let values = read_tensors(&dir.join("weights.safetensors"), &self.tail)?;
+        let weights = state.verified(dir, WEIGHTS)?;
+        let (head, body) = (state.verified(dir, OPTIM_HEAD)?, state.verified(dir, OPTIM_BODY)?);
+        let average = if self.ema.is_some() && state.config.ema_epochs > 0.0 {
+            Some(read_tensors(&state.verified(dir, AVERAGE)?, &self.tail)?)
+        } else {
+            None
+        };
+        let values = read_tensors(&weights, &self.tail)?;
         self.params = self.tail.params_from_values(&values, &self.device);
         self.cfg = state.config;
         let err = |path: PathBuf, reason: String| TuneError::Checkpoint { path, reason };
-        let head = dir.join("optim_head.bpk");
         self.head_opt = optimizer(&self.cfg).load(&head).map_err(|e| err(head.clone(), e.to_string()))?;
-        let body = dir.join("optim_body.bpk");
         self.body_opt = optimizer(&self.cfg).load(&body).map_err(|e| err(body.clone(), e.to_string()))?;
-        if self.cfg.ema_epochs <= 0.0 {
-            self.ema = None;
-        }
-        if let Some((_, avg)) = self.ema.as_mut() {
-            *avg = read_tensors(&dir.join("average.safetensors"), &self.tail)?;
+        match (self.ema.as_mut(), average) {
+            (Some((_, avg)), Some(a)) => *avg = a,
+            _ => self.ema = None,
         }
         Ok(state.progress)
     }
 
-    /// The best epoch's weights saved in `dir`, if any.
+    /// The best epoch's weights of the checkpoint in `dir`, if it has them.
     pub fn read_best(&self, dir: &Path) -> Result<Option<Vec<Vec<f32>>>, TuneError> {
-        let p = dir.join("best.safetensors");
-        if !p.exists() {
+        let state = Checkpoint::read(dir)?;
+        if !state.files.contains_key(BEST) {
             return Ok(None);
         }
-        read_tensors(&p, &self.tail).map(Some)
+        read_tensors(&state.verified(dir, BEST)?, &self.tail).map(Some)
     }
 }
 
-/// `state.json` of a run directory.
+const STATE: &str = "state.json";
+const WEIGHTS: &str = "weights.safetensors";
+const BEST: &str = "best.safetensors";
+const AVERAGE: &str = "average.safetensors";
+const OPTIM_HEAD: &str = "optim_head.bpk";
+const OPTIM_BODY: &str = "optim_body.bpk";
+
+/// Durability before the commit: the rename of `state.json` must not reach the disk before
+/// the files it names. Best effort: a file system without fsync still gets the ordering of
+/// renames.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// `state.json` of a run directory: what the checkpoint is and where its files are.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub config: TuneConfig,
     pub progress: Progress,
+    /// The generation folder (`checkpoint-N`) holding this checkpoint's files.
+    pub generation: u64,
+    /// File name → blake3 (hex) of each file in that folder.
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 impl Checkpoint {
     pub fn read(dir: &Path) -> Result<Self, TuneError> {
-        let p = dir.join("state.json");
+        let p = dir.join(STATE);
         let bytes = std::fs::read(&p).map_err(|e| TuneError::Checkpoint { path: p.clone(), reason: e.to_string() })?;
         serde_json::from_slice(&bytes)
             .map_err(|e| TuneError::Checkpoint { path: p, reason: format!("not a retrain checkpoint: {e}") })
+    }
+
+    fn folder(dir: &Path, generation: u64) -> PathBuf {
+        dir.join(format!("checkpoint-{generation}"))
+    }
+
+    /// Where this checkpoint keeps `file`.
+    pub fn path(&self, dir: &Path, file: &str) -> PathBuf {
+        Self::folder(dir, self.generation).join(file)
+    }
+
+    /// The path of `file` once its bytes match the checksum recorded for it.
+    fn verified(&self, dir: &Path, file: &str) -> Result<PathBuf, TuneError> {
+        let path = self.path(dir, file);
+        let err = |reason: String| TuneError::Checkpoint { path: path.clone(), reason };
+        let want = self.files.get(file).ok_or_else(|| err(format!("{STATE} lists no `{file}`")))?;
+        let bytes = std::fs::read(&path).map_err(|e| err(e.to_string()))?;
+        if blake3::hash(&bytes).to_hex().as_str() != want {
+            return Err(err(format!(
+                "its checksum differs from the one {STATE} recorded: the checkpoint was changed or damaged after it was written"
+            )));
+        }
+        Ok(path)
+    }
+
+    /// Removes the generation folders in `dir` other than `keep`.
+    fn remove_generations(dir: &Path, keep: Option<u64>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let generation = name.to_str().and_then(|n| n.strip_prefix("checkpoint-")).and_then(|n| n.parse().ok());
+            if generation.is_some() && generation != keep {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
 }
 
@@ -347,9 +433,7 @@ fn write_tensors(path: &Path, names: &[&str], values: &[Vec<f32>]) -> Result<(),
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(e.to_string()))?;
     let data = safetensors::serialize(views, None).map_err(|e| err(e.to_string()))?;
-    let tmp = path.with_extension("safetensors.partial");
-    std::fs::write(&tmp, data).map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    write_synced(path, &data).map_err(|e| err(e.to_string()))
 }
 
 fn read_tensors(path: &Path, tail: &Tail) -> Result<Vec<Vec<f32>>, TuneError> {
@@ -629,6 +713,48 @@ mod tests {
         }
         assert_eq!(r.values(), t.values());
         assert_eq!(r.logits(x.clone(), &shape).unwrap(), t.logits(x, &shape).unwrap());
+    }
+
+    #[test]
+    fn a_checkpoint_commits_at_once_and_is_verified() {
+        let m = tiny();
+        let (x, y) = data();
+        let mut a = trainer(&m);
+        let dir = tempfile::tempdir().unwrap();
+        let best = a.values();
+        a.save(dir.path(), &Progress { step: 1, ..Progress::default() }, Some(&best)).unwrap();
+        let first = a.values();
+        a.step(0, x.clone(), &[6, 2, 4, 4], &y, 0.05, 0.01).unwrap();
+        // A save killed before its commit left a folder of the next generation, half written.
+        let torn = dir.path().join("checkpoint-2");
+        std::fs::create_dir(&torn).unwrap();
+        std::fs::write(torn.join(WEIGHTS), b"half").unwrap();
+        let mut b = trainer(&m);
+        assert_eq!(b.restore(dir.path()).unwrap().step, 1);
+        assert_eq!(b.values(), first);
+        // The next save takes its place; the best weights are carried over; one generation stays.
+        a.save(dir.path(), &Progress { step: 2, ..Progress::default() }, None).unwrap();
+        let state = Checkpoint::read(dir.path()).unwrap();
+        assert_eq!(state.generation, 2);
+        assert_eq!(b.read_best(dir.path()).unwrap().unwrap(), best);
+        let folders: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(folders.len(), 2, "{folders:?}");
+        assert_eq!(b.restore(dir.path()).unwrap().step, 2);
+        assert_eq!(b.values(), a.values());
+        // One flipped bit in any file of it is refused, naming the file.
+        for file in [WEIGHTS, OPTIM_BODY, BEST] {
+            let p = state.path(dir.path(), file);
+            let bytes = std::fs::read(&p).unwrap();
+            let mut flipped = bytes.clone();
+            flipped[bytes.len() / 2] ^= 4;
+            std::fs::write(&p, flipped).unwrap();
+            let e =
+                if file == BEST { b.read_best(dir.path()).unwrap_err() } else { b.restore(dir.path()).unwrap_err() };
+            assert!(e.to_string().contains(file) && e.to_string().contains("checksum"), "{e}");
+            std::fs::write(&p, bytes).unwrap();
+        }
+        Trainer::clear_checkpoint(dir.path());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

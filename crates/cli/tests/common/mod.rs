@@ -47,6 +47,15 @@ pub fn succeeds(cmd: &mut Command) -> Output {
     out
 }
 
+/// Runs a command that must fail cleanly (exit 1, an `error:` line, no panic); its stderr.
+pub fn refuses(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    let se = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "should fail with 1: {cmd:?}\n{se}");
+    assert!(se.contains("error: ") && !se.contains("panicked"), "{se}");
+    se
+}
+
 pub fn read_json(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
