@@ -259,3 +259,72 @@ fn damaged_or_inconsistent_model_files_are_refused_at_open() {
     std::fs::write(&unsealed, retrain_onnx::encode(&model)).unwrap();
     succeeds(retrain(t).arg("predict").arg(&unsealed).arg(&photo));
 }
+
+/// `dir` and every folder and file below it, read-only to everyone.
+fn read_only(dir: &Path) {
+    for p in walk_all(dir) {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+    let mut dirs: Vec<PathBuf> =
+        walk_all(dir).iter().flat_map(|p| p.ancestors().skip(1).map(Path::to_path_buf)).collect();
+    dirs.retain(|d| d.starts_with(dir));
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+}
+
+#[test]
+fn a_read_only_cache_is_read_and_training_computes_the_rest_with_one_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // Everything the run needs sits in a folder anyone may read, so that root can run it as
+    // `nobody` (to root, no file is read-only).
+    std::fs::set_permissions(t, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = flowers_mini(&t.join("data"), 4);
+    let weights = t.join("mnv2.pth");
+    std::fs::copy(mnv2(), &weights).unwrap();
+    let cache = t.join("cache");
+    succeeds(&mut train(t, &data, &t.join("a.onnx"), &["--cache", cache.to_str().unwrap()]));
+    let mut entries = walk_all(&cache);
+    entries.sort();
+    assert_eq!(entries.len(), 12);
+    // A photo the cache has not seen, then the cache is made read-only (a shared mount).
+    std::fs::copy(&mini_photos("daisy")[5], data.join("daisy/new.jpg")).unwrap();
+    read_only(&cache);
+    let bin = t.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_retrain"), bin.join("retrain")).unwrap();
+    let out = t.join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut c = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"]).arg(bin.join("retrain"));
+        c
+    } else {
+        Command::new(bin.join("retrain"))
+    };
+    c.env("XDG_CACHE_HOME", &out).env("HOME", &out).env("ORT_DYLIB_PATH", runtime_copy(&bin));
+    c.args(["train", data.to_str().unwrap(), "--weights"]).arg(&weights).arg("--cache").arg(&cache);
+    let report = out.join("r.json");
+    let done = succeeds(c.arg("--out").arg(out.join("b.onnx")).arg("--report").arg(&report));
+    let warnings: Vec<String> = stderr(&done).lines().filter(|l| l.contains("warning")).map(str::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("feature cache") && warnings[0].contains("new ones are not kept"), "{warnings:?}");
+    let r = read_json(&report);
+    assert_eq!((r["features_computed"].as_u64(), r["features_cached"].as_u64()), (Some(1), Some(12)));
+    let mut after = walk_all(&cache);
+    after.sort();
+    assert_eq!(after, entries, "the cache is as it was");
+}
+
+/// ONNX Runtime copied into `dir`, where `nobody` can load it.
+fn runtime_copy(dir: &Path) -> PathBuf {
+    let lib = retrain_features::runtime_library().unwrap();
+    let to = dir.join(lib.file_name().unwrap());
+    std::fs::copy(&lib, &to).unwrap();
+    to
+}

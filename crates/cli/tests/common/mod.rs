@@ -63,7 +63,7 @@ pub fn read_json(p: &Path) -> Value {
 const MINI_CLASSES: [&str; 3] = ["daisy", "dandelion", "sunflower"];
 
 /// The 16 photos of a class of the bundled flowers-mini set, sorted.
-fn mini_photos(class: &str) -> Vec<PathBuf> {
+pub fn mini_photos(class: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("examples/flowers-mini").join(class))
         .unwrap()
         .map(|e| e.unwrap().path())
