@@ -73,6 +73,8 @@ th{font-size:13px;color:var(--muted);font-weight:600}
 .loss .pics{display:flex;gap:4px}.loss img{width:50%;border-radius:4px;display:block}
 .loss .t{margin-top:6px}.bad{color:#c0392b;font-weight:600}.good{color:#2e7d32;font-weight:600}
 .chart{max-width:100%;height:auto}.chart .tick{font-size:11px;fill:#555}.chart .axis{font-size:12px;fill:#333}
+.matrix{margin:0}.matrix img{image-rendering:pixelated;width:640px;max-width:100%;height:auto;border:1px solid var(--line)}
+.matrix figcaption{color:var(--muted);font-size:13px}
 .strip{max-width:100%;display:block;margin:6px 0;border:1px solid var(--line);border-radius:6px}
 .example h3{font-size:16px;margin:16px 0 2px}
 .map{position:relative;width:640px;height:480px;max-width:100%;border:1px solid var(--line);border-radius:6px;background:#fff}
@@ -402,6 +404,63 @@ mod tests {
     #[test]
     fn escapes_what_html_reads_as_markup() {
         assert_eq!(escape(r#"<b a="1">Tom & Jerry's</b>"#), "&lt;b a=&quot;1&quot;&gt;Tom &amp; Jerry&#39;s&lt;/b&gt;");
+    }
+
+    #[test]
+    fn a_thousand_classes_make_a_page_of_a_few_megabytes() {
+        let k = 1000;
+        let names: Vec<String> = (0..k).map(|i| format!("a fairly long class name {i}")).collect();
+        // Five validation photos a class, one in five taken for a neighbour.
+        let (mut truth, mut said) = (Vec::new(), Vec::new());
+        for c in 0..k {
+            for i in 0..5 {
+                truth.push(c);
+                said.push(if i == 0 { (c * 31 + 7) % k } else { c });
+            }
+        }
+        let metrics = retrain::metrics::compute(&truth, &said, &names);
+        let summary = Summary {
+            model: "m.onnx".into(),
+            backbone: "mobilenet_v2".into(),
+            data: "data".into(),
+            images: truth.len(),
+            accuracy: metrics.accuracy,
+            accuracy_interval: [0.7, 0.9],
+            confused_pairs: crate::stats::confused_pairs(&metrics.confusion_matrix, &names, 40),
+            metrics,
+            top_losses: Vec::new(),
+            method: "grad-cam",
+            feature_map_variance: Some([0.2, 0.1]),
+            skipped: Vec::new(),
+            seconds: 1.0,
+        };
+        let thumb = jpeg_uri(&image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 90])), 80);
+        let points: Vec<Point> = (0..truth.len())
+            .map(|i| Point {
+                xy: [(i % 97) as f32, (i % 89) as f32],
+                class: truth[i],
+                wrong: truth[i] != said[i],
+                label: names[truth[i]].clone(),
+                thumbnail: (i % 13 == 0).then(|| thumb.clone()),
+            })
+            .collect();
+        let page = Page {
+            summary: &summary,
+            about: About { training: None, precision: "fp32".into() },
+            training: None,
+            curves: None,
+            losses: &[],
+            examples: &[],
+            points: &points,
+        };
+        let html = page.render();
+        assert!(html.len() < 10_000_000, "{} bytes", html.len());
+        assert!(html.contains("class=\"matrix\"") && html.contains("Most confused"));
+        assert_eq!(
+            html.matches("<td>a fairly long class name").count(),
+            1000 + 2 * 40,
+            "every class in the table, 40 pairs"
+        );
     }
 
     #[test]

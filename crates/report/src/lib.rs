@@ -239,7 +239,12 @@ pub fn build(
         images: rows.len(),
         accuracy: m.accuracy,
         accuracy_interval: wilson(correct, rows.len()),
-        confused_pairs: confused_pairs(&m.confusion_matrix, &names, 10),
+        // Past the SVG's reach the list is what names the confusions: a longer one.
+        confused_pairs: confused_pairs(
+            &m.confusion_matrix,
+            &names,
+            if names.len() > svg::SVG_CLASSES { 40 } else { 10 },
+        ),
         metrics: m,
         top_losses: losses.iter().map(|(l, _)| l.clone()).collect(),
         method: explainer.method.name(),

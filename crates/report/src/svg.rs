@@ -157,6 +157,9 @@ pub fn line_chart(x_label: &str, y_label: &str, series: &[Series], mark: Option<
 /// with its count when there is room.
 pub fn confusion(matrix: &[Vec<usize>], names: &[String]) -> String {
     let k = names.len();
+    if k > SVG_CLASSES {
+        return confusion_raster(matrix);
+    }
     let cell = (560.0 / k as f64).clamp(10.0, 80.0);
     let longest = names.iter().map(|n| n.chars().count()).max().unwrap_or(4).min(24) as f64;
     let margin = 16.0 + longest * 7.0;
@@ -175,22 +178,16 @@ pub fn confusion(matrix: &[Vec<usize>], names: &[String]) -> String {
     for (t, row) in matrix.iter().enumerate() {
         let total: usize = row.iter().sum();
         for (p, &c) in row.iter().enumerate() {
-            let share = if total > 0 { c as f64 / total as f64 } else { 0.0 };
-            // White to deep blue; the diagonal in blue, errors in red, so mistakes stand out.
-            let (r, g, b) = if t == p {
-                (255.0 - 200.0 * share, 255.0 - 150.0 * share, 255.0 - 60.0 * share)
-            } else {
-                (255.0 - 30.0 * share.sqrt(), 255.0 - 200.0 * share.sqrt(), 255.0 - 200.0 * share.sqrt())
-            };
+            let [r, g, b] = shade(t == p, c, total);
             let (x, y) = (margin + p as f64 * cell, margin + t as f64 * cell);
             let _ = write!(
                 s,
-                r##"<rect x="{x:.1}" y="{y:.1}" width="{cell:.1}" height="{cell:.1}" fill="rgb({r:.0},{g:.0},{b:.0})" stroke="#fff"><title>true {} → predicted {}: {c} of {total}</title></rect>"##,
+                r##"<rect x="{x:.1}" y="{y:.1}" width="{cell:.1}" height="{cell:.1}" fill="rgb({r},{g},{b})" stroke="#fff"><title>true {} → predicted {}: {c} of {total}</title></rect>"##,
                 escape(&names[t]),
                 escape(&names[p])
             );
             if cell >= 18.0 && c > 0 {
-                let ink = if t == p && share > 0.6 { "#fff" } else { "#222" };
+                let ink = if t == p && c * 5 > total * 3 { "#fff" } else { "#222" };
                 let _ = write!(
                     s,
                     r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="{font:.0}" fill="{ink}">{c}</text>"#,
@@ -224,6 +221,35 @@ pub fn confusion(matrix: &[Vec<usize>], names: &[String]) -> String {
     s
 }
 
+/// Above this many classes the matrix is a picture (one pixel a cell, scaled up without
+/// smoothing), not an SVG element per cell: the page stays small (the square of the classes
+/// in elements would be tens of megabytes), and the most confused pairs are listed beside it.
+pub const SVG_CLASSES: usize = 60;
+
+/// A cell's colour: white to deep blue on the diagonal, to red off it, by the share of its row.
+fn shade(diagonal: bool, count: usize, row_total: usize) -> [u8; 3] {
+    let share = if row_total > 0 { count as f64 / row_total as f64 } else { 0.0 };
+    let [r, g, b] = if diagonal {
+        [255.0 - 200.0 * share, 255.0 - 150.0 * share, 255.0 - 60.0 * share]
+    } else {
+        [255.0 - 30.0 * share.sqrt(), 255.0 - 200.0 * share.sqrt(), 255.0 - 200.0 * share.sqrt()]
+    };
+    [r.round() as u8, g.round() as u8, b.round() as u8]
+}
+
+fn confusion_raster(matrix: &[Vec<usize>]) -> String {
+    let k = matrix.len().max(1) as u32;
+    let img = image::RgbImage::from_fn(k, k, |p, t| {
+        let row = &matrix[t as usize];
+        image::Rgb(shade(t == p, row.get(p as usize).copied().unwrap_or(0), row.iter().sum()))
+    });
+    format!(
+        "<figure class=\"matrix\"><img src=\"{}\" width=\"{k}\" height=\"{k}\" alt=\"confusion matrix of {k} classes, one pixel a cell\">\
+         <figcaption>{k} × {k}: rows true, columns predicted, classes in the order of the table above</figcaption></figure>",
+        retrain_explain::png_uri(&img)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,5 +267,25 @@ mod tests {
         assert_eq!(s.matches("<rect").count(), 4);
         assert!(s.contains("true ants → predicted bees &amp; &lt;wasps&gt;: 10 of 70"));
         assert!(s.contains(">78</text>"));
+    }
+
+    #[test]
+    fn many_classes_are_one_picture_with_a_pixel_a_cell() {
+        let k = 1000;
+        let m: Vec<Vec<usize>> = (0..k)
+            .map(|t| (0..k).map(|p| if p == t { 8 } else { usize::from((t * 7 + p) % 97 == 0) }).collect())
+            .collect();
+        let names: Vec<String> = (0..k).map(|i| format!("class {i}")).collect();
+        let s = confusion(&m, &names);
+        assert!(!s.contains("<rect") && s.contains("data:image/png;base64,"), "{}", &s[..200]);
+        assert!(s.len() < 1_000_000, "{} bytes", s.len());
+        let b64 = s.split("base64,").nth(1).unwrap().split('"').next().unwrap();
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let img = image::load_from_memory(&png).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (1000, 1000));
+        assert_eq!(img.get_pixel(3, 3).0, shade(true, 8, m[3].iter().sum()));
+        assert_eq!(img.get_pixel(3, 4).0, [255, 255, 255], "row 4, column 3: no photo");
+        assert_ne!(img.get_pixel(97, 0).0, [255, 255, 255], "row 0, column 97: one photo");
     }
 }
