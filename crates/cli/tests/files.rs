@@ -144,6 +144,21 @@ fn any_file_name_is_written_back_unambiguously() {
     assert!(lines[1].contains("two\\tfields\\nand lines.jpg\t"), "{text:?}");
     let out = succeeds(retrain(t).arg("predict").arg(&m).arg(&odd).args(["--format", "csv"]));
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
+    // eval as CSV: scikit-learn's per-class table, the same figures as its JSON.
+    let ev = json(&[&os("eval"), m.as_os_str(), data.as_os_str(), &os("--format"), &os("json")]);
+    let csv = String::from_utf8(succeeds(retrain(t).arg("eval").arg(&m).arg(&data).args(["--format", "csv"])).stdout)
+        .unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0], ["class", "precision", "recall", "f1", "support"], "{csv}");
+    assert_eq!(rows.len(), 1 + 3 + 1, "{csv}");
+    for (row, c) in rows[1..4].iter().zip(ev["per_class"].as_array().unwrap()) {
+        assert_eq!(row[0], c["class"]);
+        let close = |s: &str, v: &Value| (s.parse::<f64>().unwrap() - v.as_f64().unwrap()).abs() < 1e-6;
+        assert!(close(row[1], &c["precision"]) && close(row[2], &c["recall"]) && close(row[3], &c["f1"]), "{csv}");
+        assert_eq!(row[4], c["support"].to_string());
+    }
+    assert_eq!(rows[4][..3], ["accuracy", "", ""]);
+    assert!((rows[4][3].parse::<f64>().unwrap() - ev["accuracy"].as_f64().unwrap()).abs() < 1e-6, "{csv}");
     // Whole folders: eval, features, report, each naming the photos it read.
     for args in [
         vec![os("eval"), m.clone().into(), data.clone().into(), os("--format"), os("json")],
@@ -327,4 +342,37 @@ fn runtime_copy(dir: &Path) -> PathBuf {
     let to = dir.join(lib.file_name().unwrap());
     std::fs::copy(&lib, &to).unwrap();
     to
+}
+
+#[test]
+fn cache_entries_are_bound_to_their_image_and_killed_writers_leave_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let data = flowers_mini(&t.join("data"), 4);
+    let cache = t.join("cache");
+    let features = || {
+        let mut c = retrain(t);
+        c.args(["features", data.to_str().unwrap(), "--weights"]).arg(mnv2()).arg("--cache").arg(&cache);
+        let out = succeeds(c.args(["--format", "json"]));
+        let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (m["computed"].as_u64().unwrap(), m["cached"].as_u64().unwrap())
+    };
+    assert_eq!(features(), (12, 0));
+    let mut entries = walk_all(&cache);
+    entries.sort();
+    // One image's entry copied over another's: whole and well-formed, but not that image's.
+    std::fs::copy(&entries[0], &entries[1]).unwrap();
+    // What a writer killed mid-write leaves: a temporary entry; one two hours old, one fresh
+    // (a live writer's, which must be left alone).
+    let folder = entries[2].parent().unwrap();
+    let (stale, fresh) = (folder.join(".retrain-killed.partial"), folder.join(".retrain-live.partial"));
+    for p in [&stale, &fresh] {
+        std::fs::write(p, b"RTF2 half").unwrap();
+    }
+    let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    std::fs::File::options().write(true).open(&stale).unwrap().set_modified(hours_ago).unwrap();
+    assert_eq!(features(), (1, 11), "the copied entry is recomputed, the rest read");
+    assert_ne!(std::fs::read(&entries[0]).unwrap(), std::fs::read(&entries[1]).unwrap());
+    assert!(!stale.exists() && fresh.exists());
+    assert_eq!(features(), (0, 12));
 }
