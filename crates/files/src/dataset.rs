@@ -60,7 +60,7 @@ pub fn class_folders(dir: &Path) -> Result<Classes> {
         };
         // A class name is a line of labels.txt, a cell of CSV and text output: a tab or line
         // break in it would shift every label after it.
-        if name.chars().any(char::is_control) {
+        if !crate::names::is_label(&name) {
             return Err(data_err(
                 &p,
                 format!(

@@ -28,6 +28,13 @@ pub fn shown_str(name: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether `name` can be a class name as written: one line of `labels.txt`, one CSV cell, one
+/// field of a text line, one protobuf or YAML string, with nothing escaped (no tab, line break
+/// or other control character). The one rule `train` (class folders) and `export triton` apply.
+pub fn is_label(name: &str) -> bool {
+    !name.chars().any(char::is_control)
+}
+
 /// A CSV field (RFC 4180): `text` quoted when it holds a comma, a quote or a line break.
 pub fn csv(text: &str) -> Cow<'_, str> {
     if text.contains([',', '"', '\n', '\r']) {
@@ -179,6 +186,12 @@ mod tests {
 
     #[test]
     #[cfg(unix)]
+    fn labels_hold_no_control_character() {
+        assert!(is_label("café au lait, 2") && is_label("a\\b"));
+        assert!(!is_label("two\tfields") && !is_label("line\nbreak") && !is_label("bell\u{7}"));
+    }
+
+    #[test]
     fn shown_names_are_one_unambiguous_field() {
         assert_eq!(shown(Path::new("daisy/a b.jpg")), "daisy/a b.jpg");
         assert!(matches!(shown(Path::new("daisy/ok.jpg")), Cow::Borrowed(_)));

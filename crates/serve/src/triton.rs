@@ -33,10 +33,10 @@ pub fn export(model: &Path, dir: &Path, opts: &TritonOptions) -> Result<Exported
     let name = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     // labels.txt is one class a line, and the name is a folder, a protobuf string and a YAML
     // word: a line break or control character in either would make them say something else.
-    if name.chars().any(char::is_control) || name.contains(['/', '\\']) {
+    if !retrain_files::names::is_label(&name) || name.contains(['/', '\\']) {
         return Err(ServeError::Name { path: model.to_path_buf(), what: "its file name", name });
     }
-    if let Some(class) = info.class_names.iter().find(|c| c.chars().any(char::is_control)) {
+    if let Some(class) = info.class_names.iter().find(|c| !retrain_files::names::is_label(c)) {
         return Err(ServeError::Name { path: model.to_path_buf(), what: "a class name", name: class.clone() });
     }
     let graph = proto.graph.as_ref();
