@@ -2,26 +2,13 @@
 
 mod common;
 
-use common::{mini_split, mnv2, read_json, retrain, root, run, shared, succeeds, synthetic_weights};
+use common::{fails, mini_split, mnv2, read_json, retrain, root, run, shared, succeeds, synthetic_weights};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&succeeds(cmd).stdout).to_string()
-}
-
-/// Runs a command that must fail cleanly: non-zero exit, an `error:` line that mentions
-/// `needle`, and no panic.
-fn fails(cmd: &mut Command, needle: &str) -> String {
-    let out = run(cmd);
-    let se = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "should fail: {cmd:?}");
-    assert_eq!(out.status.code(), Some(1), "{se}");
-    assert!(se.contains("error: "), "{se}");
-    assert!(se.contains(needle), "expected `{needle}` in: {se}");
-    assert!(!se.contains("panicked"), "{se}");
-    se
 }
 
 /// The model's probabilities from Python's onnxruntime (tests/python/ort_predict.py): path →

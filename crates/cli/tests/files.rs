@@ -16,14 +16,6 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn fails(cmd: &mut Command, says: &str) -> String {
-    let out = run(cmd);
-    let err = stderr(&out);
-    assert!(!out.status.success(), "{cmd:?} succeeded");
-    assert!(err.contains(says), "{cmd:?}: {err:?} does not say {says:?}");
-    err
-}
-
 /// A 64×64 grey PNG carrying an ICC profile that inflates to `inflated` bytes.
 fn icc_bomb(path: &Path, inflated: usize) {
     let mut plain = Vec::new();

@@ -109,8 +109,7 @@ impl FeatureCache {
     pub fn check_writable(&self) -> Result<(), FeatureError> {
         let err = |source| FeatureError::Cache { path: self.dir.clone(), source };
         std::fs::create_dir_all(&self.dir).map_err(err)?;
-        retrain_files::write_atomic(&self.dir.join(".retrain-writable"), b"", false).map_err(err)?;
-        std::fs::remove_file(self.dir.join(".retrain-writable")).map_err(err)
+        retrain_files::check_writable(&self.dir).map_err(err)
     }
 
     /// [`put`](Self::put), but a cache that cannot be written is not an error: the first failure

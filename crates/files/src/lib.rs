@@ -48,6 +48,13 @@ pub fn is_temporary(name: &std::ffi::OsStr) -> bool {
     b.starts_with(TEMP_PREFIX.as_bytes()) && b.ends_with(TEMP_SUFFIX.as_bytes())
 }
 
+/// Whether [`write_atomic`] can write in `dir`: it makes one of its uniquely named temporary
+/// files there and removes it (so any number of processes can ask at once, and nothing of
+/// anyone else's is touched).
+pub fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    tempfile::Builder::new().prefix(TEMP_PREFIX).suffix(TEMP_SUFFIX).tempfile_in(dir)?.close()
+}
+
 /// Writes `bytes` to `path` so that no reader ever sees half of it: into a uniquely named
 /// hidden temporary file in the same folder (so that walks pass it over and two writers
 /// never share it), then renamed over `path`. With `durable`, the data reaches the disk

@@ -238,10 +238,11 @@ fn shade(diagonal: bool, count: usize, row_total: usize) -> [u8; 3] {
 }
 
 fn confusion_raster(matrix: &[Vec<usize>]) -> String {
-    let k = matrix.len().max(1) as u32;
+    let k = matrix.len() as u32;
+    let totals: Vec<usize> = matrix.iter().map(|row| row.iter().sum()).collect();
     let img = image::RgbImage::from_fn(k, k, |p, t| {
-        let row = &matrix[t as usize];
-        image::Rgb(shade(t == p, row.get(p as usize).copied().unwrap_or(0), row.iter().sum()))
+        let count = matrix[t as usize].get(p as usize).copied().unwrap_or(0);
+        image::Rgb(shade(t == p, count, totals[t as usize]))
     });
     format!(
         "<figure class=\"matrix\"><img src=\"{}\" width=\"{k}\" height=\"{k}\" alt=\"confusion matrix of {k} classes, one pixel a cell\">\

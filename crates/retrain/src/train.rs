@@ -179,10 +179,9 @@ pub fn default_feature_cache() -> PathBuf {
 
 /// Fails early, before minutes of work, if the model cannot be written where asked.
 pub(crate) fn check_writable(out: &Path) -> Result<()> {
-    let probe = out.with_extension("onnx.partial");
-    std::fs::write(&probe, b"").map_err(|source| Error::Write { path: out.to_path_buf(), source })?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
+    let target = retrain_files::link_target(out).map_err(|source| Error::Write { path: out.to_path_buf(), source })?;
+    let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    retrain_files::check_writable(dir).map_err(|source| Error::Write { path: out.to_path_buf(), source })
 }
 
 pub(crate) fn warn(quiet: bool, msg: &str) {

@@ -5,28 +5,9 @@
 #[path = "../../../fuzz/harness.rs"]
 mod harness;
 
-use std::path::PathBuf;
-
-fn inputs(target: &str) -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fuzz").join(target);
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    assert!(!v.is_empty(), "{}: no inputs", dir.display());
-    v
-}
-
-fn replay(target: &str, run: fn(&[u8])) {
-    for p in inputs(target) {
-        let data = std::fs::read(&p).unwrap();
-        // Name the input that fails, then fail as the fuzzer would have.
-        if std::panic::catch_unwind(|| run(&data)).is_err() {
-            panic!("{} fails its fuzz target", p.display());
-        }
-    }
-}
+#[path = "../../../fuzz/replay.rs"]
+mod replay;
+use replay::{inputs, replay};
 
 #[test]
 fn decode_corpus() {

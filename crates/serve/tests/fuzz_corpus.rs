@@ -5,23 +5,10 @@
 #[path = "../../../fuzz/harness_serve.rs"]
 mod harness_serve;
 
+#[path = "../../../fuzz/replay.rs"]
+mod replay;
+use replay::replay;
 use std::path::PathBuf;
-
-fn replay(target: &str, run: fn(&[u8])) -> usize {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fuzz").join(target);
-    let mut inputs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    inputs.sort();
-    for p in &inputs {
-        let data = std::fs::read(p).unwrap();
-        if std::panic::catch_unwind(|| run(&data)).is_err() {
-            panic!("{} fails its fuzz target", p.display());
-        }
-    }
-    inputs.len()
-}
 
 #[test]
 fn v2_corpus() {

@@ -288,14 +288,7 @@ pub fn run(opts: &StudyOptions) -> Result<Study> {
                 (&e.split, &e.classes, e.val_images, &e.train_per_class)
                     != (&study.split, &study.classes, study.val_images, &study.train_per_class)
             }) {
-                let now = format!(
-                    "{}; {} classes, {} training and {} validation photos",
-                    study.split,
-                    study.classes.len(),
-                    study.train_per_class.iter().sum::<usize>(),
-                    study.val_images
-                );
-                return Err(foreign(&opts.out, e, &opts.base.data_dir, &now));
+                return Err(foreign(&opts.out, e, &opts.base.data_dir, &measured_on(&study)));
             }
             let total: u64 = todo
                 .iter()
@@ -347,16 +340,22 @@ pub fn run(opts: &StudyOptions) -> Result<Study> {
     Ok(study)
 }
 
+/// What a study's rows were measured on, for a message: split, seed, classes, photos.
+fn measured_on(s: &Study) -> String {
+    format!(
+        "{}{}; {} classes, {} training and {} validation photos",
+        s.split,
+        // A random split already names its seed.
+        s.seed.filter(|_| !s.split.contains("seed")).map(|s| format!(", seed {s}")).unwrap_or_default(),
+        s.classes.len(),
+        s.train_per_class.iter().sum::<usize>(),
+        s.val_images
+    )
+}
+
 /// The refusal to continue a study file measured on other data, split or seed.
 fn foreign(out: &Path, earlier: &Study, data_dir: &Path, now: &str) -> StudyError {
-    let then = format!(
-        "{}{}; {} classes, {} training and {} validation photos",
-        earlier.split,
-        earlier.seed.map(|s| format!(", seed {s}")).unwrap_or_default(),
-        earlier.classes.len(),
-        earlier.train_per_class.iter().sum::<usize>(),
-        earlier.val_images
-    );
+    let then = measured_on(earlier);
     StudyError::File {
         path: out.to_path_buf(),
         reason: format!(

@@ -312,14 +312,14 @@ impl Trainer {
     /// checked against the checksum `state.json` holds for it first.
     pub fn restore(&mut self, dir: &Path) -> Result<Progress, TuneError> {
         let state = Checkpoint::read(dir)?;
-        let weights = state.verified(dir, WEIGHTS)?;
-        let (head, body) = (state.verified(dir, OPTIM_HEAD)?, state.verified(dir, OPTIM_BODY)?);
+        let values = state.tensors(dir, WEIGHTS, &self.tail)?;
+        // burn reads the optimiser states from their files; verified first all the same.
+        let (head, body) = (state.verified(dir, OPTIM_HEAD)?.0, state.verified(dir, OPTIM_BODY)?.0);
         let average = if self.ema.is_some() && state.config.ema_epochs > 0.0 {
-            Some(read_tensors(&state.verified(dir, AVERAGE)?, &self.tail)?)
+            Some(state.tensors(dir, AVERAGE, &self.tail)?)
         } else {
             None
         };
-        let values = read_tensors(&weights, &self.tail)?;
         self.params = self.tail.params_from_values(&values, &self.device);
         self.cfg = state.config;
         let err = |path: PathBuf, reason: String| TuneError::Checkpoint { path, reason };
@@ -338,7 +338,7 @@ impl Trainer {
         if !state.files.contains_key(BEST) {
             return Ok(None);
         }
-        read_tensors(&state.verified(dir, BEST)?, &self.tail).map(Some)
+        state.tensors(dir, BEST, &self.tail).map(Some)
     }
 }
 
@@ -393,8 +393,8 @@ impl Checkpoint {
         Self::folder(dir, self.generation).join(file)
     }
 
-    /// The path of `file` once its bytes match the checksum recorded for it.
-    fn verified(&self, dir: &Path, file: &str) -> Result<PathBuf, TuneError> {
+    /// The path and bytes of `file` once they match the checksum recorded for it.
+    fn verified(&self, dir: &Path, file: &str) -> Result<(PathBuf, Vec<u8>), TuneError> {
         let path = self.path(dir, file);
         let err = |reason: String| TuneError::Checkpoint { path: path.clone(), reason };
         let want = self.files.get(file).ok_or_else(|| err(format!("{STATE} lists no `{file}`")))?;
@@ -404,7 +404,13 @@ impl Checkpoint {
                 "its checksum differs from the one {STATE} recorded: the checkpoint was changed or damaged after it was written"
             )));
         }
-        Ok(path)
+        Ok((path, bytes))
+    }
+
+    /// The tensors of a verified safetensors `file`, read once.
+    fn tensors(&self, dir: &Path, file: &str, tail: &Tail) -> Result<Vec<Vec<f32>>, TuneError> {
+        let (path, bytes) = self.verified(dir, file)?;
+        read_tensors(&path, &bytes, tail)
     }
 
     /// Removes the generation folders in `dir` other than `keep`.
@@ -436,10 +442,9 @@ fn write_tensors(path: &Path, names: &[&str], values: &[Vec<f32>]) -> Result<(),
     write_synced(path, &data).map_err(|e| err(e.to_string()))
 }
 
-fn read_tensors(path: &Path, tail: &Tail) -> Result<Vec<Vec<f32>>, TuneError> {
+fn read_tensors(path: &Path, bytes: &[u8], tail: &Tail) -> Result<Vec<Vec<f32>>, TuneError> {
     let err = |reason: String| TuneError::Checkpoint { path: path.to_path_buf(), reason };
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| err(e.to_string()))?;
     tail.params
         .iter()
         .map(|p| {

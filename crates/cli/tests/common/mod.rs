@@ -47,12 +47,16 @@ pub fn succeeds(cmd: &mut Command) -> Output {
     out
 }
 
-/// Runs a command that must fail cleanly (exit 1, an `error:` line, no panic); its stderr.
-pub fn refuses(cmd: &mut Command) -> String {
+/// Runs a command that must fail cleanly (exit 1, an `error:` line saying `needle`, no
+/// panic); its stderr.
+pub fn fails(cmd: &mut Command, needle: &str) -> String {
     let out = run(cmd);
     let se = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "should fail with 1: {cmd:?}\n{se}");
-    assert!(se.contains("error: ") && !se.contains("panicked"), "{se}");
+    assert!(!out.status.success(), "should fail: {cmd:?}");
+    assert_eq!(out.status.code(), Some(1), "{se}");
+    assert!(se.contains("error: "), "{se}");
+    assert!(se.contains(needle), "expected `{needle}` in: {se}");
+    assert!(!se.contains("panicked"), "{se}");
     se
 }
 
