@@ -2,7 +2,7 @@
 
 use crate::svg::{self, colour, Series};
 use crate::{file_name, Loss, Summary, Training};
-use retrain::report::Curves;
+use retrain::train_report::Curves;
 use retrain_explain::{Explanation, Layers};
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -281,7 +281,7 @@ impl Page<'_> {
             )
         );
         if !c.finetune.is_empty() {
-            let pts = |f: fn(&retrain::report::EpochPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+            let pts = |f: fn(&retrain::train_report::EpochPoint) -> Option<f64>| -> Vec<(f64, f64)> {
                 c.finetune.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect()
             };
             let losses = [

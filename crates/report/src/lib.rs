@@ -14,7 +14,7 @@ pub use stats::{confused_pairs, pca2, wilson, Confusion};
 use indicatif::ProgressBar;
 use retrain::eval::Labelled;
 use retrain::metrics::{self, Metrics};
-use retrain::report::{Curves, Skipped};
+use retrain::train_report::{Curves, Skipped};
 use retrain_explain::{Explainer, Explanation};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -120,6 +120,16 @@ impl Row {
 
 /// Photos explained per call, so memory stays flat on large folders.
 const CHUNK: usize = 128;
+
+/// The page on the validation photos of a run just trained (`train --html`).
+pub fn build_after_training(
+    trained: &retrain::TrainReport,
+    opts: Options,
+    progress: &ProgressBar,
+) -> Result<(String, Summary)> {
+    let training = Training { split: trained.split.clone(), train_images: trained.train_images };
+    build(&trained.model, trained.validation_set(), Some(training), opts, progress)
+}
 
 /// Writes the page for `model` on the labelled photos `set`; returns it and its figures.
 pub fn build(

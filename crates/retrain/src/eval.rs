@@ -3,7 +3,7 @@
 use crate::dataset;
 use crate::metrics::{self, argmax, Metrics};
 use crate::model::Classifier;
-use crate::report::{Conflict, Skipped};
+use crate::train_report::{Conflict, Skipped};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -149,6 +149,6 @@ pub fn import(file: &Path, spec: &ImportSpec, threads: usize) -> Result<&'static
     }
     let json = serde_json::to_string_pretty(&record).expect("record serialises");
     let meta = dir.join("backbone.json");
-    crate::train::write_file(&meta, json.as_bytes())?;
+    crate::outputs::write_file(&meta, json.as_bytes())?;
     Ok(backbone(&record, &dir))
 }

@@ -1,21 +1,31 @@
 //! retrain: a folder of labelled photos in, a trained image classifier out.
 //!
-//! The flow, one stage per module or crate: [`dataset`] (files, `retrain_files`) → `retrain_pixels` (decode,
-//! preprocess) → `retrain_features` (frozen backbone in ONNX Runtime, cache) → `retrain_head`
-//! (burn), or [`finetune`] the upper blocks too (`retrain_tune`) → [`model`] (one `.onnx` file) → [`predict`], [`eval`], [`report`].
+//! A run is a [`spec::TrainSpec`] (the data, the backbone, the recipe) and [`spec::RunSettings`];
+//! [`train::train`] dispatches it through one stage per module: [`prepare`] (the photos,
+//! `retrain_files`; the backbone; features in ONNX Runtime, cached, `retrain_features`) →
+//! [`linear`] (the head, `retrain_head`) or [`finetune`] (the upper blocks too, `retrain_tune`)
+//! → [`outputs`] (one `.onnx` file, [`model`]) and a [`train_report::TrainReport`]. Models are
+//! then used by [`predict`] and [`eval`]; [`select`] chooses a backbone (`--model auto`).
 
 pub mod backbone;
 pub mod eval;
 pub mod finetune;
 pub mod imported;
+pub mod linear;
 pub mod metrics;
 pub mod model;
+pub mod outputs;
 pub mod precision;
 pub mod predict;
-pub mod report;
+pub mod prepare;
 pub mod select;
+pub mod spec;
 pub mod stages;
 pub mod train;
+pub mod train_report;
+
+pub use spec::{BackboneSpec, DataSpec, FewShot, Recipe, RunSettings, Strategy, TrainSpec};
+pub use train_report::TrainReport;
 
 /// Files: the folder walk, classes, split and duplicate photos (`retrain_files`).
 pub use retrain_files as dataset;

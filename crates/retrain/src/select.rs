@@ -2,7 +2,8 @@
 //! head on the training split alone (the validation split scores the chosen model, so it must
 //! not choose it), near-ties going to the faster backbone.
 
-use crate::train::{features, Features, TrainOptions};
+use crate::prepare::{prepare, Prepared};
+use crate::spec::{BackboneSpec, Recipe, RunSettings, Strategy, TrainSpec};
 use crate::{Error, Result};
 use retrain_head::{HeadConfig, Split};
 use serde::{Deserialize, Serialize};
@@ -52,16 +53,16 @@ pub struct ModelSelection {
     pub reason: String,
 }
 
-/// The candidates of `opts`: `--candidates`, else the default ones whose weights were given
+/// The candidates of `spec`: `--candidates`, else the default ones whose weights were given
 /// (`--weights NAME=FILE`) or are cached; if none is, MobileNetV2 and EfficientNet-Lite0
 /// (downloaded on first use).
-pub fn candidates(opts: &TrainOptions) -> Vec<String> {
-    if !opts.candidates.is_empty() {
-        return opts.candidates.clone();
+pub fn candidates(spec: &BackboneSpec) -> Vec<String> {
+    if !spec.candidates.is_empty() {
+        return spec.candidates.clone();
     }
     let at_hand: Vec<String> = DEFAULT_CANDIDATES
         .iter()
-        .filter(|m| opts.weights_for.contains_key(**m) || retrain_zoo::find(m).is_ok_and(|b| b.weights.is_cached()))
+        .filter(|m| spec.weights_for.contains_key(**m) || retrain_zoo::find(m).is_ok_and(|b| b.weights.is_cached()))
         .map(|m| m.to_string())
         .collect();
     match at_hand.is_empty() {
@@ -73,7 +74,7 @@ pub fn candidates(opts: &TrainOptions) -> Vec<String> {
 /// Accuracy of the linear head on each of `k` stratified folds of the training features,
 /// trained on the other folds for the configured number of steps (no early stopping: nothing
 /// outside the training split may decide anything).
-pub fn cross_validate(f: &Features, head: &HeadConfig, k: usize, seed: u64) -> Result<Vec<f64>> {
+pub fn cross_validate(f: &Prepared, head: &HeadConfig, k: usize, seed: u64) -> Result<Vec<f64>> {
     let dim = f.backbone.feature_dim();
     let classes = f.ds.class_names.len();
     let labels = f.train_labels();
@@ -103,7 +104,7 @@ pub fn cross_validate(f: &Features, head: &HeadConfig, k: usize, seed: u64) -> R
 
 /// Forward passes per second of `f`'s feature extractor on a batch of grey images: the best
 /// of three timings after a warm-up batch (anything else running only ever slows a timing down).
-fn speed(f: &Features, threads: usize) -> Result<f64> {
+fn speed(f: &Prepared, threads: usize) -> Result<f64> {
     let bytes = f.backbone.feature_model()?;
     let mut s = retrain_features::Session::new(&bytes, f.backbone.info.name, threads)?;
     let size = f.backbone.geometry().crop as usize;
@@ -118,22 +119,19 @@ fn speed(f: &Features, threads: usize) -> Result<f64> {
     Ok(best)
 }
 
-/// Cross-validates every candidate on the training split of `opts`' data and picks one.
-pub fn choose(opts: &TrainOptions) -> Result<ModelSelection> {
-    let names = candidates(opts);
+/// Cross-validates every candidate on the training split of `spec`'s data and picks one.
+pub fn choose(spec: &TrainSpec, run: &RunSettings) -> Result<ModelSelection> {
+    let names = candidates(&spec.backbone);
     let mut rows = Vec::new();
     let mut train_images = 0;
+    let recipe = Recipe { strategy: Strategy::Linear, ..spec.recipe.clone() };
     for name in &names {
-        let mut o = opts.clone();
-        o.model = name.clone();
-        o.weights = opts.weights_for.get(name).cloned();
-        o.strategy = crate::train::Strategy::Linear;
-        let f = features(&o)?;
-        if !opts.quiet {
+        let f = prepare(&spec.data, &spec.backbone.for_model(name), &recipe, run)?;
+        if !run.quiet {
             eprintln!("cross-validating {name} ({FOLDS} folds of {} training photos)", f.train.len());
         }
         train_images = f.train.len();
-        let folds = cross_validate(&f, &o.head, FOLDS, opts.seed)?;
+        let folds = cross_validate(&f, &recipe.head, FOLDS, spec.data.seed)?;
         let (cv_accuracy, cv_sd) = crate::metrics::mean_sd(&folds);
         let info = f.backbone.info;
         rows.push(Candidate {
@@ -141,7 +139,7 @@ pub fn choose(opts: &TrainOptions) -> Result<ModelSelection> {
             cv_accuracy,
             cv_sd,
             fold_accuracies: folds,
-            images_per_second: speed(&f, opts.threads)?,
+            images_per_second: speed(&f, run.threads)?,
             model_mb: info.params as f64 * 4.0 / 1e6,
             parameters: info.params,
         });
@@ -152,7 +150,7 @@ pub fn choose(opts: &TrainOptions) -> Result<ModelSelection> {
         .filter(|c| c.cv_accuracy >= best - NEAR_TIE)
         .max_by(|a, b| a.images_per_second.total_cmp(&b.images_per_second))
         .ok_or_else(|| Error::Data {
-            path: opts.data_dir.clone(),
+            path: spec.data.dir.clone(),
             reason: "no candidate backbone to choose from".into(),
         })?;
     let top = rows.iter().find(|c| c.cv_accuracy == best).expect("a best one");

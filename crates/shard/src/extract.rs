@@ -1,8 +1,8 @@
 use crate::{relative_key, Shard};
-use retrain::backbone::LoadedBackbone;
-use retrain::dataset::{self, Skipped};
-use retrain::precision::{self, Precision};
-use retrain::train::TrainOptions;
+use retrain::dataset::Skipped;
+use retrain::precision::Precision;
+use retrain::prepare;
+use retrain::spec::{BackboneSpec, DataSpec, RunSettings, Strategy};
 use retrain::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -39,28 +39,33 @@ pub struct Manifest {
 /// of one chunk whatever the dataset's size.
 const CHUNK: usize = 1024;
 
-/// Computes and caches the features `retrain train` with `opts` will look up, for the files of
-/// `shard`: the same dataset walk, backbone, weights, preprocessing and precision (int8 is
-/// calibrated on the same training images, or its ranges read from the cache), so a later
-/// `train` with the same cache computes nothing. Unreadable files are listed, never fatal.
-pub fn extract(opts: &TrainOptions, shard: Shard, progress: &indicatif::ProgressBar) -> Result<Manifest> {
+/// Computes and caches the features `retrain train` on `data` with `backbone` will look up,
+/// for the files of `shard`: the same dataset walk and backbone as `train` prepares
+/// ([`retrain::prepare`]; int8 calibrated on the same training images, or its ranges read from
+/// the cache), so a later `train` with the same cache computes nothing. Unreadable files are
+/// listed, never fatal.
+pub fn extract(
+    data: &DataSpec,
+    backbone: &BackboneSpec,
+    batch: usize,
+    run: &RunSettings,
+    shard: Shard,
+    progress: &indicatif::ProgressBar,
+) -> Result<Manifest> {
     let started = Instant::now();
-    opts.precision.check()?;
-    let root = opts.feature_cache.as_deref().ok_or_else(|| Error::Data {
-        path: opts.data_dir.clone(),
+    backbone.precision.check()?;
+    let root = run.cache.as_deref().ok_or_else(|| Error::Data {
+        path: data.dir.clone(),
         reason: "`retrain features` fills a feature cache: give --cache DIR (or drop --no-cache)".into(),
     })?;
-    let mut ds = dataset::scan(&opts.data_dir, opts.val_dir.as_deref(), opts.val_fraction, opts.seed)?;
-    let mut backbone = LoadedBackbone::load(&opts.model, opts.weights.as_deref(), opts.quiet)?;
-    if opts.precision == Precision::Int8 {
-        // The ranges depend on which training images calibrate: those `train` would choose.
-        ds.set_aside_duplicates(opts.keep_duplicates);
-        backbone.calibrate_int8(&precision::calibration_files(&ds.train), opts.threads, Some(root))?;
-    }
+    // Calibration reads the training images `train` would choose, duplicates set aside; other
+    // shards need not read every file.
+    let ds = prepare::scan(data, backbone.precision == Precision::Int8)?;
+    let (backbone, _) = prepare::extractor(backbone, Strategy::Linear, data.seed, &ds, run)?;
     let cache = backbone.feature_cache(root);
     cache.check_writable()?;
 
-    let roots: Vec<&Path> = std::iter::once(opts.data_dir.as_path()).chain(opts.val_dir.as_deref()).collect();
+    let roots: Vec<&Path> = std::iter::once(data.dir.as_path()).chain(data.val_dir.as_deref()).collect();
     let owned = |p: &Path| shard.owns(&relative_key(p, &roots));
     let mut files: Vec<PathBuf> = ds.train.iter().chain(&ds.val).map(|s| s.path.clone()).collect();
     let dataset_files = files.len();
@@ -70,7 +75,7 @@ pub fn extract(opts: &TrainOptions, shard: Shard, progress: &indicatif::Progress
     drop((ds.train, ds.val));
 
     progress.set_length(files.len() as u64);
-    let mut sessions = backbone.feature_sessions(opts.threads);
+    let mut sessions = backbone.feature_sessions(run.threads);
     let (mut computed, mut unreadable) = (0, 0);
     for chunk in files.chunks(CHUNK) {
         let out = retrain_features::extract(
@@ -78,9 +83,9 @@ pub fn extract(opts: &TrainOptions, shard: Shard, progress: &indicatif::Progress
             "features",
             chunk,
             backbone.geometry(),
-            opts.limits(),
+            data.limits(),
             Some(&cache),
-            opts.batch,
+            batch,
             progress,
         )?;
         computed += out.computed;
@@ -93,7 +98,7 @@ pub fn extract(opts: &TrainOptions, shard: Shard, progress: &indicatif::Progress
     let seconds = started.elapsed().as_secs_f64();
     Ok(Manifest {
         shard,
-        data_dir: opts.data_dir.clone(),
+        data_dir: data.dir.clone(),
         backbone: backbone.info.name.into(),
         cache: cache.dir().to_path_buf(),
         dataset_files,

@@ -1,7 +1,7 @@
 //! The learning curves as inline SVG (accuracy against photos per class, log x, one line per
 //! backbone and strategy, a band for the spread of the repeats), on a page with no script.
 
-use crate::{strategy_name, Study};
+use crate::Study;
 use std::fmt::Write;
 
 const PALETTE: [&str; 8] = ["#4e79a7", "#f28e2b", "#e15759", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f"];
@@ -74,7 +74,7 @@ pub fn svg(study: &Study) -> String {
         h - 8.0,
         top + ph / 2.0
     );
-    let mut lines: Vec<(String, retrain::train::Strategy)> =
+    let mut lines: Vec<(String, retrain::Strategy)> =
         study.summary.iter().map(|c| (c.model.clone(), c.strategy)).collect();
     lines.dedup();
     for (i, (model, strategy)) in lines.iter().enumerate() {
@@ -96,7 +96,7 @@ pub fn svg(study: &Study) -> String {
             lower.join(" ")
         );
         let pts: Vec<String> = cells.iter().map(|c| format!("{:.1},{:.1}", sx(x_of(c)), sy(c.val_accuracy))).collect();
-        let dash = if *strategy == retrain::train::Strategy::Scratch { r#" stroke-dasharray="6 4""# } else { "" };
+        let dash = if *strategy == retrain::Strategy::Scratch { r#" stroke-dasharray="6 4""# } else { "" };
         let _ =
             write!(s, r#"<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{}"/>"#, pts.join(" "));
         for c in &cells {
@@ -106,7 +106,7 @@ pub fn svg(study: &Study) -> String {
                 sx(x_of(c)),
                 sy(c.val_accuracy),
                 escape(model),
-                strategy_name(*strategy),
+                strategy.name(),
                 c.shots,
                 c.val_accuracy,
                 c.val_accuracy_sd
@@ -121,7 +121,7 @@ pub fn svg(study: &Study) -> String {
             lx + 28.0,
             ly + 4.0,
             escape(model),
-            strategy_name(*strategy)
+            strategy.name()
         );
     }
     s.push_str("</svg>");
@@ -163,7 +163,7 @@ pub fn page(study: &Study) -> String {
             rows,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.1}</td></tr>",
             escape(&c.model),
-            strategy_name(c.strategy),
+            c.strategy.name(),
             c.shots,
             c.train_images,
             c.runs,

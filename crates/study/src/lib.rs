@@ -8,7 +8,8 @@
 mod chart;
 mod reading;
 
-use retrain::train::{FewShot, Strategy, TrainOptions};
+use retrain::prepare::Prepared;
+use retrain::{FewShot, Recipe, RunSettings, Strategy, TrainSpec};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -79,8 +80,10 @@ impl<'de> Deserialize<'de> for Shots {
 /// What to measure.
 #[derive(Clone, Debug)]
 pub struct StudyOptions {
-    /// Data, split, seed, threads, cache, weights (`weights_for`), head and fine-tuning settings.
-    pub base: TrainOptions,
+    /// Data, split, seed, weights (`weights_for`) and the linear head's settings.
+    pub base: TrainSpec,
+    /// Threads, cache, output.
+    pub run: RunSettings,
     pub models: Vec<String>,
     pub strategies: Vec<Strategy>,
     pub shots: Vec<Shots>,
@@ -173,15 +176,6 @@ pub struct Study {
     pub reading: String,
 }
 
-fn strategy_name(s: Strategy) -> &'static str {
-    match s {
-        Strategy::Linear => "linear",
-        Strategy::Finetune => "finetune",
-        Strategy::Full => "full",
-        Strategy::Scratch => "scratch",
-    }
-}
-
 /// A subset's seed: one per (shots, repeat), the same for every model and strategy, so they
 /// are compared on the same photos.
 fn subset_seed(base: u64, shots: Shots, repeat: usize) -> u64 {
@@ -208,7 +202,7 @@ fn plan(opts: &StudyOptions) -> Vec<(Shots, usize)> {
 
 /// Runs the study (continuing one already in `opts.out`), writing the file after every row.
 pub fn run(opts: &StudyOptions) -> Result<Study> {
-    let quiet = opts.base.quiet;
+    let quiet = opts.run.quiet;
     let earlier: Option<Study> = match std::fs::read(&opts.out) {
         Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| StudyError::File {
             path: opts.out.clone(),
@@ -221,8 +215,8 @@ pub fn run(opts: &StudyOptions) -> Result<Study> {
             (Ok(a), Ok(b)) => a == b,
             _ => a == b,
         };
-        if !same_dir(&e.data_dir, &opts.base.data_dir) || e.seed.is_some_and(|s| s != opts.base.seed) {
-            return Err(foreign(&opts.out, e, &opts.base.data_dir, &format!("seed {}", opts.base.seed)));
+        if !same_dir(&e.data_dir, &opts.base.data.dir) || e.seed.is_some_and(|s| s != opts.base.data.seed) {
+            return Err(foreign(&opts.out, e, &opts.base.data.dir, &format!("seed {}", opts.base.data.seed)));
         }
     }
     let (previous, previous_layers) =
@@ -244,13 +238,13 @@ pub fn run(opts: &StudyOptions) -> Result<Study> {
         let imgs: usize = per_class.iter().map(|&n| if let Shots::PerClass(k) = shots { k.min(n) } else { n }).sum();
         match st {
             Strategy::Linear => 1,
-            s => (imgs * opts.epochs.unwrap_or(retrain::train::tune_defaults(s).epochs)) as u64 + 20,
+            s => (imgs * opts.epochs.unwrap_or(Recipe::for_strategy(s).tune.epochs)) as u64 + 20,
         }
     };
 
     let mut study = Study {
-        data_dir: opts.base.data_dir.clone(),
-        seed: Some(opts.base.seed),
+        data_dir: opts.base.data.dir.clone(),
+        seed: Some(opts.base.data.seed),
         split: String::new(),
         classes: Vec::new(),
         val_images: 0,
@@ -264,12 +258,10 @@ pub fn run(opts: &StudyOptions) -> Result<Study> {
     let mut bar: Option<indicatif::ProgressBar> = None;
     let started = Instant::now();
     for model in &opts.models {
-        let mut o = opts.base.clone();
-        o.model = model.clone();
-        o.weights = opts.base.weights_for.get(model).cloned();
-        o.strategy = Strategy::Linear;
+        let mut o = opts.base.for_model(model);
+        o.recipe.strategy = Strategy::Linear;
         let t = Instant::now();
-        let f = retrain::train::features(&o)?;
+        let f = retrain::prepare::prepare(&o.data, &o.backbone, &o.recipe, &opts.run)?;
         study.features.retain(|x| &x.model != model);
         study.features.push(FeatureTime {
             model: model.clone(),
@@ -288,7 +280,7 @@ pub fn run(opts: &StudyOptions) -> Result<Study> {
                 (&e.split, &e.classes, e.val_images, &e.train_per_class)
                     != (&study.split, &study.classes, study.val_images, &study.train_per_class)
             }) {
-                return Err(foreign(&opts.out, e, &opts.base.data_dir, &measured_on(&study)));
+                return Err(foreign(&opts.out, e, &opts.base.data.dir, &measured_on(&study)));
             }
             let total: u64 = todo
                 .iter()
@@ -311,7 +303,7 @@ pub fn run(opts: &StudyOptions) -> Result<Study> {
                 if study.results.iter().any(|r| r.key() == key) {
                     continue;
                 }
-                bar.set_message(format!("{model} {} {shots}/class #{}", strategy_name(strategy), repeat + 1));
+                bar.set_message(format!("{model} {} {shots}/class #{}", strategy.name(), repeat + 1));
                 let row = match strategy {
                     Strategy::Linear => linear_row(&f, &o, shots, repeat)?,
                     _ => trained_row(opts, &o, strategy, shots, repeat)?,
@@ -324,7 +316,7 @@ pub fn run(opts: &StudyOptions) -> Result<Study> {
         }
         if opts.layers && !study.layers.iter().any(|l| &l.model == model) {
             bar.set_message(format!("{model} stage by stage"));
-            study.layers.extend(layer_rows(&f, &o)?);
+            study.layers.extend(layer_rows(&f, &o, &opts.run)?);
             finish(&mut study);
             write(&opts.out, &study)?;
         }
@@ -369,20 +361,20 @@ fn foreign(out: &Path, earlier: &Study, data_dir: &Path, now: &str) -> StudyErro
 
 /// The linear head on a subset's cached features, trained for its configured steps: the
 /// validation split only scores it (train's early stopping would let it choose the step).
-fn linear_row(f: &retrain::train::Features, o: &TrainOptions, shots: Shots, repeat: usize) -> Result<Row> {
+fn linear_row(f: &Prepared, o: &TrainSpec, shots: Shots, repeat: usize) -> Result<Row> {
     let t = Instant::now();
     let dim = f.backbone.feature_dim();
     let k = f.ds.class_names.len();
     let chosen: Vec<usize> = match shots {
         Shots::All => (0..f.train.len()).collect(),
-        Shots::PerClass(n) => retrain_files::few_shot(&f.train, n, subset_seed(o.seed, shots, repeat)),
+        Shots::PerClass(n) => retrain_files::few_shot(&f.train, n, subset_seed(o.data.seed, shots, repeat)),
     };
     let tx: Vec<f32> = chosen.iter().flat_map(|&i| f.tx[i * dim..(i + 1) * dim].iter().copied()).collect();
     let ty: Vec<usize> = chosen.iter().map(|&i| f.train[i].label).collect();
-    let h = retrain_head::train(retrain_head::Split { features: &tx, labels: &ty }, None, dim, k, &o.head)?;
+    let h = retrain_head::train(retrain_head::Split { features: &tx, labels: &ty }, None, dim, k, &o.recipe.head)?;
     let (accuracy, loss) = score(&h, &f.vx, &f.val_labels());
     Ok(Row {
-        model: o.model.clone(),
+        model: o.backbone.name.clone(),
         strategy: Strategy::Linear,
         shots,
         repeat,
@@ -403,14 +395,14 @@ fn score(h: &retrain_head::TrainedHead, x: &[f32], y: &[usize]) -> (f64, f64) {
 }
 
 /// The linear head on each stage's pooled map, all training photos, fixed steps.
-fn layer_rows(f: &retrain::train::Features, o: &TrainOptions) -> Result<Vec<LayerRow>> {
-    let stages = f.backbone.stages(o.threads)?;
+fn layer_rows(f: &Prepared, o: &TrainSpec, run: &RunSettings) -> Result<Vec<LayerRow>> {
+    let stages = f.backbone.stages(run.threads)?;
+    let quiet = RunSettings { quiet: true, ..run.clone() };
     let mut rows = Vec::new();
     for (i, s) in stages.iter().enumerate() {
-        let mut c = o.clone();
+        let mut c = o.backbone.clone();
         c.cut = Some(i + 1);
-        c.quiet = true;
-        let fc = retrain::train::features(&c)?;
+        let fc = retrain::prepare::prepare(&o.data, &c, &o.recipe, &quiet)?;
         let dim = fc.backbone.feature_dim();
         let (ty, vy) = (fc.train_labels(), fc.val_labels());
         let h = retrain_head::train(
@@ -418,11 +410,11 @@ fn layer_rows(f: &retrain::train::Features, o: &TrainOptions) -> Result<Vec<Laye
             None,
             dim,
             fc.ds.class_names.len(),
-            &o.head,
+            &o.recipe.head,
         )?;
         let (accuracy, loss) = score(&h, &fc.vx, &vy);
         rows.push(LayerRow {
-            model: o.model.clone(),
+            model: o.backbone.name.clone(),
             stage: i + 1,
             value: s.value.clone(),
             channels: s.channels,
@@ -435,36 +427,34 @@ fn layer_rows(f: &retrain::train::Features, o: &TrainOptions) -> Result<Vec<Laye
 }
 
 /// A fine-tuning or scratch run on the subset, through `retrain train`.
-fn trained_row(opts: &StudyOptions, o: &TrainOptions, strategy: Strategy, shots: Shots, repeat: usize) -> Result<Row> {
+fn trained_row(opts: &StudyOptions, o: &TrainSpec, strategy: Strategy, shots: Shots, repeat: usize) -> Result<Row> {
     let mut t = o.clone();
-    t.strategy = strategy;
-    let d = retrain::train::tune_defaults(strategy);
-    let epochs = opts.epochs.unwrap_or(d.epochs);
-    t.tune = retrain::TuneConfig {
-        epochs,
-        patience: if strategy == Strategy::Scratch { epochs } else { d.patience },
-        seed: subset_seed(o.seed, shots, repeat),
-        batch: o.tune.batch,
-        ..d
-    };
+    let recipe = Recipe::for_strategy(strategy);
+    let epochs = opts.epochs.unwrap_or(recipe.tune.epochs);
+    t.recipe = Recipe { head: o.recipe.head.clone(), ..recipe.with_epochs(epochs).with_batch(o.recipe.batch) };
+    t.recipe.tune.seed = subset_seed(o.data.seed, shots, repeat);
     if strategy == Strategy::Scratch {
-        t.weights = None;
+        t.backbone.weights = None;
     }
-    t.shots = match shots {
+    t.data.shots = match shots {
         Shots::All => None,
-        Shots::PerClass(k) => Some(FewShot { per_class: k, seed: subset_seed(o.seed, shots, repeat) }),
+        Shots::PerClass(k) => Some(FewShot { per_class: k, seed: subset_seed(o.data.seed, shots, repeat) }),
     };
     let runs = opts.out.with_extension("runs");
-    let name = format!("{}-{}-{shots}-{repeat}", o.model, strategy_name(strategy));
+    let name = format!("{}-{}-{shots}-{repeat}", o.backbone.name, strategy.name());
     std::fs::create_dir_all(&runs).map_err(|e| StudyError::File { path: runs.clone(), reason: e.to_string() })?;
     t.out = runs.join(format!("{name}.onnx"));
-    t.run_dir = Some(runs.join(format!("{name}.run")));
-    t.resume = t.run_dir.as_ref().is_some_and(|d| d.join("state.json").exists());
-    t.quiet = true;
+    let run_dir = runs.join(format!("{name}.run"));
+    let run = RunSettings {
+        resume: run_dir.join("state.json").exists(),
+        run_dir: Some(run_dir),
+        quiet: true,
+        ..opts.run.clone()
+    };
     let started = Instant::now();
-    let r = retrain::train::train(&t)?;
+    let r = retrain::train::train(&t, &run)?;
     Ok(Row {
-        model: o.model.clone(),
+        model: o.backbone.name.clone(),
         strategy,
         shots,
         repeat,
@@ -515,7 +505,7 @@ pub fn finish(study: &mut Study) {
 
 fn write(path: &Path, study: &Study) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(study).expect("a study serialises");
-    retrain::train::write_file(path, &bytes).map_err(StudyError::Retrain)
+    retrain::outputs::write_file(path, &bytes).map_err(StudyError::Retrain)
 }
 
 /// The study as one self-contained HTML page: the learning curves, the reading, the table.

@@ -1,7 +1,7 @@
 //! The study in one paragraph, the way a person would sum it up.
 
 use crate::{Cell, Shots, Study};
-use retrain::train::Strategy;
+use retrain::Strategy;
 
 fn cell<'a>(study: &'a Study, model: &str, strategy: Strategy, shots: Shots) -> Option<&'a Cell> {
     study.summary.iter().find(|c| c.model == model && c.strategy == strategy && c.shots == shots)

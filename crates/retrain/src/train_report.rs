@@ -1,4 +1,5 @@
-//! The training report (`--report REPORT.json`).
+//! What a training run did: the `--report REPORT.json` figures ([`TrainReport`]) and the
+//! curves a model file carries ([`Curves`]).
 
 use crate::metrics::Metrics;
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,7 @@ pub struct Timings {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct Report {
+pub struct TrainReport {
     #[serde(with = "retrain_files::names::json")]
     pub model: PathBuf,
     pub backbone: String,
@@ -60,7 +61,10 @@ pub struct Report {
     /// How `--model auto` chose the backbone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_selection: Option<crate::select::ModelSelection>,
-    /// The validation photos and their labels, for a report drawn right after training.
+    /// The folder of the validation photos and the photos with their labels, for a report
+    /// drawn right after training.
+    #[serde(skip)]
+    pub val_root: PathBuf,
     #[serde(skip)]
     pub val_set: Vec<(PathBuf, usize)>,
 }
@@ -68,7 +72,7 @@ pub struct Report {
 /// What a fine-tuning run did, epoch by epoch.
 #[derive(Clone, Debug, Serialize)]
 pub struct FinetuneSummary {
-    pub strategy: crate::train::Strategy,
+    pub strategy: crate::spec::Strategy,
     /// The first trainable block (the trunk before it runs frozen in ONNX Runtime).
     pub first_trained_block: String,
     pub unfrozen_blocks: usize,
@@ -83,7 +87,18 @@ pub struct FinetuneSummary {
     pub curve: Vec<retrain_tune::EpochStats>,
 }
 
-impl Report {
+impl TrainReport {
+    /// The validation photos the model was scored on, as `retrain report` reads a folder.
+    pub fn validation_set(&self) -> crate::eval::Labelled {
+        crate::eval::Labelled {
+            root: self.val_root.clone(),
+            files: self.val_set.iter().map(|(p, _)| p.clone()).collect(),
+            truth: self.val_set.iter().map(|&(_, l)| l).collect(),
+            skipped: Vec::new(),
+            conflicts: Vec::new(),
+        }
+    }
+
     pub fn set_val_metrics(&mut self, m: Metrics) {
         self.val_accuracy = m.accuracy;
         self.per_class = m.per_class;

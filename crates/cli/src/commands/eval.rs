@@ -1,0 +1,31 @@
+//! `retrain eval`.
+
+use super::Global;
+use crate::args::{EvalArgs, Format};
+use anyhow::Result;
+use retrain_files::names::shown;
+
+pub fn run(a: EvalArgs, g: Global) -> Result<()> {
+    let mut c = retrain::model::Classifier::open(&a.model, g.threads)?;
+    c.limits = a.input.pixels.limits();
+    let bar = retrain::progress_bar(0, "eval", g.quiet);
+    let ev = retrain::eval::evaluate(&mut c, &a.data_dir, a.input.keep_duplicates, &bar)?;
+    bar.finish_and_clear();
+    if let Some(line) = retrain::dataset::duplicates::describe_conflicts(&ev.conflicts).filter(|_| !g.quiet) {
+        let what = if ev.duplicates_kept {
+            "kept (--keep-duplicates)"
+        } else {
+            "left out of the metrics; --format json lists them under `conflicts`"
+        };
+        eprintln!("warning: {line}: {what}");
+    }
+    for s in ev.skipped.iter().filter(|_| !g.quiet) {
+        eprintln!("warning: skipped {}: {}", s.path.display(), s.reason);
+    }
+    match a.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&ev)?),
+        Format::Csv => print!("{}", ev.metrics.to_csv()),
+        Format::Text => print!("{} images in {}\n{}", ev.images, shown(&ev.data), ev.metrics.to_text()),
+    }
+    Ok(())
+}

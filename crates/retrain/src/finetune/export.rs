@@ -1,0 +1,78 @@
+//! The fine-tuned model file: the best epoch's weights written back into the graph the linear
+//! stage built, BatchNorm folded, the curves attached, int8 quantised when asked; then scored
+//! on the validation photos from the written file itself, as `retrain eval` would.
+
+use crate::dataset::Sample;
+use crate::metrics::{self, argmax, Metrics};
+use crate::model::Classifier;
+use crate::outputs::write_model;
+use crate::precision::{self, Precision};
+use crate::spec::{RunSettings, TrainSpec};
+use crate::train_report::Curves;
+use crate::{progress_bar, Result};
+use retrain_onnx::ModelProto;
+use retrain_pixels::Geometry;
+use retrain_tune::Trainer;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Seconds spent exporting, and calibrating int8 within it.
+pub(super) struct Exported {
+    pub seconds: f64,
+    pub calibration: f64,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn export(
+    mut model: ModelProto,
+    trainer: &Trainer,
+    best: &[Vec<f32>],
+    training: String,
+    curves: Curves,
+    train: &[Sample],
+    g: Geometry,
+    spec: &TrainSpec,
+    run: &RunSettings,
+) -> Result<Exported> {
+    let t = Instant::now();
+    trainer.tail.write_values(best, model.graph.as_mut().expect("graph"))?;
+    retrain_onnx::fold_batchnorm(&mut model);
+    model
+        .metadata_props
+        .push(retrain_onnx::proto::StringStringEntryProto { key: "retrain.training".into(), value: training });
+    curves.attach(&mut model);
+    let mut calibration = 0.0;
+    if spec.backbone.precision == Precision::Int8 {
+        let t = Instant::now();
+        let head = precision::head_input(&model);
+        let exclude: Vec<&str> = head.iter().map(String::as_str).collect();
+        let files = precision::calibration_files(train);
+        let ranges = precision::calibrate(&model, &exclude, &files, g, run.threads)?;
+        model = precision::quantized(&model, &ranges);
+        calibration = t.elapsed().as_secs_f64();
+    }
+    write_model(&model, &spec.out)?;
+    Ok(Exported { seconds: t.elapsed().as_secs_f64(), calibration })
+}
+
+/// Validation metrics of the written model, and how many photos it scored.
+pub(super) fn rescore(
+    spec: &TrainSpec,
+    run: &RunSettings,
+    val: &[Sample],
+    class_names: &[String],
+) -> Result<(Metrics, usize)> {
+    let mut classifier = Classifier::open(&spec.out, run.threads)?;
+    let files: Vec<PathBuf> = val.iter().map(|s| s.path.clone()).collect();
+    let bar = progress_bar(files.len() as u64, "val", run.quiet);
+    let probs = classifier.classify(&files, &bar)?;
+    bar.finish_and_clear();
+    let (mut truth, mut pred) = (Vec::new(), Vec::new());
+    for (s, p) in val.iter().zip(probs) {
+        if let Ok(p) = p {
+            truth.push(s.label);
+            pred.push(argmax(&p));
+        }
+    }
+    Ok((metrics::compute(&truth, &pred, class_names), truth.len()))
+}

@@ -1,0 +1,180 @@
+//! The first stage of every run: scan the photos, load the backbone (cut, int8-calibrated)
+//! and compute or read from the cache the features of every photo. `retrain features`
+//! computes a shard of the same features with [`scan`] and [`extractor`], so that a shard
+//! computes exactly what `train` looks up.
+
+use crate::backbone::LoadedBackbone;
+use crate::dataset::{self, Dataset, Sample};
+use crate::outputs::{warn, warn_duplicates};
+use crate::precision::{self, Precision};
+use crate::spec::{BackboneSpec, DataSpec, Recipe, RunSettings, Strategy};
+use crate::train_report::{Skipped, Timings};
+use crate::{progress_bar, Error, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The data and the backbone's features of every photo that decoded.
+pub struct Prepared {
+    pub ds: Dataset,
+    pub backbone: LoadedBackbone,
+    /// The samples that decoded, with their features (row-major).
+    pub train: Vec<Sample>,
+    pub val: Vec<Sample>,
+    pub tx: Vec<f32>,
+    pub vx: Vec<f32>,
+    pub skipped: Vec<Skipped>,
+    /// Features read from the cache.
+    pub cached: usize,
+    pub computed: usize,
+    pub timings: Timings,
+    pub started: Instant,
+    /// Images per second of the feature extraction, when any were computed.
+    pub images_per_second: Option<f64>,
+}
+
+impl Prepared {
+    pub fn train_labels(&self) -> Vec<usize> {
+        self.train.iter().map(|s| s.label).collect()
+    }
+
+    pub fn val_labels(&self) -> Vec<usize> {
+        self.val.iter().map(|s| s.label).collect()
+    }
+}
+
+/// The photos of a run: the folder walk and split, photos found twice set aside (when
+/// `set_aside`: it reads every file) and `data.shots` taken per class.
+pub fn scan(data: &DataSpec, set_aside: bool) -> Result<Dataset> {
+    let mut ds = dataset::scan(&data.dir, data.val_dir.as_deref(), data.val_fraction, data.seed)?;
+    if set_aside {
+        ds.set_aside_duplicates(data.keep_duplicates);
+    }
+    if let Some(fs) = data.shots {
+        ds.train =
+            dataset::few_shot(&ds.train, fs.per_class, fs.seed).into_iter().map(|i| ds.train[i].clone()).collect();
+    }
+    Ok(ds)
+}
+
+/// The backbone a run's features come from: `spec`'s weights (`--weights`, `--weights
+/// NAME=FILE`, the cache) or, training from scratch, a random initialisation seeded by `seed`;
+/// cut where asked; for an int8 linear head, calibrated on `ds`'s training photos (fine-tuning
+/// learns in fp32 and quantises what it exports). Returns the seconds calibration took.
+pub fn extractor(
+    spec: &BackboneSpec,
+    strategy: Strategy,
+    seed: u64,
+    ds: &Dataset,
+    run: &RunSettings,
+) -> Result<(LoadedBackbone, f64)> {
+    let mut backbone = match strategy {
+        Strategy::Scratch => LoadedBackbone::random(&spec.name, seed)?,
+        _ => LoadedBackbone::load(&spec.name, spec.weights_file(), run.quiet)?,
+    };
+    if let Some(stage) = spec.cut {
+        backbone.cut_at(stage, run.threads)?;
+    }
+    let mut calibration = 0.0;
+    if spec.precision == Precision::Int8 && strategy == Strategy::Linear {
+        let t = Instant::now();
+        backbone.calibrate_int8(&precision::calibration_files(&ds.train), run.threads, run.cache.as_deref())?;
+        calibration = t.elapsed().as_secs_f64();
+    }
+    Ok((backbone, calibration))
+}
+
+/// Scan, load the backbone, extract (or read cached) the features of every photo.
+pub fn prepare(data: &DataSpec, spec: &BackboneSpec, recipe: &Recipe, run: &RunSettings) -> Result<Prepared> {
+    let t0 = Instant::now();
+    let mut timings = Timings::default();
+    let ds = scan(data, true)?;
+    warn_duplicates(&ds, data.keep_duplicates, run.quiet);
+    timings.scan = t0.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let (backbone, calibration) = extractor(spec, recipe.strategy, data.seed, &ds, run)?;
+    timings.calibration = calibration;
+    timings.weights = t.elapsed().as_secs_f64() - calibration;
+
+    let t = Instant::now();
+    let all: Vec<&Sample> = ds.train.iter().chain(&ds.val).collect();
+    let files: Vec<PathBuf> = all.iter().map(|s| s.path.clone()).collect();
+    // A random backbone's features are worth nothing once its run is over.
+    let cache = match recipe.strategy {
+        Strategy::Scratch => None,
+        _ => run.cache.as_deref().map(|root| backbone.feature_cache(root)),
+    };
+    let mut sessions = backbone.feature_sessions(run.threads);
+    let bar = progress_bar(files.len() as u64, "features", run.quiet);
+    let extracted = retrain_features::extract(
+        &mut sessions,
+        "features",
+        &files,
+        backbone.geometry(),
+        data.limits(),
+        cache.as_ref(),
+        recipe.batch,
+        &bar,
+    )?;
+    bar.finish_and_clear();
+    timings.features = t.elapsed().as_secs_f64();
+
+    let mut skipped = Vec::new();
+    for s in &ds.skipped {
+        warn(run.quiet, &format!("skipped {}: {}", s.path.display(), s.reason));
+        skipped.push(s.clone());
+    }
+    let (mut tx, mut ty, mut vx) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut train_ok, mut val_ok) = (Vec::new(), Vec::new());
+    let n_train = ds.train.len();
+    for (i, (s, f)) in all.iter().zip(extracted.features).enumerate() {
+        match f {
+            Ok(f) if i < n_train => {
+                tx.extend(f);
+                ty.push(s.label);
+                train_ok.push((*s).clone());
+            }
+            Ok(f) => {
+                vx.extend(f);
+                val_ok.push((*s).clone());
+            }
+            Err(e) => {
+                warn(run.quiet, &format!("skipped {e}"));
+                skipped.push(Skipped { path: s.path.clone(), reason: e.reason() });
+            }
+        }
+    }
+    for (c, name) in ds.class_names.iter().enumerate() {
+        if !ty.contains(&c) {
+            let folder = ds
+                .train
+                .iter()
+                .find(|s| s.label == c)
+                .and_then(|s| s.path.parent())
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            return Err(Error::Data {
+                path: folder,
+                reason: format!("class `{name}` has no readable image to train on"),
+            });
+        }
+    }
+
+    drop(sessions);
+    let cached = train_ok.len() + val_ok.len() - extracted.computed;
+    let images_per_second = (extracted.computed > 0).then(|| extracted.computed as f64 / timings.features.max(1e-9));
+    Ok(Prepared {
+        ds,
+        backbone,
+        images_per_second,
+        train: train_ok,
+        val: val_ok,
+        tx,
+        vx,
+        skipped,
+        cached,
+        computed: extracted.computed,
+        timings,
+        started: t0,
+    })
+}
