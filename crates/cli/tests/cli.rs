@@ -672,3 +672,14 @@ fn finetune_with_batchnorm_in_training_mode_exports_it_folded_and_eval_agrees() 
     assert_eq!(ev["accuracy"], r["val_accuracy"]);
     assert_eq!(ev["confusion_matrix"], r["confusion_matrix"]);
 }
+
+#[test]
+fn a_run_directory_of_an_older_retrain_is_refused_clearly() {
+    let t = tempfile::tempdir().unwrap();
+    let run = t.path().join("old.run");
+    std::fs::create_dir_all(&run).unwrap();
+    // A run.json as retrain wrote it before run files had a version: one flat list of options.
+    std::fs::copy(root().join("tests/fixtures/run-json-before-version.json"), run.join("run.json")).unwrap();
+    let se = fails(retrain(t.path()).args(["train", "--resume"]).arg(&run), "run.json: written by an older retrain");
+    assert!(se.contains("train again without --resume"), "{se}");
+}

@@ -191,3 +191,38 @@ fn chromium_renders_the_report_with_its_pictures() {
     let (colours, inked) = looks(&shot);
     assert!(colours > 5_000 && inked > 0.3, "the explained picture renders blank: {colours} colours, {inked:.2} inked");
 }
+
+/// The page's width in Chromium against the window's, from a script added to a copy of it.
+fn page_width(chromium: &Path, page: &Path, width: u32) -> (u64, u64) {
+    let html = std::fs::read_to_string(page).unwrap().replace(
+        "</body>",
+        "<script>document.title='width '+document.documentElement.scrollWidth+' '+document.documentElement.clientWidth</script></body>",
+    );
+    let probe = page.with_extension("probe.html");
+    std::fs::write(&probe, html).unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars", "--dump-dom"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--window-size={width},900"))
+        .arg(format!("file://{}", probe.display()))
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let title = dom.split("<title>width ").nth(1).and_then(|t| t.split("</title>").next()).expect("the probe ran");
+    let mut n = title.split(' ').map(|v| v.parse::<u64>().unwrap());
+    (n.next().unwrap(), n.next().unwrap())
+}
+
+#[test]
+fn long_folder_names_wrap_inside_the_page() {
+    let Some(chromium) = chromium() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let long = t.path().join("photos_collected_at_the_field_station_in_the_northern_highlands_in_the_summer_survey");
+    std::fs::create_dir_all(&long).unwrap();
+    let data = mini_split(&long);
+    let (model, page) = (t.path().join("m.onnx"), t.path().join("m.html"));
+    succeeds(train(t.path(), &data, &model, &["--html"]).arg(&page));
+    let (scroll, window) = page_width(&chromium, &page, 1024);
+    assert!(scroll <= window, "the page is {scroll} pixels wide in a {window}-pixel window: a path does not wrap");
+}

@@ -2,7 +2,7 @@
 //! at each spatial resolution, early to late), their most active channels on one photo, and the
 //! first convolution's filters.
 
-use crate::render::{colour, draw_text, INK, MUTED, PAD, WHITE};
+use crate::render::{colour, draw_text, text_width, INK, MUTED, PAD, TEXT, WHITE};
 use crate::Result;
 use image::{Rgb, RgbImage};
 use retrain_pixels::{Limits, PixelError};
@@ -94,13 +94,13 @@ pub fn render_stage(l: &Layers, index: usize) -> RgbImage {
     let mut img = RgbImage::from_pixel(width, height, WHITE);
     let title =
         format!("stage {} of {}: {}x{}, {} channels", index + 1, l.stages.len(), s.size[0], s.size[1], s.channels);
-    draw_text(&mut img, PAD, PAD, &title, 2, INK);
+    draw_text(&mut img, PAD, PAD, &title, TEXT, INK);
     draw_text(
         &mut img,
         PAD,
         PAD + line,
         &format!("the photo, then its {} most active channels", s.maps.len()),
-        2,
+        TEXT,
         MUTED,
     );
     let top = PAD + 2 * line;
@@ -136,11 +136,11 @@ pub fn render_filters(f: &Filters) -> RgbImage {
     let rows = (f.count as u32).div_ceil(cols);
     let line = 24;
     let title = format!("first convolution: {} filters of {}x{}", f.count, f.k, f.k);
-    let width = (PAD + cols * (side + 4)).max(2 * PAD + title.len() as u32 * 16);
+    let width = (PAD + cols * (side + 4)).max(2 * PAD + text_width(&title, TEXT));
     let height = PAD + 2 * line + rows * (side + 4) + PAD;
     let mut img = RgbImage::from_pixel(width, height, WHITE);
-    draw_text(&mut img, PAD, PAD, &title, 2, INK);
-    draw_text(&mut img, PAD, PAD + line, "what the first layer looks for", 2, MUTED);
+    draw_text(&mut img, PAD, PAD, &title, TEXT, INK);
+    draw_text(&mut img, PAD, PAD + line, "what the first layer looks for", TEXT, MUTED);
     let kk = f.k * f.k;
     for o in 0..f.count {
         let w = &f.weights[o * 3 * kk..(o + 1) * 3 * kk];

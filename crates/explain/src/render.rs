@@ -1,6 +1,6 @@
 use crate::cam::{upsample, Explanation};
+use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
 use base64::Engine;
-use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
 
 /// Inferno's colours at 0, ¼, ½, ¾ and 1: dark for no evidence, bright yellow for the most.
@@ -26,8 +26,8 @@ pub fn render(e: &Explanation) -> RgbImage {
     // Small crops are shown twice as large: a 224-pixel crop is hard to read at 1:1.
     let zoom = if size <= 320 { 2 } else { 1 };
     let panel = (size * zoom) as u32;
-    let text = 2; // glyph scale: 16-pixel letters
-    let line = 8 * text + 8;
+    let text = TEXT;
+    let line = (text * 1.5) as u32;
     let (top, bar) = (PAD + 2 * line + 4, 14);
     let width = 3 * PAD + 2 * panel;
     let height = top + panel + PAD + bar + 4 + line + PAD;
@@ -63,7 +63,7 @@ pub fn render(e: &Explanation) -> RgbImage {
     let under = y0 + bar + 4;
     draw_text(&mut img, 2 * PAD + panel, under, "none", text, MUTED);
     let most = "most evidence";
-    draw_text(&mut img, 2 * PAD + 2 * panel - (most.len() as u32) * 8 * text, under, most, text, MUTED);
+    draw_text(&mut img, (2 * PAD + 2 * panel).saturating_sub(text_width(most, text)), under, most, text, MUTED);
     draw_text(&mut img, PAD, y0, "what the model saw", text, MUTED);
     img
 }
@@ -81,28 +81,61 @@ pub fn overlay(e: &Explanation) -> RgbImage {
     })
 }
 
-/// Writes `s` with 8×8 glyphs scaled by `scale`, clipped to the image; characters the font
-/// lacks are drawn as `?`.
-pub(crate) fn draw_text(img: &mut RgbImage, x: u32, y: u32, s: &str, scale: u32, ink: Rgb<u8>) {
-    let fallback = font8x8::BASIC_FONTS.get('?').unwrap_or([0; 8]);
-    for (n, ch) in s.chars().enumerate() {
-        let glyph = font8x8::BASIC_FONTS.get(ch).or_else(|| font8x8::LATIN_FONTS.get(ch)).unwrap_or(fallback);
-        let gx = x + n as u32 * 8 * scale;
-        for (row, bits) in glyph.iter().enumerate() {
-            for col in 0..8 {
-                if bits & (1 << col) == 0 {
-                    continue;
-                }
-                for dy in 0..scale {
-                    for dx in 0..scale {
-                        let (px, py) = (gx + col * scale + dx, y + row as u32 * scale + dy);
-                        if px < img.width() && py < img.height() {
-                            img.put_pixel(px, py, ink);
-                        }
-                    }
-                }
-            }
+/// DejaVu Sans (fonts/LICENSE-DejaVu.txt): Latin, Greek and Cyrillic class names drawn as
+/// they are written.
+static FONT_BYTES: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
+
+fn font() -> FontRef<'static> {
+    FontRef::try_from_slice(FONT_BYTES).expect("the embedded font parses")
+}
+
+/// Letters `size` pixels high (the font's em), for a line of `size * 3 / 2`.
+pub(crate) const TEXT: f32 = 17.0;
+
+/// The width in pixels of `s` drawn at `size`.
+pub(crate) fn text_width(s: &str, size: f32) -> u32 {
+    let font = font();
+    let scaled = font.as_scaled(PxScale::from(size));
+    let mut width = 0.0;
+    let mut last = None;
+    for ch in s.chars() {
+        let id = scaled.glyph_id(ch);
+        if let Some(prev) = last {
+            width += scaled.kern(prev, id);
         }
+        width += scaled.h_advance(id);
+        last = Some(id);
+    }
+    width.ceil() as u32
+}
+
+/// Writes `s` at `size` pixels with its top at `y`, antialiased over what is there, clipped to
+/// the image; characters the font lacks are drawn as its empty box.
+pub(crate) fn draw_text(img: &mut RgbImage, x: u32, y: u32, s: &str, size: f32, ink: Rgb<u8>) {
+    let font = font();
+    let scaled = font.as_scaled(PxScale::from(size));
+    let baseline = y as f32 + scaled.ascent();
+    let mut pen = x as f32;
+    let mut last = None;
+    for ch in s.chars() {
+        let id = scaled.glyph_id(ch);
+        if let Some(prev) = last {
+            pen += scaled.kern(prev, id);
+        }
+        let glyph = id.with_scale_and_position(scaled.scale(), ab_glyph::point(pen, baseline));
+        pen += scaled.h_advance(id);
+        last = Some(id);
+        let Some(outline) = font.outline_glyph(glyph) else { continue };
+        let b = outline.px_bounds();
+        outline.draw(|gx, gy, coverage| {
+            let (px, py) = (b.min.x as i64 + gx as i64, b.min.y as i64 + gy as i64);
+            if px < 0 || py < 0 || px >= img.width() as i64 || py >= img.height() as i64 {
+                return;
+            }
+            let under = img.get_pixel_mut(px as u32, py as u32);
+            let a = coverage.clamp(0.0, 1.0);
+            *under = Rgb(std::array::from_fn(|c| (under[c] as f32 * (1.0 - a) + ink[c] as f32 * a).round() as u8));
+        });
     }
 }
 

@@ -57,10 +57,11 @@ body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,san
 main{max-width:1180px;margin:0 auto;padding:24px 28px 64px}
 h1{font-size:26px;margin:0 0 4px}h2{font-size:20px;margin:0 0 6px}
 .sub,.note{color:var(--muted)}.note{margin:0 0 14px;max-width:860px}
+code{overflow-wrap:anywhere}
 section{background:#fff;border:1px solid var(--line);border-radius:10px;padding:20px 22px;margin:18px 0}
 nav a{margin-right:14px;color:var(--accent);text-decoration:none;font-size:14px}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(230px,1fr));gap:14px;background:none;border:0;padding:0}
-.card{background:#fff;border:1px solid var(--line);border-radius:10px;padding:14px 18px}
+.card{background:#fff;border:1px solid var(--line);border-radius:10px;padding:14px 18px;min-width:0;overflow-wrap:anywhere}
 .card .k{color:var(--muted);font-size:13px;text-transform:uppercase;letter-spacing:.04em}
 .card .v{font-size:30px;font-weight:600}.card .d{color:var(--muted);font-size:13px}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums}

@@ -1,9 +1,9 @@
 //! `retrain eval`: a trained model's metrics on a labelled folder.
 
 use crate::dataset;
+use crate::dataset::{Conflict, Skipped};
 use crate::metrics::{self, argmax, Metrics};
 use crate::model::Classifier;
-use crate::train_report::{Conflict, Skipped};
 use crate::{Error, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

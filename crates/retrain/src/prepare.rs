@@ -4,14 +4,29 @@
 //! computes exactly what `train` looks up.
 
 use crate::backbone::LoadedBackbone;
-use crate::dataset::{self, Dataset, Sample};
+use crate::dataset::{self, Dataset, Sample, Skipped};
 use crate::outputs::{warn, warn_duplicates};
 use crate::precision::{self, Precision};
 use crate::spec::{BackboneSpec, DataSpec, Recipe, RunSettings, Strategy};
-use crate::train_report::{Skipped, Timings};
 use crate::{progress_bar, Error, Result};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// Seconds spent in each stage of a run (the report's `timings`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    pub scan: f64,
+    pub weights: f64,
+    /// int8 calibration (0 at fp32).
+    pub calibration: f64,
+    pub features: f64,
+    pub head: f64,
+    /// Fine-tuning epochs (0 for a linear head).
+    pub finetune: f64,
+    pub export: f64,
+    pub total: f64,
+}
 
 /// The data and the backbone's features of every photo that decoded.
 pub struct Prepared {

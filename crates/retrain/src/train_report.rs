@@ -5,22 +5,8 @@ use crate::metrics::Metrics;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub use crate::prepare::Timings;
 pub use retrain_files::{Conflict, Leak, Skipped};
-
-/// Seconds spent in each stage.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Timings {
-    pub scan: f64,
-    pub weights: f64,
-    /// int8 calibration (0 at fp32).
-    pub calibration: f64,
-    pub features: f64,
-    pub head: f64,
-    /// Fine-tuning epochs (0 for a linear head).
-    pub finetune: f64,
-    pub export: f64,
-    pub total: f64,
-}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct TrainReport {
