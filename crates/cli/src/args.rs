@@ -132,9 +132,7 @@ pub struct HeadArgs {
     /// L2 penalty on the head's weights.
     #[arg(long, default_value_t = retrain::HeadConfig::default().l2, value_parser = number::<f32>(NON_NEGATIVE))]
     pub l2: f32,
-    /// Learning rate: of the linear head's full-batch Adam (default 0.01); with finetune/full,
-    /// the new head's peak rate (default 0.001).
-    #[arg(long, value_parser = number::<f64>(POSITIVE))]
+    #[arg(long, value_parser = number::<f64>(POSITIVE), help = help::lr())]
     pub lr: Option<f64>,
 }
 
@@ -147,15 +145,11 @@ pub struct TuningArgs {
     /// baseline transfer is measured against; BatchNorm in training mode, 30 epochs).
     #[arg(long, value_enum, default_value_t = StrategyArg::Linear)]
     pub strategy: StrategyArg,
-    /// Blocks to fine-tune, counted from the top (default: 12 for MobileNetV2, 8 for
-    /// EfficientNet-Lite, about a fifth of the blocks for other backbones).
-    #[arg(long, value_parser = count(1, 100_000))]
+    #[arg(long, value_parser = count(1, 100_000), help = help::unfreeze())]
     pub unfreeze: Option<usize>,
-    /// Fine-tuning epochs after the linear head (default 7; from scratch 30).
-    #[arg(long, value_parser = count(1, 100_000))]
+    #[arg(long, value_parser = count(1, 100_000), help = help::epochs())]
     pub epochs: Option<usize>,
-    /// Peak learning rate of the unfrozen blocks (default: --lr / 5; from scratch --lr).
-    #[arg(long, value_parser = number::<f64>(POSITIVE))]
+    #[arg(long, value_parser = number::<f64>(POSITIVE), help = help::backbone_lr())]
     pub backbone_lr: Option<f64>,
     /// Fine-tuning optimiser (sgd: with momentum 0.9).
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adamw)]
@@ -169,9 +163,7 @@ pub struct TuningArgs {
     /// Label smoothing of the fine-tuning loss (0 = none).
     #[arg(long, default_value_t = TuneConfig::default().label_smoothing, value_parser = number::<f32>(BELOW_ONE))]
     pub label_smoothing: f32,
-    /// Evaluate and export a moving average of the fine-tuned weights, spanning about this
-    /// many epochs (0 = the last weights themselves; default 2, from scratch 0).
-    #[arg(long, value_parser = number::<f64>(NON_NEGATIVE))]
+    #[arg(long, value_parser = number::<f64>(NON_NEGATIVE), help = help::ema())]
     pub ema: Option<f64>,
     /// Dropout on the new head's input while fine-tuning.
     #[arg(long, default_value_t = TuneConfig::default().dropout, value_parser = number::<f32>(BELOW_ONE))]
@@ -181,10 +173,77 @@ pub struct TuningArgs {
     /// always use running statistics.
     #[arg(long, value_enum, default_value_t = BatchNormArg::Frozen)]
     pub batchnorm: BatchNormArg,
-    /// Stop fine-tuning after this many epochs without a lower validation loss (default 5;
-    /// from scratch: never, every epoch runs).
-    #[arg(long, value_parser = count(1, 100_000))]
+    #[arg(long, value_parser = count(1, 100_000), help = help::patience())]
     pub patience: Option<usize>,
+}
+
+/// The help of the flags whose default depends on the strategy, written from
+/// [`Recipe::for_strategy`] and [`retrain::finetune::default_unfreeze`], so it cannot drift.
+mod help {
+    use retrain::{Recipe, Strategy};
+
+    fn recipes() -> [Recipe; 3] {
+        [Strategy::Linear, Strategy::Finetune, Strategy::Scratch].map(Recipe::for_strategy)
+    }
+
+    pub fn lr() -> String {
+        let [linear, tune, _] = recipes();
+        format!(
+            "Learning rate: of the linear head's full-batch Adam (default {}); with finetune/full, the new head's peak rate (default {})",
+            linear.head.learning_rate, tune.tune.lr
+        )
+    }
+
+    pub fn unfreeze() -> String {
+        let n = |name: &str| {
+            retrain::find_backbone(name)
+                .map(|b| retrain::finetune::default_unfreeze(b.family, b.blocks.len()).to_string())
+                .unwrap_or_default()
+        };
+        format!(
+            "Blocks to fine-tune, counted from the top (default: {} for MobileNetV2, {} for EfficientNet-Lite, about a fifth of the blocks for other backbones)",
+            n("mobilenet_v2"),
+            n("efficientnet_lite0")
+        )
+    }
+
+    pub fn epochs() -> String {
+        let [_, tune, scratch] = recipes();
+        format!(
+            "Fine-tuning epochs after the linear head (default {}; from scratch {})",
+            tune.tune.epochs, scratch.tune.epochs
+        )
+    }
+
+    pub fn study_epochs() -> String {
+        let [_, tune, scratch] = recipes();
+        format!("Epochs of finetune and scratch runs (default: {} and {})", tune.tune.epochs, scratch.tune.epochs)
+    }
+
+    pub fn backbone_lr() -> String {
+        let [_, tune, scratch] = recipes();
+        let rate = |r: &Recipe| match (r.tune.lr / r.tune.body_lr).round() {
+            1.0 => "--lr".to_string(),
+            k => format!("--lr / {k}"),
+        };
+        format!("Peak learning rate of the unfrozen blocks (default: {}; from scratch {})", rate(&tune), rate(&scratch))
+    }
+
+    pub fn ema() -> String {
+        let [_, tune, scratch] = recipes();
+        format!(
+            "Evaluate and export a moving average of the fine-tuned weights, spanning about this many epochs (0 = the last weights themselves; default {}, from scratch {})",
+            tune.tune.ema_epochs, scratch.tune.ema_epochs
+        )
+    }
+
+    pub fn patience() -> String {
+        let [_, tune, _] = recipes();
+        format!(
+            "Stop fine-tuning after this many epochs without a lower validation loss (default {}; from scratch: never, every epoch runs)",
+            tune.tune.patience
+        )
+    }
 }
 
 impl TrainArgs {
@@ -324,8 +383,7 @@ pub struct StudyArgs {
     /// Random subsets per shots value (`all` runs once).
     #[arg(long, default_value_t = 3, value_parser = count(1, 1000))]
     pub repeats: usize,
-    /// Epochs of finetune and scratch runs (default: 7 and 30).
-    #[arg(long, value_parser = count(1, 100_000))]
+    #[arg(long, value_parser = count(1, 100_000), help = help::study_epochs())]
     pub epochs: Option<usize>,
     /// Also the linear head on each stage of the backbone (globally pooled), early to late:
     /// which layer transfers best to these photos (`train --cut STAGE` uses one).
@@ -553,7 +611,7 @@ pub struct BatchArgs {
 #[derive(clap::Args)]
 pub struct PrecisionArgs {
     /// Arithmetic of the backbone in the model: int8 is quantised after calibration on 64 of
-    /// the training images (faster, usually within a point of fp32; see README); bf16 is
+    /// the training images (faster, usually within a point of fp32; see docs/train.md); bf16 is
     /// refused with the reason. With finetune/full, training runs in fp32 and the exported
     /// model is quantised.
     #[arg(long, value_enum, default_value_t = PrecisionArg::Fp32)]

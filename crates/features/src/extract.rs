@@ -22,8 +22,7 @@ type MakeSession<'a> = dyn Fn(usize) -> Result<Session, FeatureError> + Send + S
 /// run on several sessions of fewer threads each, every one decoding its own next batch and
 /// then running it: ONNX Runtime's threads meet at a barrier after every operator, so when
 /// decoding takes a core from a session of two threads both wait, while two single-threaded
-/// sessions never wait on each other (mobilenet_v2, batch 32: one two-thread session 229
-/// images/s, two one-thread sessions side by side 240).
+/// sessions never wait on each other (docs/benchmarks.md has the figures).
 pub struct Sessions<'a> {
     make: Box<MakeSession<'a>>,
     threads: usize,

@@ -22,8 +22,8 @@ const QUANTISED_INPUTS: &[&str] = &["Conv", "Gemm", "Add", "GlobalAveragePool", 
 
 /// The activation tensors [`quantize_qdq`] needs ranges for, in graph order: inputs of the ops
 /// above that no initializer holds, except the first Conv's (the normalised image: that layer
-/// is the most sensitive and among the cheapest; keeping it float measured 0.35 points better
-/// on flowers with efficientnet_lite0). Values named in `exclude` (e.g. a head's input, left
+/// is the most sensitive and among the cheapest; keeping it float measured better, see
+/// docs/benchmarks.md). Values named in `exclude` (e.g. a head's input, left
 /// in float) are not listed either.
 pub fn calibration_points(model: &ModelProto, exclude: &[&str]) -> Vec<String> {
     let Some(g) = model.graph.as_ref() else { return Vec::new() };
