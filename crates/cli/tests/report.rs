@@ -118,25 +118,31 @@ fn fine_tuned_model_report_has_its_fine_tuning_curves() {
     assert_eq!(count(&page, "class=\"pt"), 12, "one map point per val photo");
 }
 
+/// Headless Chromium with its own profile (kept alive by the returned folder) and window size.
+fn headless(chromium: &Path, size: &str) -> (Command, tempfile::TempDir) {
+    let profile = tempfile::tempdir().unwrap();
+    let mut c = Command::new(chromium);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .arg(format!("--window-size={size}"));
+    (c, profile)
+}
+
 /// Headless Chromium's screenshot of `url`, and what it logged to the console.
 fn screenshot(chromium: &Path, url: &str, shot: &Path, size: &str) -> (image::RgbImage, Vec<String>) {
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
+    let (mut c, _profile) = headless(chromium, size);
+    let out = c
+        .args(["--enable-logging=stderr", "--v=0"])
         .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("--window-size={size}"))
         .arg(url)
         .output()
         .expect("chromium runs");
@@ -200,14 +206,8 @@ fn page_width(chromium: &Path, page: &Path, width: u32) -> (u64, u64) {
     );
     let probe = page.with_extension("probe.html");
     std::fs::write(&probe, html).unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars", "--dump-dom"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--window-size={width},900"))
-        .arg(format!("file://{}", probe.display()))
-        .output()
-        .expect("chromium runs");
+    let (mut c, _profile) = headless(chromium, &format!("{width},900"));
+    let out = c.arg("--dump-dom").arg(format!("file://{}", probe.display())).output().expect("chromium runs");
     let dom = String::from_utf8_lossy(&out.stdout);
     let title = dom.split("<title>width ").nth(1).and_then(|t| t.split("</title>").next()).expect("the probe ran");
     let mut n = title.split(' ').map(|v| v.parse::<u64>().unwrap());

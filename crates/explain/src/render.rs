@@ -85,47 +85,44 @@ pub fn overlay(e: &Explanation) -> RgbImage {
 /// they are written.
 static FONT_BYTES: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
 
-fn font() -> FontRef<'static> {
-    FontRef::try_from_slice(FONT_BYTES).expect("the embedded font parses")
+fn font() -> &'static FontRef<'static> {
+    static FONT: std::sync::OnceLock<FontRef<'static>> = std::sync::OnceLock::new();
+    FONT.get_or_init(|| FontRef::try_from_slice(FONT_BYTES).expect("the embedded font parses"))
 }
 
 /// Letters `size` pixels high (the font's em), for a line of `size * 3 / 2`.
 pub(crate) const TEXT: f32 = 17.0;
 
-/// The width in pixels of `s` drawn at `size`.
-pub(crate) fn text_width(s: &str, size: f32) -> u32 {
-    let font = font();
-    let scaled = font.as_scaled(PxScale::from(size));
-    let mut width = 0.0;
-    let mut last = None;
-    for ch in s.chars() {
-        let id = scaled.glyph_id(ch);
-        if let Some(prev) = last {
-            width += scaled.kern(prev, id);
-        }
-        width += scaled.h_advance(id);
-        last = Some(id);
-    }
-    width.ceil() as u32
-}
-
-/// Writes `s` at `size` pixels with its top at `y`, antialiased over what is there, clipped to
-/// the image; characters the font lacks are drawn as its empty box.
-pub(crate) fn draw_text(img: &mut RgbImage, x: u32, y: u32, s: &str, size: f32, ink: Rgb<u8>) {
-    let font = font();
-    let scaled = font.as_scaled(PxScale::from(size));
-    let baseline = y as f32 + scaled.ascent();
-    let mut pen = x as f32;
-    let mut last = None;
+/// Each glyph of `s` at `size` with its pen position from the start of the line (kerning
+/// applied), and the line's width.
+fn layout(s: &str, size: f32) -> (Vec<(ab_glyph::GlyphId, f32)>, f32) {
+    let scaled = font().as_scaled(PxScale::from(size));
+    let (mut glyphs, mut pen, mut last) = (Vec::new(), 0.0, None);
     for ch in s.chars() {
         let id = scaled.glyph_id(ch);
         if let Some(prev) = last {
             pen += scaled.kern(prev, id);
         }
-        let glyph = id.with_scale_and_position(scaled.scale(), ab_glyph::point(pen, baseline));
+        glyphs.push((id, pen));
         pen += scaled.h_advance(id);
         last = Some(id);
-        let Some(outline) = font.outline_glyph(glyph) else { continue };
+    }
+    (glyphs, pen)
+}
+
+/// The width in pixels of `s` drawn at `size`.
+pub(crate) fn text_width(s: &str, size: f32) -> u32 {
+    layout(s, size).1.ceil() as u32
+}
+
+/// Writes `s` at `size` pixels with its top at `y`, antialiased over what is there, clipped to
+/// the image; characters the font lacks are drawn as its empty box.
+pub(crate) fn draw_text(img: &mut RgbImage, x: u32, y: u32, s: &str, size: f32, ink: Rgb<u8>) {
+    let scaled = font().as_scaled(PxScale::from(size));
+    let baseline = y as f32 + scaled.ascent();
+    for (id, pen) in layout(s, size).0 {
+        let glyph = id.with_scale_and_position(scaled.scale(), ab_glyph::point(x as f32 + pen, baseline));
+        let Some(outline) = font().outline_glyph(glyph) else { continue };
         let b = outline.px_bounds();
         outline.draw(|gx, gy, coverage| {
             let (px, py) = (b.min.x as i64 + gx as i64, b.min.y as i64 + gy as i64);

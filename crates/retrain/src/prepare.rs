@@ -43,8 +43,6 @@ pub struct Prepared {
     pub computed: usize,
     pub timings: Timings,
     pub started: Instant,
-    /// Images per second of the feature extraction, when any were computed.
-    pub images_per_second: Option<f64>,
 }
 
 impl Prepared {
@@ -177,11 +175,9 @@ pub fn prepare(data: &DataSpec, spec: &BackboneSpec, recipe: &Recipe, run: &RunS
 
     drop(sessions);
     let cached = train_ok.len() + val_ok.len() - extracted.computed;
-    let images_per_second = (extracted.computed > 0).then(|| extracted.computed as f64 / timings.features.max(1e-9));
     Ok(Prepared {
         ds,
         backbone,
-        images_per_second,
         train: train_ok,
         val: val_ok,
         tx,
