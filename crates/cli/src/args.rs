@@ -322,6 +322,8 @@ pub struct PredictArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     #[command(flatten)]
+    pub reject: RejectArgs,
+    #[command(flatten)]
     pub pixels: PixelArgs,
 }
 
@@ -459,6 +461,12 @@ pub struct EvalArgs {
     pub data_dir: PathBuf,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    #[command(flatten)]
+    pub reject: RejectArgs,
+    /// A folder of photos of none of the classes: how well the model's ood_score tells them
+    /// from DATA_DIR's (AUROC, and the share accepted at 95% acceptance of DATA_DIR's).
+    #[arg(long, value_name = "DIR")]
+    pub ood: Option<PathBuf>,
     #[command(flatten)]
     pub input: InputArgs,
 }
@@ -628,6 +636,16 @@ pub struct BatchingArgs {
     /// batching delay).
     #[arg(long, default_value_t = 2, value_parser = count(0, 10_000))]
     pub batch_wait_ms: usize,
+}
+
+/// Photos of none of the model's classes, told apart by its `ood_score`.
+#[derive(clap::Args)]
+pub struct RejectArgs {
+    /// auto: answer "unknown" for photos whose ood_score is above the threshold stored in the
+    /// model (chosen on its training photos to accept 95% of them); off: always name a class;
+    /// a number from 0 to 2: that threshold instead (higher accepts more).
+    #[arg(long, value_name = "auto|off|VALUE", default_value = "auto")]
+    pub reject: retrain::model::Reject,
 }
 
 /// How big an image train, eval and predict decode.

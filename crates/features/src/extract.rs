@@ -64,10 +64,11 @@ enum Done {
 /// Computes the backbone's features for every file: cached ones are read back, the rest are
 /// decoded and run through ONNX Runtime `batch` at a time (split between the sessions'
 /// streams when there is more than one batch), then cached. A file that cannot be decoded
-/// gets its error in its slot; it never stops the run.
+/// gets its error in its slot; it never stops the run. Each row holds the named `outputs`'
+/// values for its image, one output after another.
 pub fn extract(
     sessions: &mut Sessions,
-    output: &str,
+    outputs: &[&str],
     files: &[PathBuf],
     geometry: Geometry,
     limits: Limits,
@@ -94,7 +95,7 @@ pub fn extract(
         }
         Ok(())
     };
-    let job = Job { output, files, geometry, limits, cache, batch };
+    let job = Job { outputs, files, geometry, limits, cache, batch };
     if sessions.streams.len() < 2 || files.len() <= batch {
         whole(sessions, job, &mut deliver)?;
     } else {
@@ -106,7 +107,7 @@ pub fn extract(
 /// What one extraction computes, shared by both ways of running it.
 #[derive(Clone, Copy)]
 struct Job<'a> {
-    output: &'a str,
+    outputs: &'a [&'a str],
     files: &'a [PathBuf],
     geometry: Geometry,
     limits: Limits,
@@ -215,13 +216,26 @@ fn compute(
             Some(s) => s,
             None => slot.insert(make(threads)?),
         };
-        let output = job.output;
-        let (_, shape, data) =
-            session.run(pixels, n, size)?.into_iter().find(|(name, _, _)| name == output).ok_or_else(|| {
-                FeatureError::Ort { what: "backbone".into(), reason: format!("no output `{output}`") }
+        let mut all = session.run(pixels, n, size)?;
+        let mut rows = vec![Vec::new(); n];
+        for &output in job.outputs {
+            let at = all.iter().position(|(name, _, _)| name == output).ok_or_else(|| FeatureError::Ort {
+                what: "backbone".into(),
+                reason: format!("no output `{output}`"),
             })?;
-        let dim: usize = shape[1..].iter().product();
-        data.chunks_exact(dim).map(<[f32]>::to_vec).collect()
+            let (_, shape, data) = all.swap_remove(at);
+            let dim: usize = shape[1..].iter().product();
+            if dim == 0 || data.len() != n * dim {
+                return Err(FeatureError::Ort {
+                    what: "backbone".into(),
+                    reason: format!("output `{output}` has shape {shape:?} for {n} images"),
+                });
+            }
+            for (row, part) in rows.iter_mut().zip(data.chunks_exact(dim)) {
+                row.extend_from_slice(part);
+            }
+        }
+        rows
     };
     let mut rows = rows.into_iter();
     Ok(items

@@ -217,6 +217,30 @@ impl GraphBuilder {
         out
     }
 
+    /// Adds a half-precision constant (from `data`, rounded), stored as raw little-endian bytes.
+    pub fn constant_f16(&mut self, hint: &str, dims: &[usize], data: &[f32]) -> String {
+        debug_assert_eq!(dims.iter().product::<usize>(), data.len());
+        let name = self.fresh(hint);
+        let raw = data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
+        self.graph.initializer.push(proto::TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::FLOAT16,
+            name: name.clone(),
+            raw_data: raw,
+            ..Default::default()
+        });
+        name
+    }
+
+    /// Adds this builder's nodes, initializers and outputs to `model`'s graph (whose values
+    /// it may read by name): a part added to a finished model.
+    pub fn append_to(self, model: &mut proto::ModelProto) {
+        let g = model.graph.get_or_insert_with(Default::default);
+        g.node.extend(self.graph.node);
+        g.initializer.extend(self.graph.initializer);
+        g.output.extend(self.graph.output);
+    }
+
     /// Number of nodes so far (for tests and diagnostics).
     pub fn node_count(&self) -> usize {
         self.graph.node.len()

@@ -4,7 +4,9 @@ use crate::dataset;
 use crate::dataset::{Conflict, Skipped};
 use crate::metrics::{self, argmax, Metrics};
 use crate::model::Classifier;
+use crate::open_set::OpenSet;
 use crate::{Error, Result};
+use retrain_files::names::shown;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -20,6 +22,64 @@ pub struct Evaluation {
     /// metrics unless `duplicates_kept`.
     pub conflicts: Vec<Conflict>,
     pub duplicates_kept: bool,
+    /// Photos of none of the classes told apart: at the threshold asked for, and against a
+    /// folder of such photos (`--ood`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_set: Option<OpenSetEval>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OpenSetEval {
+    /// The `ood_score` above which a photo is "unknown" (`None`: `--reject off`).
+    pub threshold: Option<f32>,
+    /// Of the labelled photos: how many were accepted as one of the classes, their share,
+    /// and the accuracy on them.
+    pub accepted: usize,
+    pub acceptance: f64,
+    pub accuracy_accepted: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ood: Option<OodEval>,
+}
+
+impl OpenSetEval {
+    /// Lines for `eval`'s text output.
+    pub fn to_text(&self) -> String {
+        let mut s = match (self.threshold, self.accuracy_accepted) {
+            (Some(t), acc) => format!(
+                "accepted as one of the classes (ood_score ≤ {t:.4}): {} ({:.1}%), accuracy on them {}\n",
+                self.accepted,
+                100.0 * self.acceptance,
+                acc.map_or("-".into(), |a| format!("{a:.4}"))
+            ),
+            (None, _) => String::from("nothing rejected (--reject off)\n"),
+        };
+        if let Some(o) = &self.ood {
+            s += &format!(
+                "{} photos of none of the classes in {}: AUROC {:.4}, accepted at 95% acceptance {:.1}%{}\n",
+                o.images,
+                shown(&o.data),
+                o.auroc,
+                100.0 * o.fpr_at_95,
+                o.rejected.map_or(String::new(), |r| format!(", rejected at the threshold {:.1}%", 100.0 * r))
+            );
+        }
+        s
+    }
+}
+
+/// How well the score tells the labelled photos from a folder of photos of none of the classes.
+#[derive(Clone, Debug, Serialize)]
+pub struct OodEval {
+    #[serde(with = "retrain_files::names::json")]
+    pub data: PathBuf,
+    pub images: usize,
+    /// The chance an OOD photo scores above a labelled one.
+    pub auroc: f64,
+    /// The share of OOD photos accepted at the threshold that accepts 95% of the labelled ones.
+    pub fpr_at_95: f64,
+    /// The share of OOD photos rejected at `threshold`.
+    pub rejected: Option<f64>,
+    pub skipped: Vec<Skipped>,
 }
 
 /// A labelled folder's photos, as `eval` and `report` read it.
@@ -71,27 +131,56 @@ impl Labelled {
     }
 }
 
-/// Evaluates on [`labelled`]`(dir)`.
+/// Evaluates on [`labelled`]`(dir)`; with a `threshold`, also on the photos it accepts; with
+/// `ood`, a folder of photos of none of the classes, how well `ood_score` tells them apart.
 pub fn evaluate(
     classifier: &mut Classifier,
     dir: &Path,
     keep_duplicates: bool,
+    threshold: Option<f32>,
+    ood: Option<&Path>,
     progress: &indicatif::ProgressBar,
 ) -> Result<Evaluation> {
+    if ood.is_some() && classifier.info.open_set.is_none() {
+        return Err(Error::NotAModel {
+            path: classifier.path.clone(),
+            reason: "--ood needs a model with an `ood_score` output (made by an older retrain: train it again)".into(),
+        });
+    }
     let names = classifier.info.class_names.clone();
     let Labelled { root, files, truth, skipped, conflicts } = labelled(dir, &names, keep_duplicates)?;
     progress.set_length(files.len() as u64);
     let probs = classifier.classify(&files, progress)?;
-    let (mut t, mut p, mut skipped) = (Vec::new(), Vec::new(), skipped);
+    let (mut t, mut p, mut scores, mut skipped) = (Vec::new(), Vec::new(), Vec::new(), skipped);
     for ((path, label), r) in files.into_iter().zip(truth).zip(probs) {
         match r {
             Ok(pr) => {
                 t.push(label);
-                p.push(argmax(&pr));
+                p.push(argmax(&pr.probabilities));
+                scores.push(pr.ood_score);
             }
             Err(e) => skipped.push(Skipped { reason: e.reason(), path }),
         }
     }
+    let open_set = if threshold.is_some() || ood.is_some() {
+        let kept: Vec<bool> =
+            scores.iter().map(|s| threshold.is_none_or(|th| s.is_some_and(|o| OpenSet::accepts(o, th)))).collect();
+        let accepted = kept.iter().filter(|&&k| k).count();
+        let right = (0..t.len()).filter(|&i| kept[i] && t[i] == p[i]).count();
+        let ood = match ood {
+            Some(d) => Some(ood_eval(classifier, d, &scores, threshold, progress)?),
+            None => None,
+        };
+        Some(OpenSetEval {
+            threshold,
+            accepted,
+            acceptance: accepted as f64 / t.len().max(1) as f64,
+            accuracy_accepted: (accepted > 0).then(|| right as f64 / accepted as f64),
+            ood,
+        })
+    } else {
+        None
+    };
     Ok(Evaluation {
         data: root,
         images: t.len(),
@@ -99,5 +188,41 @@ pub fn evaluate(
         skipped,
         conflicts,
         duplicates_kept: keep_duplicates,
+        open_set,
+    })
+}
+
+fn ood_eval(
+    classifier: &mut Classifier,
+    dir: &Path,
+    id_scores: &[Option<f32>],
+    threshold: Option<f32>,
+    progress: &indicatif::ProgressBar,
+) -> Result<OodEval> {
+    if !dir.is_dir() {
+        return Err(Error::Data { path: dir.to_path_buf(), reason: "--ood: not a folder".into() });
+    }
+    let walk = dataset::files_below(dir);
+    let mut skipped: Vec<Skipped> = walk.skipped;
+    let answers = classifier.classify(&walk.files, progress)?;
+    let mut ood = Vec::new();
+    for (path, a) in walk.files.into_iter().zip(answers) {
+        match a {
+            Ok(a) => ood.extend(a.ood_score),
+            Err(e) => skipped.push(Skipped { reason: e.reason(), path }),
+        }
+    }
+    if ood.is_empty() {
+        return Err(Error::Data { path: dir.to_path_buf(), reason: "--ood: no photo in it could be read".into() });
+    }
+    let id: Vec<f32> = id_scores.iter().flatten().copied().collect();
+    Ok(OodEval {
+        data: dir.to_path_buf(),
+        images: ood.len(),
+        auroc: retrain_openset::auroc(&id, &ood),
+        fpr_at_95: retrain_openset::fpr_at(&id, &ood, 0.95),
+        rejected: threshold
+            .map(|th| ood.iter().filter(|&&o| !OpenSet::accepts(o, th)).count() as f64 / ood.len() as f64),
+        skipped,
     })
 }

@@ -14,6 +14,7 @@ pub mod imported;
 pub mod linear;
 pub mod metrics;
 pub mod model;
+pub mod open_set;
 pub mod outputs;
 pub mod precision;
 pub mod predict;
@@ -75,6 +76,8 @@ pub enum Error {
     Features(#[from] retrain_features::FeatureError),
     #[error(transparent)]
     Onnx(#[from] retrain_onnx::OnnxError),
+    #[error("the open-set score: {0}")]
+    OpenSet(#[from] retrain_openset::OpenSetError),
     #[error("training the head: {0}")]
     Head(#[from] retrain_head::HeadError),
     #[error("{0}")]

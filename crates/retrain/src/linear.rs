@@ -2,7 +2,8 @@
 //! then the backbone and the head exported as one model file. Fine-tuning starts from it.
 
 use crate::metrics::{self, argmax};
-use crate::model::ModelInfo;
+use crate::model::{ModelInfo, Scored};
+use crate::open_set;
 use crate::outputs::{check_writable, write_model};
 use crate::precision::Precision;
 use crate::prepare::{prepare, Prepared};
@@ -34,6 +35,7 @@ impl LinearFit {
             backbone: self.backbone.info.name.into(),
             weights_sha256: self.backbone.weights_sha256.clone(),
             preprocess: self.backbone.info.preprocess,
+            open_set: None,
         }
     }
 
@@ -81,6 +83,8 @@ impl LinearFit {
             timings: self.timings.clone(),
             curve: self.head.curve.clone(),
             finetune: None,
+            open_set: None,
+            calibration: None,
             model_selection: None,
             val_root: spec.data.val_root(),
             val_set: self.val.iter().map(|s| (s.path.clone(), s.label)).collect(),
@@ -123,8 +127,35 @@ pub fn train(spec: &TrainSpec, run: &RunSettings) -> Result<TrainReport> {
         });
     }
     fit.curves().attach(&mut model);
+    let t_open = Instant::now();
+    let (dim, k) = (fit.backbone.feature_dim(), fit.ds.class_names.len());
+    let ty = fit.train_labels();
+    let os = open_set::fit(&fit.tx, &ty, dim, k, &spec.recipe.head, fit.head.best_step, spec.data.seed, run.quiet)?;
+    if let Some(os) = &os {
+        os.attach(&mut model)?;
+    }
+    let open_seconds = t_open.elapsed().as_secs_f64();
     write_model(&model, &spec.out)?;
     let mut report = fit.base_report(spec);
+    if let Some(os) = &os {
+        // The validation photos as the graph scores them: calibrated head, features' score.
+        let vy = fit.val_labels();
+        let scores = os.scores(&fit.vx);
+        let scored: Vec<(Scored, usize)> = fit
+            .vx
+            .chunks_exact(dim)
+            .zip(scores)
+            .zip(vy)
+            .map(|((x, o), y)| {
+                let l = open_set::head_logits(&fit.head.weight, &fit.head.bias, x);
+                (Scored { probabilities: retrain_openset::softmax_t(&l, os.temperature), ood_score: Some(o) }, y)
+            })
+            .collect();
+        let (summary, calibration) = open_set::summarise(&os.info(), &scored);
+        report.open_set = Some(summary);
+        report.calibration = Some(calibration);
+    }
+    report.timings.open_set = open_seconds;
     report.timings.export = t.elapsed().as_secs_f64();
     report.timings.total = fit.started.elapsed().as_secs_f64();
     report.train_accuracy = fit.train_accuracy();

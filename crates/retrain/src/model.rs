@@ -18,6 +18,9 @@ pub struct ModelInfo {
     pub backbone: String,
     pub weights_sha256: String,
     pub preprocess: Preprocess,
+    /// The open-set score and calibration (`retrain.openset`), absent from older models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_set: Option<retrain_openset::OpenSet>,
 }
 
 impl ModelInfo {
@@ -60,6 +63,13 @@ impl ModelInfo {
             weights_sha256: get("retrain.weights_sha256")?.to_string(),
             preprocess: serde_json::from_str(get("retrain.preprocess")?)
                 .map_err(|e| not(&format!("bad preprocessing: {e}")))?,
+            open_set: match retrain_onnx::metadata(model, retrain_openset::METADATA_KEY) {
+                None => None,
+                Some(v) => Some(
+                    serde_json::from_str(v)
+                        .map_err(|e| not(&format!("bad `{}`: {e}", retrain_openset::METADATA_KEY)))?,
+                ),
+            },
         })
     }
 
@@ -74,6 +84,37 @@ fn sessions(model: Vec<u8>, what: String, threads: usize) -> Result<Sessions<'st
     Ok(Sessions::new(threads, move |n| Session::new(&model, &what, n)).with_whole(whole))
 }
 
+/// How photos of none of the classes are told apart (`--reject`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reject {
+    /// At the threshold stored in the model (none for a model without an open-set score).
+    Auto,
+    Off,
+    /// Photos whose `ood_score` is above this are "unknown".
+    Threshold(f32),
+}
+
+impl std::str::FromStr for Reject {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            v => match v.parse::<f32>() {
+                Ok(t) if (0.0..=2.0).contains(&t) => Ok(Self::Threshold(t)),
+                _ => Err(format!("{v:?}: expected auto, off or an ood_score threshold from 0 to 2")),
+            },
+        }
+    }
+}
+
+/// One photo's answer: class probabilities and, from a model that has it, its `ood_score`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scored {
+    pub probabilities: Vec<f32>,
+    pub ood_score: Option<f32>,
+}
+
 /// A trained model opened for prediction.
 pub struct Classifier {
     pub info: ModelInfo,
@@ -82,6 +123,8 @@ pub struct Classifier {
     /// The graph output read, and whether it still needs a softmax.
     output: &'static str,
     softmax: bool,
+    /// Whether the graph has an `ood_score` output.
+    ood: bool,
     /// Images larger than this are refused, each in its own slot (`--max-pixels`).
     pub limits: Limits,
 }
@@ -106,6 +149,12 @@ pub fn inspect(bytes: &[u8], path: &Path) -> Result<ModelInfo> {
     if !graph.input.iter().any(|i| i.name == "image") || !graph.output.iter().any(|o| o.name == "probabilities") {
         return Err(not("its graph lacks the `image` input or the `probabilities` output"));
     }
+    if info.open_set.is_some() != retrain_openset::has_ood_output(&model) {
+        return Err(not(&format!(
+            "its metadata and its graph disagree on the `{}` output: use an intact copy",
+            retrain_openset::OUTPUT
+        )));
+    }
     if info.class_names.len() < 2 {
         return Err(not("it names fewer than two classes"));
     }
@@ -113,8 +162,8 @@ pub fn inspect(bytes: &[u8], path: &Path) -> Result<ModelInfo> {
     if let Some(d) = info.class_names.iter().find(|c| !seen.insert(c.as_str())) {
         return Err(not(&format!("it names the class {d:?} twice")));
     }
-    // Every output but `features` has one value per class.
-    for o in graph.output.iter().filter(|o| o.name != "features") {
+    // Every output but `features` and `ood_score` has one value per class.
+    for o in graph.output.iter().filter(|o| o.name != "features" && o.name != retrain_openset::OUTPUT) {
         let dims = o.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).and_then(|t| t.shape.as_ref());
         let width = dims.and_then(|s| s.dim.get(1)).and_then(|d| d.dim_value);
         match width {
@@ -152,6 +201,7 @@ impl Classifier {
             backbone: backbone.info.name.into(),
             weights_sha256: backbone.weights_sha256.clone(),
             preprocess: backbone.info.preprocess,
+            open_set: None,
         };
         Ok(Self {
             info,
@@ -159,12 +209,14 @@ impl Classifier {
             sessions: sessions(backbone.imagenet_model()?, backbone.info.name.into(), threads)?,
             output: "imagenet_logits",
             softmax: true,
+            ood: false,
             limits: Limits::default(),
         })
     }
 
     pub fn open(path: &Path, threads: usize) -> Result<Self> {
         let (bytes, info) = read(path)?;
+        let ood = info.open_set.is_some();
         let sessions = sessions(bytes, path.display().to_string(), threads)?;
         Ok(Self {
             info,
@@ -172,22 +224,49 @@ impl Classifier {
             sessions,
             output: "probabilities",
             softmax: false,
+            ood,
             limits: Limits::default(),
         })
     }
 
-    /// Class probabilities for each file, in order; a file that cannot be decoded gets its
-    /// error in its slot.
+    /// The `ood_score` threshold `reject` means for this model: `None` when nothing is
+    /// rejected. A threshold given for a model without an `ood_score` is an error.
+    pub fn threshold(&self, reject: Reject) -> Result<Option<f32>> {
+        match (reject, self.ood) {
+            (Reject::Off, _) => Ok(None),
+            (Reject::Auto, true) => Ok(self.info.open_set.as_ref().map(|o| o.threshold)),
+            (Reject::Auto, false) => Ok(None),
+            (Reject::Threshold(t), true) => Ok(Some(t)),
+            (Reject::Threshold(_), false) => Err(Error::NotAModel {
+                path: self.path.clone(),
+                reason: "it has no `ood_score` output to reject by (made by an older retrain: train it again, or use --reject off)".into(),
+            }),
+        }
+    }
+
+    /// Class probabilities (and `ood_score`) for each file, in order; a file that cannot be
+    /// decoded gets its error in its slot.
     pub fn classify(
         &mut self,
         files: &[PathBuf],
         progress: &indicatif::ProgressBar,
-    ) -> Result<Vec<Result<Vec<f32>, PixelError>>> {
+    ) -> Result<Vec<Result<Scored, PixelError>>> {
         let g = self.info.geometry();
         progress.set_length(files.len() as u64);
+        let outputs: &[&str] = if self.ood { &[self.output, retrain_openset::OUTPUT] } else { &[self.output] };
         let rows =
-            retrain_features::extract(&mut self.sessions, self.output, files, g, self.limits, None, 32, progress)?
-                .features;
-        Ok(if self.softmax { rows.into_iter().map(|r| r.map(|l| retrain_head::softmax(&l))).collect() } else { rows })
+            retrain_features::extract(&mut self.sessions, outputs, files, g, self.limits, None, 32, progress)?.features;
+        let ood = self.ood;
+        let softmax = self.softmax;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                r.map(|mut v| {
+                    let ood_score = if ood { v.pop() } else { None };
+                    let probabilities = if softmax { retrain_head::softmax(&v) } else { v };
+                    Scored { probabilities, ood_score }
+                })
+            })
+            .collect())
     }
 }

@@ -1,6 +1,7 @@
 //! `retrain predict`: class probabilities for files and folders.
 
 use crate::model::Classifier;
+use crate::open_set::OpenSet;
 use crate::{dataset, Result};
 use retrain_files::names::{csv, shown};
 use serde::Serialize;
@@ -17,6 +18,13 @@ pub struct Prediction {
     #[serde(with = "retrain_files::names::json")]
     pub path: PathBuf,
     pub top: Vec<Ranked>,
+    /// Whether the photo is one of the classes: absent when nothing is rejected (`--reject off`,
+    /// or a model without an open-set score).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known: Option<bool>,
+    /// Higher = less like the training photos; from models that have it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ood_score: Option<f32>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -49,11 +57,13 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> (Vec<(PathBuf, bool)>, Vec<Failure>)
     (out, passed)
 }
 
-/// The top `k` classes of each image; unreadable files come back as failures.
+/// The top `k` classes of each image, and whether it is one of the classes at all when
+/// `threshold` (an `ood_score` above it is "unknown"); unreadable files come back as failures.
 pub fn predict(
     classifier: &mut Classifier,
     inputs: &[PathBuf],
     k: usize,
+    threshold: Option<f32>,
     progress: &indicatif::ProgressBar,
 ) -> Result<(Vec<Prediction>, Vec<Failure>)> {
     let (files, passed) = expand_inputs(inputs);
@@ -62,7 +72,12 @@ pub fn predict(
     let (mut preds, mut fails) = (Vec::new(), passed);
     for ((path, explicit), p) in files.into_iter().zip(probs) {
         match p {
-            Ok(p) => preds.push(Prediction { top: rank(&p, &classifier.info.class_names, k), path }),
+            Ok(p) => preds.push(Prediction {
+                top: rank(&p.probabilities, &classifier.info.class_names, k),
+                known: threshold.zip(p.ood_score).map(|(t, o)| OpenSet::accepts(o, t)),
+                ood_score: p.ood_score,
+                path,
+            }),
             Err(e) => fails.push(Failure { reason: e.reason(), path, explicit }),
         }
     }
@@ -78,13 +93,27 @@ pub fn rank(p: &[f32], names: &[String], k: usize) -> Vec<Ranked> {
     idx.into_iter().take(k.max(1)).map(|i| Ranked { class: name(i), probability: p[i] }).collect()
 }
 
-/// CSV with a header: `path,rank,class,probability`, one row per (image, rank).
+/// CSV with a header: `path,rank,class,probability,known,ood_score`, one row per (image,
+/// rank); `known` and `ood_score` are empty where there is none.
 pub fn to_csv(preds: &[Prediction]) -> String {
-    let mut s = String::from("path,rank,class,probability\n");
+    let mut s = String::from("path,rank,class,probability,known,ood_score\n");
     for p in preds {
+        let known = p.known.map_or(String::new(), |k| k.to_string());
+        let ood = p.ood_score.map_or(String::new(), |o| format!("{o:.6}"));
         for (r, c) in p.top.iter().enumerate() {
-            s += &format!("{},{},{},{:.6}\n", csv(&shown(&p.path)), r + 1, csv(&c.class), c.probability);
+            s += &format!("{},{},{},{:.6},{known},{ood}\n", csv(&shown(&p.path)), r + 1, csv(&c.class), c.probability);
         }
     }
     s
+}
+
+/// The text shown for a photo's answer: its top classes, or `unknown (nearest: …)` first
+/// when it was rejected.
+pub fn to_text(p: &Prediction) -> String {
+    let cls: Vec<String> =
+        p.top.iter().map(|r| format!("{} {:.4}", retrain_files::names::shown_str(&r.class), r.probability)).collect();
+    match p.known {
+        Some(false) => format!("unknown (nearest: {})", cls.join(", ")),
+        _ => cls.join("\t"),
+    }
 }

@@ -25,6 +25,8 @@ pub struct Timings {
     /// Fine-tuning epochs (0 for a linear head).
     pub finetune: f64,
     pub export: f64,
+    /// The open-set bank, threshold and temperature (within `export`).
+    pub open_set: f64,
     pub total: f64,
 }
 
@@ -121,7 +123,7 @@ pub fn prepare(data: &DataSpec, spec: &BackboneSpec, recipe: &Recipe, run: &RunS
     let bar = progress_bar(files.len() as u64, "features", run.quiet);
     let extracted = retrain_features::extract(
         &mut sessions,
-        "features",
+        &["features"],
         &files,
         backbone.geometry(),
         data.limits(),

@@ -44,6 +44,12 @@ pub struct TrainReport {
     /// Fine-tuning after the linear head (`--strategy finetune|full`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finetune: Option<FinetuneSummary>,
+    /// The open-set score's threshold and bank, and how it did on the validation photos.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_set: Option<crate::open_set::OpenSetSummary>,
+    /// Temperature scaling and the calibration error before and after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::open_set::Calibration>,
     /// How `--model auto` chose the backbone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_selection: Option<crate::select::ModelSelection>,

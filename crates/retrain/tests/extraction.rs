@@ -34,7 +34,7 @@ fn streams_and_one_session_give_the_same_rows_in_file_order() {
             made.fetch_add(1, Ordering::Relaxed);
             Session::new(&model, "mobilenet_v2", n)
         });
-        extract(&mut s, "features", &files, g, Default::default(), cache, 8, &bar).unwrap()
+        extract(&mut s, &["features"], &files, g, Default::default(), cache, 8, &bar).unwrap()
     };
 
     let made = AtomicUsize::new(0);
@@ -67,7 +67,7 @@ fn streams_and_one_session_give_the_same_rows_in_file_order() {
     let cache = FeatureCache::new(&tmp.path().join("cache"), "k", 1280);
     let half: Vec<PathBuf> = files.iter().step_by(2).cloned().collect();
     let mut s = Sessions::new(2, |n| Session::new(&model, "mobilenet_v2", n));
-    extract(&mut s, "features", &half, g, Default::default(), Some(&cache), 8, &bar).unwrap();
+    extract(&mut s, &["features"], &half, g, Default::default(), Some(&cache), 8, &bar).unwrap();
     let made = AtomicUsize::new(0);
     let mixed = run(2, Some(&cache), &made);
     assert_eq!(mixed.computed, 18, "20 of 39 were cached; the unreadable one is among the rest");

@@ -17,7 +17,11 @@ fn photos() -> Vec<std::path::PathBuf> {
 
 fn imagenet_probs(b: &LoadedBackbone) -> Vec<Vec<f32>> {
     let mut c = Classifier::imagenet(b, 2).unwrap();
-    c.classify(&photos(), &indicatif::ProgressBar::hidden()).unwrap().into_iter().map(Result::unwrap).collect()
+    c.classify(&photos(), &indicatif::ProgressBar::hidden())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().probabilities)
+        .collect()
 }
 
 #[test]

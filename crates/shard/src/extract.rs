@@ -80,7 +80,7 @@ pub fn extract(
     for chunk in files.chunks(CHUNK) {
         let out = retrain_features::extract(
             &mut sessions,
-            "features",
+            &["features"],
             chunk,
             backbone.geometry(),
             data.limits(),

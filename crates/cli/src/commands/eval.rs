@@ -9,7 +9,8 @@ pub fn run(a: EvalArgs, g: Global) -> Result<()> {
     let mut c = retrain::model::Classifier::open(&a.model, g.threads)?;
     c.limits = a.input.pixels.limits();
     let bar = retrain::progress_bar(0, "eval", g.quiet);
-    let ev = retrain::eval::evaluate(&mut c, &a.data_dir, a.input.keep_duplicates, &bar)?;
+    let threshold = c.threshold(a.reject.reject)?;
+    let ev = retrain::eval::evaluate(&mut c, &a.data_dir, a.input.keep_duplicates, threshold, a.ood.as_deref(), &bar)?;
     bar.finish_and_clear();
     if let Some(line) = retrain::dataset::duplicates::describe_conflicts(&ev.conflicts).filter(|_| !g.quiet) {
         let what = if ev.duplicates_kept {
@@ -25,7 +26,12 @@ pub fn run(a: EvalArgs, g: Global) -> Result<()> {
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&ev)?),
         Format::Csv => print!("{}", ev.metrics.to_csv()),
-        Format::Text => print!("{} images in {}\n{}", ev.images, shown(&ev.data), ev.metrics.to_text()),
+        Format::Text => {
+            print!("{} images in {}\n{}", ev.images, shown(&ev.data), ev.metrics.to_text());
+            if let Some(o) = &ev.open_set {
+                print!("{}", o.to_text());
+            }
+        }
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ use super::{failures, Global};
 use crate::args::{Format, PredictArgs};
 use anyhow::{bail, Result};
 use retrain::model::Classifier;
-use retrain_files::names::{shown, shown_str};
+use retrain_files::names::shown;
 
 pub fn run(a: PredictArgs, g: Global) -> Result<()> {
     let (mut c, paths) = match a.model {
@@ -21,7 +21,8 @@ pub fn run(a: PredictArgs, g: Global) -> Result<()> {
     };
     c.limits = a.pixels.limits();
     let bar = retrain::progress_bar(0, "predict", g.quiet);
-    let (preds, fails) = retrain::predict::predict(&mut c, &paths, a.top, &bar)?;
+    let threshold = c.threshold(a.reject.reject)?;
+    let (preds, fails) = retrain::predict::predict(&mut c, &paths, a.top, threshold, &bar)?;
     bar.finish_and_clear();
     match a.format {
         Format::Json => {
@@ -30,9 +31,7 @@ pub fn run(a: PredictArgs, g: Global) -> Result<()> {
         Format::Csv => print!("{}", retrain::predict::to_csv(&preds)),
         Format::Text => {
             for p in &preds {
-                let cls: Vec<String> =
-                    p.top.iter().map(|r| format!("{} {:.4}", shown_str(&r.class), r.probability)).collect();
-                println!("{}\t{}", shown(&p.path), cls.join("\t"));
+                println!("{}\t{}", shown(&p.path), retrain::predict::to_text(p));
             }
         }
     }

@@ -5,6 +5,7 @@
 use crate::dataset::Sample;
 use crate::metrics::{self, argmax, Metrics};
 use crate::model::Classifier;
+use crate::open_set::{self, Calibration, OpenSetSummary};
 use crate::outputs::write_model;
 use crate::precision::{self, Precision};
 use crate::spec::{RunSettings, TrainSpec};
@@ -16,10 +17,11 @@ use retrain_tune::Trainer;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Seconds spent exporting, and calibrating int8 within it.
+/// Seconds spent exporting, and calibrating int8 and fitting the open set within it.
 pub(super) struct Exported {
     pub seconds: f64,
     pub calibration: f64,
+    pub open_seconds: f64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -31,6 +33,7 @@ pub(super) fn export(
     curves: Curves,
     train: &[Sample],
     g: Geometry,
+    head_steps: usize,
     spec: &TrainSpec,
     run: &RunSettings,
 ) -> Result<Exported> {
@@ -51,28 +54,49 @@ pub(super) fn export(
         model = precision::quantized(&model, &ranges);
         calibration = t.elapsed().as_secs_f64();
     }
+    // The open set on the model's own features, as it now computes them.
+    let t_open = Instant::now();
+    let (x, y) = open_set::model_features(&model, train, g, spec.data.limits(), run)?;
+    let dim = x.len() / y.len().max(1);
+    let classes = spec_classes(&model)?;
+    let os = open_set::fit(&x, &y, dim, classes, &spec.recipe.head, head_steps, spec.data.seed, run.quiet)?;
+    if let Some(os) = &os {
+        os.attach(&mut model)?;
+    }
+    let open_seconds = t_open.elapsed().as_secs_f64();
     write_model(&model, &spec.out)?;
-    Ok(Exported { seconds: t.elapsed().as_secs_f64(), calibration })
+    Ok(Exported { seconds: t.elapsed().as_secs_f64(), calibration, open_seconds })
 }
 
-/// Validation metrics of the written model, and how many photos it scored.
-pub(super) fn rescore(
-    spec: &TrainSpec,
-    run: &RunSettings,
-    val: &[Sample],
-    class_names: &[String],
-) -> Result<(Metrics, usize)> {
+/// The number of classes the model's metadata names.
+fn spec_classes(model: &ModelProto) -> Result<usize> {
+    let names = retrain_onnx::metadata(model, "retrain.class_names").unwrap_or("[]");
+    Ok(serde_json::from_str::<Vec<String>>(names).map(|v| v.len()).unwrap_or(0))
+}
+
+/// The written model on the validation photos.
+pub(super) struct Rescored {
+    pub metrics: Metrics,
+    /// Photos it scored.
+    pub images: usize,
+    pub open_set: Option<(OpenSetSummary, Calibration)>,
+}
+
+/// Validation metrics of the written model, and its open-set and calibration figures.
+pub(super) fn rescore(spec: &TrainSpec, run: &RunSettings, val: &[Sample], class_names: &[String]) -> Result<Rescored> {
     let mut classifier = Classifier::open(&spec.out, run.threads)?;
     let files: Vec<PathBuf> = val.iter().map(|s| s.path.clone()).collect();
     let bar = progress_bar(files.len() as u64, "val", run.quiet);
     let probs = classifier.classify(&files, &bar)?;
     bar.finish_and_clear();
-    let (mut truth, mut pred) = (Vec::new(), Vec::new());
+    let (mut truth, mut pred, mut scored) = (Vec::new(), Vec::new(), Vec::new());
     for (s, p) in val.iter().zip(probs) {
         if let Ok(p) = p {
             truth.push(s.label);
-            pred.push(argmax(&p));
+            pred.push(argmax(&p.probabilities));
+            scored.push((p, s.label));
         }
     }
-    Ok((metrics::compute(&truth, &pred, class_names), truth.len()))
+    let open = classifier.info.open_set.as_ref().map(|info| open_set::summarise(info, &scored));
+    Ok(Rescored { metrics: metrics::compute(&truth, &pred, class_names), images: truth.len(), open_set: open })
 }

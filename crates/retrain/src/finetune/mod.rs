@@ -188,8 +188,10 @@ pub fn finetune(spec: &TrainSpec, run: &RunSettings) -> Result<TrainReport> {
         progress.epoch
     );
     let curves = fit.curves().with_finetune(&progress.curve, progress.best_epoch);
-    let exported = export::export(model, &trainer, &best, training, curves, train, g, spec, run)?;
-    let (val_metrics, val_images) = export::rescore(spec, run, val, &fit.ds.class_names)?;
+    let head_steps = if fit.head.best_step > 0 { fit.head.best_step } else { spec.recipe.head.max_steps };
+    let exported = export::export(model, &trainer, &best, training, curves, train, g, head_steps, spec, run)?;
+    let export::Rescored { metrics: val_metrics, images: val_images, open_set: open } =
+        export::rescore(spec, run, val, &fit.ds.class_names)?;
 
     let best_stats = &progress.curve[progress.curve.iter().position(|c| c.epoch == progress.best_epoch).unwrap_or(0)];
     let mut report = fit.base_report(spec);
@@ -201,6 +203,11 @@ pub fn finetune(spec: &TrainSpec, run: &RunSettings) -> Result<TrainReport> {
     report.timings.finetune = finetune_seconds;
     report.timings.calibration = exported.calibration;
     report.timings.export = exported.seconds;
+    report.timings.open_set = exported.open_seconds;
+    if let Some((summary, calibration)) = open {
+        report.open_set = Some(summary);
+        report.calibration = Some(calibration);
+    }
     report.timings.total = fit.started.elapsed().as_secs_f64();
     report.finetune = Some(FinetuneSummary {
         strategy,

@@ -103,7 +103,7 @@ pub(super) fn val_activations(
 ) -> Result<Activations> {
     let bar = crate::progress_bar(val.len() as u64, "val trunk", quiet);
     let files: Vec<PathBuf> = val.iter().map(|s| s.path.clone()).collect();
-    let extracted = retrain_features::extract(sessions, cut, &files, g, limits, None, batch, &bar)?;
+    let extracted = retrain_features::extract(sessions, &[cut], &files, g, limits, None, batch, &bar)?;
     bar.finish_and_clear();
     let mut acts = Activations { rows: Vec::new(), labels: Vec::new() };
     for (s, r) in val.iter().zip(extracted.features) {

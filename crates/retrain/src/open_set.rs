@@ -1,0 +1,166 @@
+//! The open-set stage, last before the model is written: on the finished graph (head in
+//! place, int8 quantised when asked), a bank of the model's own training features, the
+//! threshold that rejects photos of none of the classes and the temperature that calibrates
+//! its probabilities, all from the training split alone (cross-validation), written into the
+//! graph by `retrain_openset`.
+
+use crate::model::Scored;
+use crate::Result;
+use retrain_head::{HeadConfig, Split};
+use retrain_openset::{Config, Fitted};
+use serde::Serialize;
+
+pub use retrain_openset::{Bin, OpenSet};
+
+/// What the report says of the open-set score on the validation photos.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct OpenSetSummary {
+    #[serde(flatten)]
+    pub info: OpenSet,
+    /// The share of validation photos accepted at the threshold.
+    pub val_acceptance: Option<f64>,
+    /// Accuracy on the accepted validation photos.
+    pub val_accuracy_accepted: Option<f64>,
+}
+
+/// Temperature scaling and what it did on the validation photos (`calibration` in the report).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Calibration {
+    pub temperature: f32,
+    /// Fitted on the out-of-fold logits of this many folds of the training split.
+    pub folds: usize,
+    /// Expected calibration error (15 bins) of the validation photos with temperature 1.
+    pub ece_before: Option<f64>,
+    pub ece_after: Option<f64>,
+}
+
+/// A fitted bank, threshold and temperature.
+pub struct OpenSetFit {
+    pub fitted: Fitted,
+    pub temperature: f32,
+}
+
+/// Fits on the training features `x` (rows of `dim`) with labels `y`. The temperature comes
+/// from out-of-fold logits: a linear head trained as `head` for `steps` steps on the other
+/// folds. `None`, with a warning, when there are too few photos to cross-validate.
+pub fn fit(
+    x: &[f32],
+    y: &[usize],
+    dim: usize,
+    classes: usize,
+    head: &HeadConfig,
+    steps: usize,
+    seed: u64,
+    quiet: bool,
+) -> Result<Option<OpenSetFit>> {
+    let cfg = Config { seed, ..Config::default() };
+    let fitted = match retrain_openset::fit(x, y, dim, &cfg) {
+        Ok(f) => f,
+        Err(e @ retrain_openset::OpenSetError::TooFew(_)) => {
+            crate::outputs::warn(quiet, &format!("{e}: the model has no ood_score"));
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let fold = retrain_openset::folds(y, cfg.folds, seed);
+    let k = fitted.info.folds;
+    let mut logits = vec![0f32; y.len() * classes];
+    let cfg_head = HeadConfig { max_steps: steps.max(1), ..head.clone() };
+    for f in 0..k {
+        let (held, rest): (Vec<usize>, Vec<usize>) = (0..y.len()).partition(|&i| fold[i] == f);
+        if held.is_empty() || rest.is_empty() {
+            continue;
+        }
+        let rows =
+            |idx: &[usize]| idx.iter().flat_map(|&i| x[i * dim..(i + 1) * dim].iter().copied()).collect::<Vec<_>>();
+        let labels: Vec<usize> = rest.iter().map(|&i| y[i]).collect();
+        let h = retrain_head::train(Split { features: &rows(&rest), labels: &labels }, None, dim, classes, &cfg_head)?;
+        for &i in &held {
+            let l = head_logits(&h.weight, &h.bias, &x[i * dim..(i + 1) * dim]);
+            logits[i * classes..(i + 1) * classes].copy_from_slice(&l);
+        }
+    }
+    let temperature = retrain_openset::fit_temperature(&logits, y, classes);
+    Ok(Some(OpenSetFit { fitted, temperature }))
+}
+
+/// `W·x + b` for one row (`W` row-major `[classes, dim]`).
+pub fn head_logits(weight: &[f32], bias: &[f32], x: &[f32]) -> Vec<f32> {
+    weight.chunks_exact(x.len()).zip(bias).map(|(w, b)| w.iter().zip(x).map(|(a, v)| a * v).sum::<f32>() + b).collect()
+}
+
+impl OpenSetFit {
+    /// Adds `ood_score`, the temperature and the metadata to the finished graph.
+    pub fn attach(&self, model: &mut retrain_onnx::ModelProto) -> Result<()> {
+        Ok(retrain_openset::add_to_model(model, &self.fitted, self.temperature)?)
+    }
+
+    pub fn info(&self) -> OpenSet {
+        OpenSet { temperature: self.temperature, ..self.fitted.info.clone() }
+    }
+
+    /// The scores of features `x` (rows of `dim`), as the graph computes them.
+    pub fn scores(&self, x: &[f32]) -> Vec<f32> {
+        let dim = self.fitted.dim;
+        retrain_openset::nearest(&self.fitted.bank, dim, &retrain_openset::unit_rows(x, dim))
+    }
+}
+
+/// The open-set and calibration figures of a model (`info`) on labelled photos it scored.
+pub fn summarise(info: &OpenSet, scored: &[(Scored, usize)]) -> (OpenSetSummary, Calibration) {
+    let labels: Vec<usize> = scored.iter().map(|(_, y)| *y).collect();
+    let after: Vec<Vec<f32>> = scored.iter().map(|(s, _)| s.probabilities.clone()).collect();
+    // softmax(T·ln p) undoes the temperature: p ∝ exp(logits / T).
+    let before: Vec<Vec<f32>> = after
+        .iter()
+        .map(|p| {
+            let l: Vec<f32> = p.iter().map(|&v| info.temperature * v.max(f32::MIN_POSITIVE).ln()).collect();
+            retrain_openset::softmax_t(&l, 1.0)
+        })
+        .collect();
+    let n = scored.len();
+    let accepted: Vec<&(Scored, usize)> =
+        scored.iter().filter(|(s, _)| s.ood_score.is_some_and(|o| OpenSet::accepts(o, info.threshold))).collect();
+    let right = accepted.iter().filter(|(s, y)| crate::metrics::argmax(&s.probabilities) == *y).count();
+    let some = |v: f64| (n > 0).then_some(v);
+    (
+        OpenSetSummary {
+            info: info.clone(),
+            val_acceptance: some(accepted.len() as f64 / n.max(1) as f64),
+            val_accuracy_accepted: (!accepted.is_empty()).then(|| right as f64 / accepted.len() as f64),
+        },
+        Calibration {
+            temperature: info.temperature,
+            folds: info.folds,
+            ece_before: some(retrain_openset::ece(&before, &labels)),
+            ece_after: some(retrain_openset::ece(&after, &labels)),
+        },
+    )
+}
+
+/// The training photos' features through `model` itself (fine-tuned, int8): what its
+/// `ood_score` will compare. Photos that do not decode are left out.
+pub fn model_features(
+    model: &retrain_onnx::ModelProto,
+    train: &[crate::dataset::Sample],
+    g: retrain_pixels::Geometry,
+    limits: retrain_pixels::Limits,
+    run: &crate::spec::RunSettings,
+) -> Result<(Vec<f32>, Vec<usize>)> {
+    let bytes = retrain_onnx::encode(model);
+    let mut sessions = retrain_features::Sessions::new(run.threads, move |n| {
+        retrain_features::Session::new(&bytes, "the fine-tuned model", n)
+    });
+    let files: Vec<std::path::PathBuf> = train.iter().map(|s| s.path.clone()).collect();
+    let bar = crate::progress_bar(files.len() as u64, "open set", run.quiet);
+    let rows = retrain_features::extract(&mut sessions, &["features"], &files, g, limits, None, 32, &bar)?.features;
+    bar.finish_and_clear();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for (s, r) in train.iter().zip(rows) {
+        if let Ok(r) = r {
+            x.extend(r);
+            y.push(s.label);
+        }
+    }
+    Ok((x, y))
+}
