@@ -37,6 +37,7 @@ const { chromium } = require(path.join(__dirname, "../../.browser/node_modules/p
     imageLoaded: c.querySelector("img").complete && c.querySelector("img").naturalWidth > 0,
     heatmap: c.querySelector("img").classList.contains("heat") ? c.querySelector("img").naturalWidth : null,
     seen: c.querySelector(".seen") && c.querySelector(".seen").textContent,
+    unknown: c.querySelector(".unknown") && c.querySelector(".unknown").textContent,
   })));
   await page.screenshot({ path: shot, fullPage: true });
   await browser.close();

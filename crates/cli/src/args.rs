@@ -417,6 +417,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     #[command(flatten)]
+    pub reject: RejectArgs,
+    #[command(flatten)]
     pub batching: BatchingArgs,
     /// Largest request body in MB (larger: 413).
     #[arg(long, default_value_t = 20, value_parser = count(1, 4096))]

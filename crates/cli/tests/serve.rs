@@ -83,7 +83,7 @@ fn answers_equal_predict_and_onnx_runtime_and_bad_requests_get_reasons() {
         serde_json::json!({"name": "image", "datatype": "UINT8", "shape": [-1, 224, 224, 3]})
     );
     let outputs: Vec<&str> = meta["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
-    assert_eq!(outputs, ["probabilities", "logits", "features"]);
+    assert_eq!(outputs, ["probabilities", "ood_score", "logits", "features"]);
     let (bytes, info) = retrain::model::read(&m).unwrap();
     let mut pixels = Vec::new();
     for p in &photos[..2] {
@@ -271,7 +271,10 @@ fn the_page_classifies_picked_photos_in_chromium() {
     let Some(chromium) = playwright() else { return };
     let t = tempfile::tempdir().unwrap();
     let m = model(t.path());
-    let photos = hymenoptera_val(2);
+    let mut photos = hymenoptera_val(2);
+    // A daisy: none of the classes.
+    let daisy = std::fs::read_dir(shared("data/flowers/daisy")).unwrap().next().unwrap().unwrap().path();
+    photos.push(daisy);
     let not_a_photo = t.path().join("notes.txt");
     std::fs::write(&not_a_photo, "not a photo").unwrap();
     let out = succeeds(retrain(t.path()).arg("predict").arg(&m).args(&photos).args(["--top", "1", "--format", "json"]));
@@ -308,7 +311,11 @@ fn the_page_classifies_picked_photos_in_chromium() {
         assert_eq!(card["shown"], shown.as_str(), "{name}");
         assert_eq!(card["imageLoaded"], true, "{name}");
         assert_eq!(card["heatmap"], 224, "{name}: the heatmap over the 224×224 crop");
+        // Rejected as predict rejects it, saying which classes it is not.
+        let unknown = if want["known"] == false { Value::from("Not one of: ants, bees") } else { Value::Null };
+        assert_eq!(card["unknown"], unknown, "{name}");
     }
+    assert!(cards.iter().any(|c| c["unknown"] == "Not one of: ants, bees"), "the daisy: {seen}");
     let bad = cards.iter().find(|c| c["name"] == "notes.txt").unwrap();
     assert_eq!(bad["error"], "notes.txt: not an image (unrecognised format)");
     // The only problem the browser saw is that refused file's 400.

@@ -108,6 +108,20 @@ impl std::str::FromStr for Reject {
     }
 }
 
+/// The `ood_score` threshold `reject` means for the model at `path`: `None` when nothing is
+/// rejected. A threshold given for a model without an `ood_score` is an error.
+pub fn threshold(info: &ModelInfo, path: &Path, reject: Reject) -> Result<Option<f32>> {
+    match (reject, &info.open_set) {
+        (Reject::Off, _) | (Reject::Auto, None) => Ok(None),
+        (Reject::Auto, Some(o)) => Ok(Some(o.threshold)),
+        (Reject::Threshold(t), Some(_)) => Ok(Some(t)),
+        (Reject::Threshold(_), None) => Err(Error::NotAModel {
+            path: path.to_path_buf(),
+            reason: "it has no `ood_score` output to reject by (made by an older retrain: train it again, or use --reject off)".into(),
+        }),
+    }
+}
+
 /// One photo's answer: class probabilities and, from a model that has it, its `ood_score`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scored {
@@ -229,19 +243,9 @@ impl Classifier {
         })
     }
 
-    /// The `ood_score` threshold `reject` means for this model: `None` when nothing is
-    /// rejected. A threshold given for a model without an `ood_score` is an error.
+    /// The `ood_score` threshold `reject` means for this model (see [`threshold`]).
     pub fn threshold(&self, reject: Reject) -> Result<Option<f32>> {
-        match (reject, self.ood) {
-            (Reject::Off, _) => Ok(None),
-            (Reject::Auto, true) => Ok(self.info.open_set.as_ref().map(|o| o.threshold)),
-            (Reject::Auto, false) => Ok(None),
-            (Reject::Threshold(t), true) => Ok(Some(t)),
-            (Reject::Threshold(_), false) => Err(Error::NotAModel {
-                path: self.path.clone(),
-                reason: "it has no `ood_score` output to reject by (made by an older retrain: train it again, or use --reject off)".into(),
-            }),
-        }
+        threshold(&self.info, &self.path, reject)
     }
 
     /// Class probabilities (and `ood_score`) for each file, in order; a file that cannot be

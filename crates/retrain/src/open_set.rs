@@ -10,7 +10,7 @@ use retrain_head::{HeadConfig, Split};
 use retrain_openset::{Config, Fitted};
 use serde::Serialize;
 
-pub use retrain_openset::{Bin, OpenSet};
+pub use retrain_openset::{Bin, OpenSet, OUTPUT};
 
 /// What the report says of the open-set score on the validation photos.
 #[derive(Clone, Debug, Serialize, PartialEq)]

@@ -39,8 +39,11 @@ pub async fn metadata(State(app): State<Shared>, Path(name): Path<String>) -> Re
         Err(e) => return e.into_response(),
     };
     let c = m.crop();
-    let outputs: Vec<Value> =
-        m.outputs.iter().map(|(o, w)| json!({ "name": o, "datatype": "FP32", "shape": [-1, w] })).collect();
+    let outputs: Vec<Value> = m
+        .outputs
+        .iter()
+        .map(|(o, w)| json!({ "name": o, "datatype": "FP32", "shape": shape(o, -1, *w as i64) }))
+        .collect();
     Json(json!({
         "name": m.name,
         "versions": ["1"],
@@ -49,6 +52,16 @@ pub async fn metadata(State(app): State<Shared>, Path(name): Path<String>) -> Re
         "outputs": outputs,
     }))
     .into_response()
+}
+
+/// An output's shape for `n` images of `width` values: `ood_score` has one value per image
+/// and no second dimension, as in the graph.
+fn shape(output: &str, n: i64, width: i64) -> Value {
+    if output == retrain::open_set::OUTPUT {
+        json!([n])
+    } else {
+        json!([n, width])
+    }
 }
 
 #[derive(Deserialize)]
@@ -129,7 +142,7 @@ pub async fn infer(
             .iter()
             .map(|(o, binary)| {
                 let data: Vec<f32> = rows.iter().flat_map(|r| r[o].iter().copied()).collect();
-                let shape = json!([n, data.len() / n]);
+                let shape = shape(o, n as i64, (data.len() / n) as i64);
                 if *binary {
                     let before = tail.len();
                     tail.extend(data.iter().flat_map(|v| v.to_le_bytes()));

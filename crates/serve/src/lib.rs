@@ -82,6 +82,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// The one origin whose pages may call the API from a browser; none by default.
     pub cors: Option<String>,
+    /// Photos of none of the classes: answered `"known": false` (`--reject`).
+    pub reject: retrain::model::Reject,
 }
 
 /// How long, and how much, of a refused request's body is read and thrown away before the
@@ -97,6 +99,8 @@ pub struct Model {
     pub info: ModelInfo,
     /// The model's outputs and their widths per image, in the graph's order.
     pub outputs: Vec<(String, usize)>,
+    /// The `ood_score` above which a photo is none of the classes (`None`: never).
+    pub threshold: Option<f32>,
     batcher: Batcher,
     /// Opened on the first `/explain` request (its own ONNX Runtime session, unbatched).
     explainer: std::sync::Mutex<Option<retrain_explain::Explainer>>,
@@ -232,6 +236,7 @@ pub fn serve(paths: &[PathBuf], cfg: Config, listening: impl FnOnce(SocketAddr))
             return Err(ServeError::SameName { name, a: other.path.clone(), b: path.clone() });
         }
         let crop = info.preprocess.crop as usize;
+        let threshold = retrain::model::threshold(&info, path, cfg.reject)?;
         let batcher = Batcher::start(bytes, name.clone(), crop, cfg.batching, metrics.clone())
             .map_err(|source| ServeError::Session { path: path.clone(), source })?;
         models.push(Model {
@@ -239,6 +244,7 @@ pub fn serve(paths: &[PathBuf], cfg: Config, listening: impl FnOnce(SocketAddr))
             path: path.clone(),
             info,
             outputs: Vec::new(),
+            threshold,
             batcher,
             explainer: std::sync::Mutex::new(None),
         });
@@ -253,8 +259,9 @@ pub fn serve(paths: &[PathBuf], cfg: Config, listening: impl FnOnce(SocketAddr))
                 source: retrain_features::FeatureError::Ort { what: m.name.clone(), reason: format!("{e:?}") },
             })?;
             let mut outputs: Vec<(String, usize)> = rows[0].iter().map(|(k, v)| (k.clone(), v.len())).collect();
-            outputs
-                .sort_by_key(|(k, _)| ["probabilities", "logits", "features"].iter().position(|o| o == k).unwrap_or(9));
+            outputs.sort_by_key(|(k, _)| {
+                ["probabilities", "ood_score", "logits", "features"].iter().position(|o| o == k).unwrap_or(9)
+            });
             m.outputs = outputs;
         }
         let app = Arc::new(App {

@@ -83,8 +83,14 @@ pub fn export(model: &Path, dir: &Path, opts: &TritonOptions) -> Result<Exported
     );
     c += "output [\n";
     for (i, (o, dims)) in outputs.iter().enumerate() {
-        let dims: Vec<String> = dims.iter().map(i64::to_string).collect();
-        let label = if o == "probabilities" { "\n    label_filename: \"labels.txt\"" } else { "" };
+        // Triton batches along a first dimension it adds; an output of one value per image
+        // ([batch] in the graph, as `ood_score`) is declared [1] and reshaped to [].
+        let (dims, reshape): (Vec<String>, &str) = if dims.is_empty() {
+            (vec!["1".into()], "\n    reshape: { shape: [ ] }")
+        } else {
+            (dims.iter().map(i64::to_string).collect(), "")
+        };
+        let label = if o == "probabilities" { "\n    label_filename: \"labels.txt\"" } else { reshape };
         let sep = if i + 1 < outputs.len() { "," } else { "" };
         let _ = writeln!(
             c,

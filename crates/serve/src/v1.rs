@@ -27,6 +27,7 @@ pub async fn models(State(app): State<Shared>) -> Json<serde_json::Value> {
                 "name": m.name,
                 "backbone": m.info.backbone,
                 "classes": m.info.class_names,
+                "reject": m.threshold,
                 "input": { "size": [m.crop(), m.crop()], "resize": m.info.preprocess.resize },
             })
         })
@@ -44,6 +45,10 @@ struct FileResult {
     filename: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     predictions: Option<Vec<retrain::predict::Ranked>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    known: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ood_score: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -173,7 +178,15 @@ async fn answer(app: &App, name: &str, top: Option<usize>, req: Request) -> Resu
     let body = axum::body::Bytes::from_request(req, &()).await.map_err(ApiError::rejected)?;
     let pixels = app.prepare(model, body, "request body".into()).await?;
     let rows = app.run(model, pixels, 1).await?;
-    Ok(json!({ "model": model.name, "predictions": ranked(model, &rows[0], k) }))
+    let mut answer = json!({ "model": model.name, "predictions": ranked(model, &rows[0], k) });
+    let (known, ood_score) = known(model, &rows[0]);
+    if let Some(o) = ood_score {
+        answer["ood_score"] = json!(o);
+    }
+    if let Some(k) = known {
+        answer["known"] = json!(k);
+    }
+    Ok(answer)
 }
 
 /// The next file of a form and its name, when `seen` files were read before it; more than
@@ -230,9 +243,15 @@ async fn files(app: &App, model: &Model, mut form: Multipart, k: usize) -> Resul
         match app.prepare(model, bytes, filename.clone()).await {
             Ok(px) => {
                 pending.push((slot, px));
-                results.push(FileResult { filename, predictions: None, error: None });
+                results.push(FileResult { filename, predictions: None, known: None, ood_score: None, error: None });
             }
-            Err(e) => results.push(FileResult { filename, predictions: None, error: Some(e.message) }),
+            Err(e) => results.push(FileResult {
+                filename,
+                predictions: None,
+                known: None,
+                ood_score: None,
+                error: Some(e.message),
+            }),
         }
         if pending.len() == app.max_batch {
             run_pending(app, model, &mut pending, &mut results, k).await?;
@@ -258,9 +277,17 @@ async fn run_pending(
     let pixels: Vec<u8> = pending.iter().flat_map(|(_, p)| p.iter().copied()).collect();
     let rows = app.run(model, pixels, pending.len()).await?;
     for ((slot, _), row) in pending.drain(..).zip(rows) {
-        results[slot].predictions = Some(ranked(model, &row, k));
+        let (known, ood_score) = known(model, &row);
+        let r = &mut results[slot];
+        (r.predictions, r.known, r.ood_score) = (Some(ranked(model, &row, k)), known, ood_score);
     }
     Ok(())
+}
+
+/// Whether the photo is one of the classes (when the model rejects), and its `ood_score`.
+fn known(model: &Model, row: &crate::batcher::Row) -> (Option<bool>, Option<f32>) {
+    let score = row.get(retrain::open_set::OUTPUT).and_then(|v| v.first().copied());
+    (model.threshold.zip(score).map(|(t, o)| retrain::open_set::OpenSet::accepts(o, t)), score)
 }
 
 fn ranked(model: &Model, row: &crate::batcher::Row, k: usize) -> Vec<retrain::predict::Ranked> {

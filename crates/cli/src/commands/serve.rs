@@ -32,6 +32,7 @@ pub fn run(a: ServeArgs, g: Global) -> Result<()> {
         token,
         tls,
         cors: a.cors,
+        reject: a.reject.reject,
     };
     retrain_serve::serve(&a.models, config, |addr| {
         if addr.ip().is_unspecified() && open {
