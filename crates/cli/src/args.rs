@@ -350,6 +350,8 @@ pub struct ExplainArgs {
     #[arg(long, conflicts_with_all = ["class", "occlusion"])]
     pub layers: bool,
     #[command(flatten)]
+    pub reject: RejectArgs,
+    #[command(flatten)]
     pub pixels: PixelArgs,
 }
 

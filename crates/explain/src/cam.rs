@@ -53,6 +53,20 @@ pub struct Explanation {
     /// the head's input, from scores-only runs (`heatmaps` false) of models whose head is a Gemm.
     #[serde(skip)]
     pub features: Option<Vec<f32>>,
+    /// Higher = less like the training photos; from models that have it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ood_score: Option<f32>,
+    /// Whether the photo is one of the classes, once the caller has a threshold
+    /// ([`Explanation::judge`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known: Option<bool>,
+}
+
+impl Explanation {
+    /// Sets `known` from `threshold` (none: nothing rejected).
+    pub fn judge(&mut self, threshold: Option<f32>) {
+        self.known = threshold.zip(self.ood_score).map(|(t, o)| retrain::open_set::OpenSet::accepts(o, t));
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize)]
@@ -79,8 +93,8 @@ const OCCLUSION_GRID: usize = 7;
 
 /// A tensor as ONNX Runtime returns it: shape and row-major values.
 type Tensor = (Vec<usize>, Vec<f32>);
-/// One photo's explained class, logits, heatmap rows and pooled features (CAM only).
-type Located = (usize, Vec<f32>, Vec<Vec<f32>>, Option<Vec<f32>>);
+/// One photo's explained class, logits, heatmap rows, pooled features (CAM only) and `ood_score`.
+type Located = (usize, Vec<f32>, Vec<Vec<f32>>, Option<Vec<f32>>, Option<f32>);
 const BATCH: usize = 16;
 
 impl Explainer {
@@ -119,21 +133,30 @@ impl Explainer {
         self.info.preprocess.crop as usize
     }
 
-    /// Logits of raw crops (crop×crop RGB each), and the named extra output when asked.
-    fn run(&mut self, crops: &[&[u8]], extra: Option<&str>) -> Result<(Vec<Vec<f32>>, Option<Tensor>)> {
+    /// Logits of raw crops (crop×crop RGB each), the named extra output when asked, and each
+    /// crop's `ood_score` where the model has one.
+    #[allow(clippy::type_complexity)]
+    fn run(
+        &mut self,
+        crops: &[&[u8]],
+        extra: Option<&str>,
+    ) -> Result<(Vec<Vec<f32>>, Option<Tensor>, Vec<Option<f32>>)> {
         let size = self.crop();
         let pixels: Vec<u8> = crops.iter().flat_map(|c| c.iter().copied()).collect();
         let out = self.session.run(pixels, crops.len(), size)?;
         let mut logits = Vec::new();
         let mut map = None;
+        let mut ood = vec![None; crops.len()];
         for (name, shape, data) in out {
-            if name == "logits" {
+            if name == retrain::open_set::OUTPUT && data.len() == crops.len() {
+                ood = data.into_iter().map(Some).collect();
+            } else if name == "logits" {
                 logits = data.chunks(shape[1]).map(<[f32]>::to_vec).collect();
             } else if Some(name.as_str()) == extra {
                 map = Some((shape, data));
             }
         }
-        Ok((logits, map))
+        Ok((logits, map, ood))
     }
 
     /// The margin of `class` (its logit less the mean logit) on each crop.
@@ -183,14 +206,14 @@ impl Explainer {
             Method::Cam { .. } if !ok.is_empty() => self.cam(ok, class)?,
             Method::Occlusion { features, .. } if !ok.is_empty() && !self.heatmaps => {
                 let features = features.clone();
-                let (logits, f) = self.run(ok, features.as_deref())?;
+                let (logits, f, ood) = self.run(ok, features.as_deref())?;
                 let dim = f.as_ref().map_or(0, |(_, d)| d.len() / ok.len().max(1));
                 logits
                     .into_iter()
                     .enumerate()
                     .map(|(i, l)| {
                         let row = f.as_ref().map(|(_, d)| d[i * dim..(i + 1) * dim].to_vec());
-                        (class.unwrap_or_else(|| argmax(&l)), l, Vec::new(), row)
+                        (class.unwrap_or_else(|| argmax(&l)), l, Vec::new(), row, ood[i])
                     })
                     .collect()
             }
@@ -203,8 +226,10 @@ impl Explainer {
     }
 
     fn explanation(&self, path: PathBuf, pixels: Vec<u8>, located: Located) -> Explanation {
-        let (class_index, logits, heatmap, features) = located;
-        let probabilities = retrain_head::softmax(&logits);
+        let (class_index, logits, heatmap, features, ood_score) = located;
+        // As the model's `probabilities`: its temperature applied.
+        let t = self.info.open_set.as_ref().map_or(1.0, |o| o.temperature);
+        let probabilities = retrain_head::softmax(&logits.iter().map(|l| l / t).collect::<Vec<_>>());
         let size = self.crop();
         Explanation {
             path,
@@ -217,13 +242,15 @@ impl Explainer {
             class_index,
             probabilities,
             features,
+            ood_score,
+            known: None,
         }
     }
 
     /// One forward pass for the batch; each map is Σ_k (W_ck − mean_j W_jk) A_k(y, x).
     fn cam(&mut self, crops: &[&[u8]], class: Option<usize>) -> Result<Vec<Located>> {
         let Method::Cam { map, weight, dim } = self.method.clone() else { unreachable!("called for CAM") };
-        let (logits, a) = self.run(crops, Some(&map))?;
+        let (logits, a, ood) = self.run(crops, Some(&map))?;
         let (shape, a) = a.ok_or_else(|| retrain::Error::NotAModel {
             path: self.path.clone(),
             reason: format!("`{map}` did not come out of the model"),
@@ -246,7 +273,7 @@ impl Explainer {
                     }
                 }
                 let pooled = (0..dim).map(|k| img[k * h * w..(k + 1) * h * w].iter().sum::<f32>() / (h * w) as f32);
-                (c, l, normalise(&cam, h, w), Some(pooled.collect()))
+                (c, l, normalise(&cam, h, w), Some(pooled.collect()), ood[i])
             })
             .collect())
     }
@@ -254,7 +281,7 @@ impl Explainer {
     /// The margin lost when each grid cell is painted grey.
     fn occlusion(&mut self, crop: &[u8], class: Option<usize>, grid: usize) -> Result<Located> {
         let size = self.crop();
-        let (logits, _) = self.run(&[crop], None)?;
+        let (logits, _, ood) = self.run(&[crop], None)?;
         let l = logits.into_iter().next().unwrap_or_default();
         let c = class.unwrap_or_else(|| argmax(&l));
         let base = margin(&l, c);
@@ -272,7 +299,7 @@ impl Explainer {
             .collect();
         let refs: Vec<&[u8]> = covered.iter().map(Vec::as_slice).collect();
         let lost: Vec<f32> = self.margins(&refs, c)?.into_iter().map(|m| base - m).collect();
-        Ok((c, l, normalise(&lost, grid, grid), None))
+        Ok((c, l, normalise(&lost, grid, grid), None, ood.first().copied().flatten()))
     }
 }
 

@@ -40,6 +40,16 @@ pub struct Point {
     pub thumbnail: Option<String>,
 }
 
+/// What the page draws of the open-set score and the calibration.
+pub struct OpenSetFigures {
+    pub threshold: f32,
+    /// Reliability bins without and with the model's temperature.
+    pub before: Vec<retrain::open_set::Bin>,
+    pub after: Vec<retrain::open_set::Bin>,
+    /// Each photo's `ood_score` and whether its top class was right.
+    pub scores: Vec<(f32, bool)>,
+}
+
 pub struct Page<'a> {
     pub summary: &'a Summary,
     pub about: About,
@@ -48,6 +58,7 @@ pub struct Page<'a> {
     pub losses: &'a [(Loss, Option<Explanation>)],
     pub examples: &'a [(String, PathBuf, Layers)],
     pub points: &'a [Point],
+    pub open_set: Option<&'a OpenSetFigures>,
 }
 
 const STYLE: &str = r#"
@@ -107,12 +118,14 @@ impl Page<'_> {
             s.images
         );
         h += "<nav><a href=\"#classes\">Per class</a><a href=\"#confusion\">Confusions</a><a href=\"#losses\">Top losses</a>\
-              <a href=\"#curves\">Training</a><a href=\"#layers\">Layers</a><a href=\"#map\">Feature map</a></nav>";
+              <a href=\"#curves\">Training</a><a href=\"#calibration\">Calibration</a><a href=\"#open-set\">Unknown photos</a>\
+              <a href=\"#layers\">Layers</a><a href=\"#map\">Feature map</a></nav>";
         self.cards(&mut h);
         self.per_class(&mut h);
         self.confusion(&mut h);
         self.top_losses(&mut h);
         self.curves(&mut h);
+        self.open_set(&mut h);
         self.layers(&mut h);
         self.map(&mut h);
         if !s.skipped.is_empty() {
@@ -256,6 +269,67 @@ impl Page<'_> {
             );
         }
         *h += "</div></section>";
+    }
+
+    fn open_set(&self, h: &mut String) {
+        let (Some(f), Some(os), Some(cal)) = (self.open_set, &self.summary.open_set, &self.summary.calibration) else {
+            *h += "<section id=\"calibration\"><h2>Calibration and unknown photos</h2><p class=\"note\">This model file has no \
+                   open-set score or temperature (it was written by an older retrain): train it again to get them.</p></section>";
+            return;
+        };
+        let pct = |v: Option<f64>| v.map_or("–".into(), |v| format!("{:.1}%", 100.0 * v));
+        let bins = |b: &[retrain::open_set::Bin]| -> Vec<(f64, f64)> {
+            b.iter().filter(|b| b.count >= 5).map(|b| (b.confidence, b.accuracy)).collect()
+        };
+        let _ = write!(
+            h,
+            "<section id=\"calibration\"><h2>Calibration</h2><p class=\"note\">Of the photos the model gives a top probability \
+             near p, a share p should be right: points on the diagonal (tenths of the probability with 5 photos or more). The model divides its logits by a temperature of {:.3}, \
+             fitted on its training photos out of fold; the expected calibration error on these photos is {} with it, {} without.</p>{}</section>",
+            cal.temperature,
+            pct(cal.ece_after),
+            pct(cal.ece_before),
+            svg::line_chart(
+                "top probability",
+                "share right",
+                &[
+                    Series { name: "perfect".into(), colour: "#999999", dashed: true, points: vec![(0.0, 0.0), (1.0, 1.0)] },
+                    Series { name: "without temperature".into(), colour: colour(1), dashed: false, points: bins(&f.before) },
+                    Series { name: "the model".into(), colour: colour(0), dashed: false, points: bins(&f.after) },
+                ],
+                None,
+            )
+        );
+        // The scores' distribution: counts per bin, right and wrong photos apart.
+        let finite: Vec<f32> = f.scores.iter().map(|s| s.0).filter(|s| s.is_finite()).collect();
+        let hi = finite.iter().copied().fold(f.threshold, f32::max).max(1e-3) as f64 * 1.05;
+        let n = 24;
+        let hist = |right: bool| -> Vec<(f64, f64)> {
+            let mut c = vec![0usize; n];
+            for &(s, _) in f.scores.iter().filter(|x| x.1 == right && x.0.is_finite()) {
+                c[((s as f64 / hi * n as f64) as usize).min(n - 1)] += 1;
+            }
+            c.iter().enumerate().map(|(i, &k)| ((i as f64 + 0.5) * hi / n as f64, k as f64)).collect()
+        };
+        let _ = write!(
+            h,
+            "<section id=\"open-set\"><h2>Photos of none of the classes</h2><p class=\"note\">Each photo's <code>ood_score</code>: \
+             one minus its likeness to the nearest training photo the model stores. Above the threshold ({:.3}, chosen to accept 95% \
+             of the training photos out of fold) the model answers \"unknown\" (<code>--reject auto</code>). Here it accepts {} of the \
+             photos; its accuracy on those is {}. Photos it gets wrong tend to score higher.</p>{}</section>",
+            f.threshold,
+            pct(os.val_acceptance),
+            pct(os.val_accuracy_accepted),
+            svg::line_chart(
+                "ood_score",
+                "photos",
+                &[
+                    Series { name: "right".into(), colour: colour(0), dashed: false, points: hist(true) },
+                    Series { name: "wrong".into(), colour: colour(2), dashed: false, points: hist(false) },
+                ],
+                Some((f.threshold as f64, "threshold")),
+            )
+        );
     }
 
     fn curves(&self, h: &mut String) {

@@ -98,6 +98,12 @@ pub struct Summary {
     pub method: &'static str,
     /// Share of the features' variance the map's two axes show (`None` without features).
     pub feature_map_variance: Option<[f64; 2]>,
+    /// The open-set score on these photos: the share accepted, the accuracy on them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_set: Option<retrain::open_set::OpenSetSummary>,
+    /// The calibration error before and after the model's temperature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<retrain::open_set::Calibration>,
     pub skipped: Vec<Skipped>,
     pub seconds: f64,
 }
@@ -109,6 +115,7 @@ struct Row {
     predicted: usize,
     probabilities: Vec<f32>,
     features: Option<Vec<f32>>,
+    ood_score: Option<f32>,
     thumbnail: Option<String>,
 }
 
@@ -170,6 +177,7 @@ pub fn build(
                     predicted: e.class_index,
                     probabilities: e.probabilities,
                     features: e.features,
+                    ood_score: e.ood_score,
                 }),
                 Err(err) => skipped.push(Skipped { path: chunk[i].clone(), reason: err.reason() }),
             }
@@ -242,6 +250,26 @@ pub fn build(
         })
         .collect();
 
+    let open = explainer.info.open_set.as_ref().map(|info| {
+        let scored: Vec<(retrain::model::Scored, usize)> = rows
+            .iter()
+            .map(|r| {
+                (retrain::model::Scored { probabilities: r.probabilities.clone(), ood_score: r.ood_score }, r.truth)
+            })
+            .collect();
+        let (summary, calibration) = retrain::open_set::summarise(info, &scored);
+        let probs: Vec<Vec<f32>> = rows.iter().map(|r| r.probabilities.clone()).collect();
+        let before: Vec<Vec<f32>> =
+            probs.iter().map(|p| retrain::open_set::uncalibrated(p, info.temperature)).collect();
+        let scores = rows.iter().map(|r| (r.ood_score.unwrap_or(f32::NAN), r.truth == r.predicted)).collect();
+        let figures = html::OpenSetFigures {
+            threshold: info.threshold,
+            before: retrain::open_set::reliability(&before, &truth, 10),
+            after: retrain::open_set::reliability(&probs, &truth, 10),
+            scores,
+        };
+        (summary, calibration, figures)
+    });
     let summary = Summary {
         model: model.to_path_buf(),
         backbone: explainer.info.backbone.clone(),
@@ -259,6 +287,8 @@ pub fn build(
         top_losses: losses.iter().map(|(l, _)| l.clone()).collect(),
         method: explainer.method.name(),
         feature_map_variance: (!points.is_empty()).then_some(variance),
+        open_set: open.as_ref().map(|o| o.0.clone()),
+        calibration: open.as_ref().map(|o| o.1.clone()),
         skipped,
         seconds: started.elapsed().as_secs_f64(),
     };
@@ -270,6 +300,7 @@ pub fn build(
         losses: &losses,
         examples: &examples,
         points: &points,
+        open_set: open.as_ref().map(|o| &o.2),
     };
     let text = page.render();
     Ok((text, Summary { seconds: started.elapsed().as_secs_f64(), ..summary }))

@@ -111,7 +111,7 @@ pub fn line_chart(x_label: &str, y_label: &str, series: &[Series], mark: Option<
             s,
             r##"<line x1="{x:.1}" x2="{x:.1}" y1="{top}" y2="{}" stroke="#555" stroke-dasharray="3 3"/><text x="{:.1}" y="{}" class="tick">{}</text>"##,
             top + ph,
-            x + 4.0,
+            sx(x) + 4.0,
             top + 12.0,
             escape(text),
             x = sx(x)

@@ -10,7 +10,7 @@ use retrain_head::{HeadConfig, Split};
 use retrain_openset::{Config, Fitted};
 use serde::Serialize;
 
-pub use retrain_openset::{Bin, OpenSet, OUTPUT};
+pub use retrain_openset::{reliability, Bin, OpenSet, OUTPUT};
 
 /// What the report says of the open-set score on the validation photos.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -106,18 +106,18 @@ impl OpenSetFit {
     }
 }
 
+/// The probabilities `p` of a model with temperature `t` would have had without it:
+/// softmax(t·ln p), since p ∝ exp(logits / t).
+pub fn uncalibrated(p: &[f32], t: f32) -> Vec<f32> {
+    let l: Vec<f32> = p.iter().map(|&v| t * v.max(f32::MIN_POSITIVE).ln()).collect();
+    retrain_openset::softmax_t(&l, 1.0)
+}
+
 /// The open-set and calibration figures of a model (`info`) on labelled photos it scored.
 pub fn summarise(info: &OpenSet, scored: &[(Scored, usize)]) -> (OpenSetSummary, Calibration) {
     let labels: Vec<usize> = scored.iter().map(|(_, y)| *y).collect();
     let after: Vec<Vec<f32>> = scored.iter().map(|(s, _)| s.probabilities.clone()).collect();
-    // softmax(T·ln p) undoes the temperature: p ∝ exp(logits / T).
-    let before: Vec<Vec<f32>> = after
-        .iter()
-        .map(|p| {
-            let l: Vec<f32> = p.iter().map(|&v| info.temperature * v.max(f32::MIN_POSITIVE).ln()).collect();
-            retrain_openset::softmax_t(&l, 1.0)
-        })
-        .collect();
+    let before: Vec<Vec<f32>> = after.iter().map(|p| uncalibrated(p, info.temperature)).collect();
     let n = scored.len();
     let accepted: Vec<&(Scored, usize)> =
         scored.iter().filter(|(s, _)| s.ood_score.is_some_and(|o| OpenSet::accepts(o, info.threshold))).collect();

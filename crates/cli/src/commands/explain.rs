@@ -60,6 +60,7 @@ fn explain(a: &ExplainArgs, g: Global) -> Result<()> {
     let mut ex = retrain_explain::Explainer::open(&inputs[0], g.threads, a.occlusion)?;
     ex.limits = a.pixels.limits();
     let class = a.class.as_deref().map(|c| ex.class_index(c)).transpose()?;
+    let threshold = retrain::model::threshold(&ex.info, &inputs[0], a.reject.reject)?;
     let (files, mut fails) = retrain::predict::expand_inputs(&inputs[1..]);
     let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
     let bar = retrain::progress_bar(0, "explain", g.quiet);
@@ -70,7 +71,8 @@ fn explain(a: &ExplainArgs, g: Global) -> Result<()> {
     let mut taken = std::collections::HashSet::new();
     for ((path, explicit), r) in files.into_iter().zip(results) {
         match r {
-            Ok(e) => {
+            Ok(mut e) => {
+                e.judge(threshold);
                 // Photos of the same name from different folders get -2, -3 …
                 let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
                 let mut name = format!("{stem}.png");
@@ -100,8 +102,11 @@ fn explain(a: &ExplainArgs, g: Global) -> Result<()> {
         }
         _ => {
             for (e, png) in &done {
-                let top =
+                let mut top =
                     e.top.first().map(|r| format!("{} {:.4}", shown_str(&r.class), r.probability)).unwrap_or_default();
+                if e.known == Some(false) {
+                    top = format!("unknown (nearest: {top})");
+                }
                 println!("{}\t{}\texplained `{}`\t{}", shown(&e.path), top, shown_str(&e.class), shown(png));
             }
             if !g.quiet && !done.is_empty() {
