@@ -506,6 +506,8 @@ mod tests {
             top_losses: Vec::new(),
             method: "grad-cam",
             feature_map_variance: Some([0.2, 0.1]),
+            open_set: None,
+            calibration: None,
             skipped: Vec::new(),
             seconds: 1.0,
         };
@@ -527,6 +529,7 @@ mod tests {
             losses: &[],
             examples: &[],
             points: &points,
+            open_set: None,
         };
         let html = page.render();
         assert!(html.len() < 10_000_000, "{} bytes", html.len());
