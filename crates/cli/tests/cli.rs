@@ -98,7 +98,7 @@ fn hymenoptera_train_eval_predict_and_python_agree() {
     let mut c = retrain(tmp.path());
     c.args(["predict", "--format", "csv", "--quiet"]).arg(&model).arg(shared("data/hymenoptera/val/bees"));
     let csv = ok(&mut c);
-    assert!(csv.starts_with("path,rank,class,probability\n"));
+    assert!(csv.starts_with("path,rank,class,probability,known,ood_score\n"), "{csv}");
     let bees = csv.lines().skip(1).filter(|l| l.contains(",1,bees,")).count();
     assert!(bees >= 70, "{bees} of 83 val bees predicted as bees");
 }
