@@ -68,16 +68,15 @@ impl TrainedHead {
 
     /// Softmax probabilities for row-major features `[n, dim]`.
     pub fn predict_proba(&self, features: &[f32]) -> Vec<Vec<f32>> {
-        features
-            .chunks_exact(self.dim)
-            .map(|f| {
-                let logits: Vec<f32> = (0..self.classes())
-                    .map(|c| {
-                        let w = &self.weight[c * self.dim..(c + 1) * self.dim];
-                        self.bias[c] + w.iter().zip(f).map(|(a, b)| a * b).sum::<f32>()
-                    })
-                    .collect();
-                softmax(&logits)
+        features.chunks_exact(self.dim).map(|f| softmax(&self.logits(f))).collect()
+    }
+
+    /// `W·f + b` for one row of features.
+    pub fn logits(&self, f: &[f32]) -> Vec<f32> {
+        (0..self.classes())
+            .map(|c| {
+                let w = &self.weight[c * self.dim..(c + 1) * self.dim];
+                self.bias[c] + w.iter().zip(f).map(|(a, b)| a * b).sum::<f32>()
             })
             .collect()
     }

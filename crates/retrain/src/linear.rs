@@ -147,7 +147,7 @@ pub fn train(spec: &TrainSpec, run: &RunSettings) -> Result<TrainReport> {
             .zip(scores)
             .zip(vy)
             .map(|((x, o), y)| {
-                let l = open_set::head_logits(&fit.head.weight, &fit.head.bias, x);
+                let l = fit.head.logits(x);
                 (Scored { probabilities: retrain_openset::softmax_t(&l, os.temperature), ood_score: Some(o) }, y)
             })
             .collect();

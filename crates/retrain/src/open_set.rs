@@ -76,17 +76,11 @@ pub fn fit(
         let labels: Vec<usize> = rest.iter().map(|&i| y[i]).collect();
         let h = retrain_head::train(Split { features: &rows(&rest), labels: &labels }, None, dim, classes, &cfg_head)?;
         for &i in &held {
-            let l = head_logits(&h.weight, &h.bias, &x[i * dim..(i + 1) * dim]);
-            logits[i * classes..(i + 1) * classes].copy_from_slice(&l);
+            logits[i * classes..(i + 1) * classes].copy_from_slice(&h.logits(&x[i * dim..(i + 1) * dim]));
         }
     }
     let temperature = retrain_openset::fit_temperature(&logits, y, classes);
     Ok(Some(OpenSetFit { fitted, temperature }))
-}
-
-/// `W·x + b` for one row (`W` row-major `[classes, dim]`).
-pub fn head_logits(weight: &[f32], bias: &[f32], x: &[f32]) -> Vec<f32> {
-    weight.chunks_exact(x.len()).zip(bias).map(|(w, b)| w.iter().zip(x).map(|(a, v)| a * v).sum::<f32>() + b).collect()
 }
 
 impl OpenSetFit {
