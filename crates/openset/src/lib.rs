@@ -86,6 +86,8 @@ pub struct Fitted {
     pub dim: usize,
     /// Each training photo's score against a bank built without its fold.
     pub out_of_fold: Vec<f32>,
+    /// Each training photo's fold (the same folds serve the caller's out-of-fold logits).
+    pub fold: Vec<usize>,
 }
 
 /// The value of `sorted` (ascending) at or below which `share` of them lie.
@@ -128,6 +130,7 @@ pub fn fit(features: &[f32], labels: &[usize], dim: usize, cfg: &Config) -> Resu
         bank: bank_rows,
         dim,
         out_of_fold: oof,
+        fold,
     })
 }
 

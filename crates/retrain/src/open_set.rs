@@ -62,8 +62,7 @@ pub fn fit(
         }
         Err(e) => return Err(e.into()),
     };
-    let fold = retrain_openset::folds(y, cfg.folds, seed);
-    let k = fitted.info.folds;
+    let (fold, k) = (&fitted.fold, fitted.info.folds);
     let mut logits = vec![0f32; y.len() * classes];
     let cfg_head = HeadConfig { max_steps: steps.max(1), ..head.clone() };
     for f in 0..k {

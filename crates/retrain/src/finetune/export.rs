@@ -33,6 +33,7 @@ pub(super) fn export(
     curves: Curves,
     train: &[Sample],
     g: Geometry,
+    classes: usize,
     head_steps: usize,
     spec: &TrainSpec,
     run: &RunSettings,
@@ -58,7 +59,6 @@ pub(super) fn export(
     let t_open = Instant::now();
     let (x, y) = open_set::model_features(&model, train, g, spec.data.limits(), run)?;
     let dim = x.len() / y.len().max(1);
-    let classes = spec_classes(&model)?;
     let os = open_set::fit(&x, &y, dim, classes, &spec.recipe.head, head_steps, spec.data.seed, run.quiet)?;
     if let Some(os) = &os {
         os.attach(&mut model)?;
@@ -66,12 +66,6 @@ pub(super) fn export(
     let open_seconds = t_open.elapsed().as_secs_f64();
     write_model(&model, &spec.out)?;
     Ok(Exported { seconds: t.elapsed().as_secs_f64(), calibration, open_seconds })
-}
-
-/// The number of classes the model's metadata names.
-fn spec_classes(model: &ModelProto) -> Result<usize> {
-    let names = retrain_onnx::metadata(model, "retrain.class_names").unwrap_or("[]");
-    Ok(serde_json::from_str::<Vec<String>>(names).map(|v| v.len()).unwrap_or(0))
 }
 
 /// The written model on the validation photos.

@@ -189,7 +189,8 @@ pub fn finetune(spec: &TrainSpec, run: &RunSettings) -> Result<TrainReport> {
     );
     let curves = fit.curves().with_finetune(&progress.curve, progress.best_epoch);
     let head_steps = if fit.head.best_step > 0 { fit.head.best_step } else { spec.recipe.head.max_steps };
-    let exported = export::export(model, &trainer, &best, training, curves, train, g, head_steps, spec, run)?;
+    let classes = fit.ds.class_names.len();
+    let exported = export::export(model, &trainer, &best, training, curves, train, g, classes, head_steps, spec, run)?;
     let export::Rescored { metrics: val_metrics, images: val_images, open_set: open } =
         export::rescore(spec, run, val, &fit.ds.class_names)?;
 
