@@ -65,7 +65,7 @@ pub struct Explanation {
 impl Explanation {
     /// Sets `known` from `threshold` (none: nothing rejected).
     pub fn judge(&mut self, threshold: Option<f32>) {
-        self.known = threshold.zip(self.ood_score).map(|(t, o)| retrain::open_set::OpenSet::accepts(o, t));
+        self.known = retrain::open_set::OpenSet::verdict(self.ood_score, threshold);
     }
 }
 

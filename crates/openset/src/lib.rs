@@ -58,6 +58,12 @@ impl OpenSet {
     pub fn accepts(score: f32, threshold: f32) -> bool {
         score <= threshold
     }
+
+    /// `known` as answers show it: whether a photo with `score` is one of the classes, or
+    /// `None` when there is no threshold or no score to judge by.
+    pub fn verdict(score: Option<f32>, threshold: Option<f32>) -> Option<bool> {
+        threshold.zip(score).map(|(t, o)| Self::accepts(o, t))
+    }
 }
 
 /// How the bank and the threshold are fitted.

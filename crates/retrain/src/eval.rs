@@ -163,10 +163,8 @@ pub fn evaluate(
         }
     }
     let open_set = if threshold.is_some() || ood.is_some() {
-        let kept: Vec<bool> =
-            scores.iter().map(|s| threshold.is_none_or(|th| s.is_some_and(|o| OpenSet::accepts(o, th)))).collect();
-        let accepted = kept.iter().filter(|&&k| k).count();
-        let right = (0..t.len()).filter(|&i| kept[i] && t[i] == p[i]).count();
+        let (accepted, right) =
+            crate::open_set::accepted(scores.iter().zip(t.iter().zip(&p)).map(|(&s, (a, b))| (s, a == b)), threshold);
         let ood = match ood {
             Some(d) => Some(ood_eval(classifier, d, &scores, threshold, progress)?),
             None => None,

@@ -106,21 +106,31 @@ pub fn uncalibrated(p: &[f32], t: f32) -> Vec<f32> {
     retrain_openset::softmax_t(&l, 1.0)
 }
 
+/// Of photos given as (score, whether its top class was right): how many `threshold` accepts
+/// (all of them without one; none without a score), and how many of those are right.
+pub fn accepted(photos: impl IntoIterator<Item = (Option<f32>, bool)>, threshold: Option<f32>) -> (usize, usize) {
+    photos
+        .into_iter()
+        .filter(|(s, _)| threshold.is_none_or(|t| s.is_some_and(|o| OpenSet::accepts(o, t))))
+        .fold((0, 0), |(n, right), (_, r)| (n + 1, right + usize::from(r)))
+}
+
 /// The open-set and calibration figures of a model (`info`) on labelled photos it scored.
 pub fn summarise(info: &OpenSet, scored: &[(Scored, usize)]) -> (OpenSetSummary, Calibration) {
     let labels: Vec<usize> = scored.iter().map(|(_, y)| *y).collect();
     let after: Vec<Vec<f32>> = scored.iter().map(|(s, _)| s.probabilities.clone()).collect();
     let before: Vec<Vec<f32>> = after.iter().map(|p| uncalibrated(p, info.temperature)).collect();
     let n = scored.len();
-    let accepted: Vec<&(Scored, usize)> =
-        scored.iter().filter(|(s, _)| s.ood_score.is_some_and(|o| OpenSet::accepts(o, info.threshold))).collect();
-    let right = accepted.iter().filter(|(s, y)| crate::metrics::argmax(&s.probabilities) == *y).count();
+    let (accepted, right) = accepted(
+        scored.iter().map(|(s, y)| (s.ood_score, crate::metrics::argmax(&s.probabilities) == *y)),
+        Some(info.threshold),
+    );
     let some = |v: f64| (n > 0).then_some(v);
     (
         OpenSetSummary {
             info: info.clone(),
-            val_acceptance: some(accepted.len() as f64 / n.max(1) as f64),
-            val_accuracy_accepted: (!accepted.is_empty()).then(|| right as f64 / accepted.len() as f64),
+            val_acceptance: some(accepted as f64 / n.max(1) as f64),
+            val_accuracy_accepted: (accepted > 0).then(|| right as f64 / accepted as f64),
         },
         Calibration {
             temperature: info.temperature,
@@ -156,4 +166,20 @@ pub fn model_features(
         }
     }
     Ok((x, y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_counts_what_the_threshold_lets_through_and_how_many_are_right() {
+        let photos = [(Some(0.1), true), (Some(0.2), false), (Some(0.9), true), (None, true), (Some(f32::NAN), true)];
+        assert_eq!(accepted(photos, Some(0.5)), (2, 1));
+        // No threshold: every photo is accepted, with or without a score.
+        assert_eq!(accepted(photos, None), (5, 4));
+        assert_eq!(OpenSet::verdict(Some(0.9), Some(0.5)), Some(false));
+        assert_eq!(OpenSet::verdict(Some(0.9), None), None);
+        assert_eq!(OpenSet::verdict(None, Some(0.5)), None);
+    }
 }

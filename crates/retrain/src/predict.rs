@@ -74,7 +74,7 @@ pub fn predict(
         match p {
             Ok(p) => preds.push(Prediction {
                 top: rank(&p.probabilities, &classifier.info.class_names, k),
-                known: threshold.zip(p.ood_score).map(|(t, o)| OpenSet::accepts(o, t)),
+                known: OpenSet::verdict(p.ood_score, threshold),
                 ood_score: p.ood_score,
                 path,
             }),

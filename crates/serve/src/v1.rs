@@ -287,7 +287,7 @@ async fn run_pending(
 /// Whether the photo is one of the classes (when the model rejects), and its `ood_score`.
 fn known(model: &Model, row: &crate::batcher::Row) -> (Option<bool>, Option<f32>) {
     let score = row.get(retrain::open_set::OUTPUT).and_then(|v| v.first().copied());
-    (model.threshold.zip(score).map(|(t, o)| retrain::open_set::OpenSet::accepts(o, t)), score)
+    (retrain::open_set::OpenSet::verdict(score, model.threshold), score)
 }
 
 fn ranked(model: &Model, row: &crate::batcher::Row, k: usize) -> Vec<retrain::predict::Ranked> {
