@@ -183,16 +183,17 @@ impl GraphBuilder {
     /// Adds a float32 constant tensor, stored as raw little-endian bytes.
     pub fn constant_f32(&mut self, hint: &str, dims: &[usize], data: &[f32]) -> String {
         debug_assert_eq!(dims.iter().product::<usize>(), data.len());
+        let raw = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.constant_raw(hint, dims, data_type::FLOAT, raw)
+    }
+
+    fn constant_raw(&mut self, hint: &str, dims: &[usize], data_type: i32, raw_data: Vec<u8>) -> String {
         let name = self.fresh(hint);
-        let mut raw = Vec::with_capacity(data.len() * 4);
-        for v in data {
-            raw.extend_from_slice(&v.to_le_bytes());
-        }
         self.graph.initializer.push(proto::TensorProto {
             dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: data_type::FLOAT,
+            data_type,
             name: name.clone(),
-            raw_data: raw,
+            raw_data,
             ..Default::default()
         });
         name
@@ -220,16 +221,8 @@ impl GraphBuilder {
     /// Adds a half-precision constant (from `data`, rounded), stored as raw little-endian bytes.
     pub fn constant_f16(&mut self, hint: &str, dims: &[usize], data: &[f32]) -> String {
         debug_assert_eq!(dims.iter().product::<usize>(), data.len());
-        let name = self.fresh(hint);
         let raw = data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect();
-        self.graph.initializer.push(proto::TensorProto {
-            dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: data_type::FLOAT16,
-            name: name.clone(),
-            raw_data: raw,
-            ..Default::default()
-        });
-        name
+        self.constant_raw(hint, dims, data_type::FLOAT16, raw)
     }
 
     /// Adds this builder's nodes, initializers and outputs to `model`'s graph (whose values
