@@ -137,8 +137,6 @@ pub struct Classifier {
     /// The graph output read, and whether it still needs a softmax.
     output: &'static str,
     softmax: bool,
-    /// Whether the graph has an `ood_score` output.
-    ood: bool,
     /// Images larger than this are refused, each in its own slot (`--max-pixels`).
     pub limits: Limits,
 }
@@ -223,14 +221,12 @@ impl Classifier {
             sessions: sessions(backbone.imagenet_model()?, backbone.info.name.into(), threads)?,
             output: "imagenet_logits",
             softmax: true,
-            ood: false,
             limits: Limits::default(),
         })
     }
 
     pub fn open(path: &Path, threads: usize) -> Result<Self> {
         let (bytes, info) = read(path)?;
-        let ood = info.open_set.is_some();
         let sessions = sessions(bytes, path.display().to_string(), threads)?;
         Ok(Self {
             info,
@@ -238,7 +234,6 @@ impl Classifier {
             sessions,
             output: "probabilities",
             softmax: false,
-            ood,
             limits: Limits::default(),
         })
     }
@@ -257,10 +252,11 @@ impl Classifier {
     ) -> Result<Vec<Result<Scored, PixelError>>> {
         let g = self.info.geometry();
         progress.set_length(files.len() as u64);
-        let outputs: &[&str] = if self.ood { &[self.output, retrain_openset::OUTPUT] } else { &[self.output] };
+        // `inspect` saw to it that a model with `retrain.openset` has the output.
+        let ood = self.info.open_set.is_some();
+        let outputs: &[&str] = if ood { &[self.output, retrain_openset::OUTPUT] } else { &[self.output] };
         let rows =
             retrain_features::extract(&mut self.sessions, outputs, files, g, self.limits, None, 32, progress)?.features;
-        let ood = self.ood;
         let softmax = self.softmax;
         Ok(rows
             .into_iter()
