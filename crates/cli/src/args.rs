@@ -60,6 +60,17 @@ pub enum Command {
     Serve(ServeArgs),
     /// Evaluate a trained model on a labelled folder.
     Eval(EvalArgs),
+    /// Find what is wrong with a labelled folder before it costs accuracy: photos likely filed
+    /// under the wrong class, near-duplicates (conflicts across classes, leaks across train and
+    /// val), strays of none of the classes, class imbalance, tiny images; with --unlabelled,
+    /// which photos to label next. Writes a page to tick decisions on; `audit apply` carries
+    /// them out (moves, never deletes), `audit undo` takes them back.
+    #[command(
+        override_usage = "retrain audit DATA_DIR [--out audit.html] [--format text|json] [OPTIONS]\n       retrain audit apply DECISIONS [--data DATA_DIR]\n       retrain audit undo DATA_DIR",
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true
+    )]
+    Audit(AuditArgs),
     /// Write a model for a serving engine (see `retrain export triton --help`).
     Export {
         #[command(subcommand)]
@@ -475,6 +486,68 @@ pub struct EvalArgs {
     pub input: InputArgs,
 }
 
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: Option<AuditAction>,
+    /// Folder of class folders, as given to `train`.
+    #[arg(required = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub backbone: BackboneArgs,
+    /// The page to write (thumbnails, evidence, a tick box per suggestion, "Save decisions").
+    #[arg(long, default_value = "audit.html")]
+    pub out: PathBuf,
+    /// text: the findings in a few lines; json: everything found, most suspicious first.
+    #[arg(long, value_parser = text_or_json(), default_value = "text")]
+    pub format: Format,
+    /// Folds of the out-of-fold probabilities and of the stray scores.
+    #[arg(long, default_value_t = retrain_audit::Options::default().folds, value_parser = count(2, 100))]
+    pub folds: usize,
+    /// Centred cosine of the features at or above which two photos are near-duplicates
+    /// (measured: docs/audit.md).
+    #[arg(long, default_value_t = retrain_audit::near::DEFAULT_THRESHOLD, value_parser = number::<f32>(UNIT))]
+    pub duplicate_threshold: f32,
+    /// Photos whose shorter side is below this many pixels are tiny (default: half the backbone's input size).
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub tiny: Option<u32>,
+    /// A folder of unlabelled photos: rank them by how much labelling each would teach the model.
+    #[arg(long, value_name = "DIR")]
+    pub unlabelled: Option<PathBuf>,
+    /// How many unlabelled photos to suggest.
+    #[arg(long, default_value_t = retrain_audit::Options::default().count, value_parser = count(1, 1_000_000), requires = "unlabelled")]
+    pub count: usize,
+    #[command(flatten)]
+    pub split: SplitArgs,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(flatten)]
+    pub batch: BatchArgs,
+    #[command(flatten)]
+    pub pixels: PixelArgs,
+}
+
+#[derive(Subcommand)]
+pub enum AuditAction {
+    /// Carry out the decisions saved from the audit page: photos move to the class chosen or to
+    /// DATA_DIR.quarantine/ beside the folder; never deleted, never over a file; refused whole
+    /// when the file is for another folder or a photo changed since the audit.
+    Apply {
+        decisions: PathBuf,
+        /// The folder the decisions must be for (default: the one they name).
+        #[arg(long, value_name = "DATA_DIR")]
+        data: Option<PathBuf>,
+        #[arg(long, value_parser = text_or_json(), default_value = "text")]
+        format: Format,
+    },
+    /// Take back the last `audit apply` on DATA_DIR (from its undo log in DATA_DIR.quarantine/).
+    Undo {
+        data_dir: PathBuf,
+        #[arg(long, value_parser = text_or_json(), default_value = "text")]
+        format: Format,
+    },
+}
+
 #[derive(Subcommand)]
 pub enum ExportTarget {
     /// A Triton model repository (DIR/NAME/1/model.onnx, config.pbtxt, labels.txt) and a KServe
@@ -813,6 +886,7 @@ const ANY: Range = Range { lo: f64::NEG_INFINITY, lo_open: true, hi: f64::INFINI
 const POSITIVE: Range = Range { lo: 0.0, lo_open: true, hi: f64::INFINITY, hi_open: true };
 const NON_NEGATIVE: Range = Range { lo: 0.0, lo_open: false, hi: f64::INFINITY, hi_open: true };
 const FRACTION: Range = Range { lo: 0.0, lo_open: true, hi: 1.0, hi_open: true };
+const UNIT: Range = Range { lo: 0.0, lo_open: true, hi: 1.0, hi_open: false };
 const BELOW_ONE: Range = Range { lo: 0.0, lo_open: false, hi: 1.0, hi_open: true };
 
 /// A finite number within `r`, or a message saying where it must lie.

@@ -61,7 +61,7 @@ pub struct Page<'a> {
     pub open_set: Option<&'a OpenSetFigures>,
 }
 
-const STYLE: &str = r#"
+pub const STYLE: &str = r#"
 :root{--ink:#1d1d1f;--muted:#5f6368;--line:#e3e3e3;--accent:#4e79a7}
 *{box-sizing:border-box}
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--ink);margin:0;background:#fafafa}

@@ -9,6 +9,7 @@ mod html;
 mod stats;
 mod svg;
 
+pub use html::{escape, STYLE};
 pub use stats::{confused_pairs, pca2, wilson, Confusion};
 
 use indicatif::ProgressBar;

@@ -1,6 +1,7 @@
 //! One module per subcommand: each turns its arguments into the library's types, calls it and
 //! prints what it returns. What several share (failures, pictures, the HTML report) is here.
 
+mod audit;
 mod eval;
 mod explain;
 mod export;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Study(a) => study::run(a, g),
         Command::Serve(a) => serve::run(a, g),
         Command::Eval(a) => eval::run(a, g),
+        Command::Audit(a) => audit::run(a, g),
         Command::Export { target } => export::run(target, g),
         Command::Models { action, format } => models::run(action, format, g),
     }
