@@ -175,6 +175,45 @@ fn move_file(from: &Path, to: &Path) -> Result<()> {
     std::fs::remove_file(from).map_err(io(from))
 }
 
+/// What the audit suggests, photo by photo, in the page's order (a photo listed twice keeps its
+/// first suggestion): a likely mislabelled photo moves to the class it looks like; of a group of
+/// copies or a leak all but the first (a training photo, when there is one) are set aside; a
+/// stray is set aside. Conflicts and tiny images are for a person to judge.
+pub fn suggestions(a: &crate::Audit) -> Vec<(PathBuf, Action)> {
+    let mut out: Vec<(PathBuf, Action)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut add = |p: &Path, action: Action| {
+        if seen.insert(p.to_path_buf()) {
+            out.push((p.to_path_buf(), action));
+        }
+    };
+    for m in &a.mislabelled {
+        add(&m.path, Action::Move { to: m.suggested.clone() });
+    }
+    for d in a.duplicates.iter().filter(|d| d.kind != crate::Kind::Conflict) {
+        for p in d.paths.iter().skip(1) {
+            add(p, Action::SetAside);
+        }
+    }
+    for s in &a.strays {
+        add(&s.path, Action::SetAside);
+    }
+    out
+}
+
+/// The decisions file that accepts every suggestion (`retrain audit --suggested FILE`), for a
+/// script, or a person who trusts it, to apply.
+pub fn suggested(a: &crate::Audited) -> Result<Decisions> {
+    let root = a.root.canonicalize().map_err(io(&a.root))?;
+    let mut decisions = Vec::new();
+    for (path, action) in suggestions(&a.audit) {
+        let Some(rel) = crate::relative(&path, &a.root) else { continue };
+        let seen = Fingerprint::of(&path).map_err(io(&path))?;
+        decisions.push(Decision { path: rel, seen, action });
+    }
+    Ok(Decisions { retrain_audit: VERSION, root, decisions })
+}
+
 /// Carries out `file`'s decisions on the folder they were made for (which `data`, when given,
 /// must be). Refuses the whole file before moving anything when any decision cannot be done.
 pub fn apply(file: &Path, data: Option<&Path>) -> Result<Done> {

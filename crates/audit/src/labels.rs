@@ -80,28 +80,58 @@ fn argmax(p: &[f32]) -> usize {
     p.iter().enumerate().fold(0, |b, (j, &v)| if v > p[b] { j } else { b })
 }
 
-/// Per-class thresholds: the mean probability of class `j` over the photos labelled `j`.
+/// Per-class thresholds: the mean probability of class `j` over the photos labelled `j` (2, out
+/// of reach, for a class no photo has).
 pub fn thresholds(probs: &[f32], labels: &[usize], classes: usize) -> Vec<f32> {
     let (mut sum, mut count) = (vec![0f64; classes], vec![0usize; classes]);
     for (i, &l) in labels.iter().enumerate() {
         sum[l] += probs[i * classes + l] as f64;
         count[l] += 1;
     }
-    (0..classes).map(|j| if count[j] == 0 { 1.0 } else { (sum[j] / count[j] as f64) as f32 }).collect()
+    (0..classes).map(|j| if count[j] == 0 { 2.0 } else { ((sum[j] / count[j] as f64) as f32).max(2e-6) }).collect()
+}
+
+/// `v` rounded to integers whose sum is `v`'s sum rounded: the values furthest from their
+/// rounding move first (as cleanlab's `round_preserving_sum`).
+fn round_preserving_sum(v: &[f64]) -> Vec<usize> {
+    let mut ints: Vec<f64> = v.iter().map(|x| x.round()).collect();
+    let target = v.iter().sum::<f64>().round();
+    let mut diff = target - ints.iter().sum::<f64>();
+    while diff.abs() > 0.5 {
+        let step = diff.signum();
+        let mut order: Vec<usize> = (0..v.len()).collect();
+        // Up: those rounded down the most first (ties: the later first); down: those rounded
+        // up the most (ties: the earlier first), as numpy's argsort reversed or not.
+        let key = |i: usize| v[i] - ints[i];
+        if step > 0.0 {
+            order.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(b.cmp(&a)));
+        } else {
+            order.sort_by(|&a, &b| key(a).total_cmp(&key(b)).then(a.cmp(&b)));
+        }
+        for &i in order.iter().take((diff.abs() as usize).min(v.len())) {
+            ints[i] += step;
+            diff -= step;
+        }
+    }
+    ints.iter().map(|&x| x.max(0.0) as usize).collect()
 }
 
 /// The calibrated confident joint `C[given][true]`: each photo counted where its given label
-/// meets the most probable of the classes it reaches the threshold of; rows rescaled to the
-/// number of photos of each given label, the whole to the number of photos, rounded.
+/// meets the class it is confident of (of several, its most probable class), at least one on
+/// the diagonal; each row rescaled to the number of photos of its given label, the whole to the
+/// number of photos, rounded keeping row totals.
 pub fn confident_joint(probs: &[f32], labels: &[usize], classes: usize) -> Vec<Vec<usize>> {
     let t = thresholds(probs, labels, classes);
     let mut c = vec![vec![0f64; classes]; classes];
     for (i, &l) in labels.iter().enumerate() {
         let p = &probs[i * classes..(i + 1) * classes];
-        let best = (0..classes).filter(|&j| p[j] >= t[j] - 1e-6).max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)));
-        if let Some(j) = best {
-            c[l][j] += 1.0;
-        }
+        let confident: Vec<usize> = (0..classes).filter(|&j| p[j] >= t[j] - 1e-6).collect();
+        let guess = match confident.len() {
+            0 => continue,
+            1 => confident[0],
+            _ => argmax(p),
+        };
+        c[l][guess] += 1.0;
     }
     for (k, row) in c.iter_mut().enumerate() {
         row[k] = row[k].max(1.0);
@@ -113,13 +143,13 @@ pub fn confident_joint(probs: &[f32], labels: &[usize], classes: usize) -> Vec<V
     for (k, row) in c.iter_mut().enumerate() {
         let s: f64 = row.iter().sum();
         for v in row.iter_mut() {
-            *v = if s > 0.0 { *v / s * per_label[k] } else { 0.0 };
+            *v = *v / s.max(1e-100) * per_label[k];
         }
     }
     let total: f64 = c.iter().flatten().sum();
     let n = labels.len() as f64;
     c.iter()
-        .map(|row| row.iter().map(|v| if total > 0.0 { (v / total * n).round() as usize } else { 0 }).collect())
+        .map(|row| round_preserving_sum(&row.iter().map(|v| v / total.max(1e-100) * n).collect::<Vec<_>>()))
         .collect()
 }
 
@@ -154,7 +184,8 @@ pub fn confident_learning(probs: &[f32], labels: &[usize], classes: usize) -> Ve
         .filter_map(|i| {
             let p = &probs[i * classes..(i + 1) * classes];
             let top = argmax(p);
-            (top != labels[i]).then_some(Issue { index: i, suggested: top, self_confidence: p[labels[i]] })
+            // Not when its label is (within rounding) its most probable class.
+            (p[top] > p[labels[i]] + 1e-6).then_some(Issue { index: i, suggested: top, self_confidence: p[labels[i]] })
         })
         .collect();
     issues.sort_by(|a, b| a.self_confidence.total_cmp(&b.self_confidence).then(a.index.cmp(&b.index)));
@@ -164,6 +195,13 @@ pub fn confident_learning(probs: &[f32], labels: &[usize], classes: usize) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounding_keeps_the_sum() {
+        assert_eq!(round_preserving_sum(&[0.5, 0.5, 0.5, 0.5]).iter().sum::<usize>(), 2);
+        assert_eq!(round_preserving_sum(&[2.4, 2.4, 0.2]), vec![2, 3, 0]);
+        assert_eq!(round_preserving_sum(&[1.6, 1.6, 0.8]), vec![1, 2, 1]);
+    }
 
     #[test]
     fn the_confident_joint_counts_where_labels_meet_confident_classes() {

@@ -46,7 +46,8 @@ pub type Result<T, E = AuditError> = std::result::Result<T, E>;
 pub struct Options {
     /// Folds of the out-of-fold probabilities and of the stray scores.
     pub folds: usize,
-    pub near: near::Search,
+    /// Cosine of two photos' features at or above which they are near-duplicates.
+    pub duplicate_threshold: f32,
     /// A stray's score is above the third quartile plus this many interquartile ranges of
     /// every photo's out-of-fold score (Tukey's "far out" fence at 3).
     pub stray_fence: f32,
@@ -66,7 +67,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             folds: 5,
-            near: near::Search::default(),
+            duplicate_threshold: near::DEFAULT_THRESHOLD,
             stray_fence: 3.0,
             tiny: None,
             evidence: 3,
@@ -121,7 +122,7 @@ pub struct Duplicates {
     pub paths: Vec<PathBuf>,
     pub labels: Vec<String>,
     pub splits: Vec<String>,
-    /// The lowest centred cosine of a pair that joined the group.
+    /// The lowest cosine of a pair that joined the group.
     pub similarity: f32,
     pub kind: Kind,
 }
@@ -191,6 +192,40 @@ pub struct Audited {
     pub class_names: Vec<String>,
     pub geometry: retrain_pixels::Geometry,
     pub limits: retrain::Limits,
+    /// Every photo audited (training then validation), its label, and its out-of-fold
+    /// probabilities (`[photos, classes]`).
+    pub photos: Vec<PathBuf>,
+    pub labels: Vec<usize>,
+    pub train_photos: usize,
+    pub out_of_fold: Vec<f32>,
+}
+
+impl Audited {
+    /// The out-of-fold probabilities as CSV: `path,split,label,<class>,...`, a row per photo
+    /// (what cleanlab calls `pred_probs`).
+    pub fn out_of_fold_csv(&self) -> String {
+        use retrain_files::names::csv;
+        let k = self.class_names.len();
+        let mut s = String::from("path,split,label");
+        for c in &self.class_names {
+            s.push(',');
+            s.push_str(&csv(c));
+        }
+        s.push('\n');
+        for (i, p) in self.photos.iter().enumerate() {
+            let split = if i < self.train_photos { "train" } else { "val" };
+            s.push_str(&format!(
+                "{},{split},{}",
+                csv(&p.display().to_string()),
+                csv(&self.class_names[self.labels[i]])
+            ));
+            for v in &self.out_of_fold[i * k..(i + 1) * k] {
+                s.push_str(&format!(",{v}"));
+            }
+            s.push('\n');
+        }
+        s
+    }
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -233,8 +268,8 @@ pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Opt
     let argmax = |p: &[f32]| p.iter().enumerate().fold(0, |b, (j, &v)| if v > p[b] { j } else { b });
     let right = (0..n).filter(|&i| argmax(&probs[i * classes..(i + 1) * classes]) == y[i]).count();
 
-    // Evidence and near-copies on centred features.
-    let unit = near::centred_unit_rows(&x, dim);
+    // Evidence and near-copies by cosine, as the open-set score measures likeness.
+    let unit = retrain_openset::unit_rows(&x, dim);
     let nearest_of = |i: usize, class: usize, k: usize| -> Vec<Neighbour> {
         let q = &unit[i * dim..(i + 1) * dim];
         let mut c: Vec<(f32, usize)> =
@@ -258,7 +293,15 @@ pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Opt
     // Training photos first, then validation ones; each most suspicious first.
     mislabelled.sort_by(|a, b| (a.split != "train").cmp(&(b.split != "train")).then(b.score.total_cmp(&a.score)));
 
-    let pairs = near::near_pairs(&unit, dim, &opts.near);
+    // Pairs beyond a few per photo are not near-copies but a threshold set too low.
+    let max_pairs = 20 * n + 1000;
+    let pairs = near::near_pairs(&unit, dim, opts.duplicate_threshold, max_pairs).ok_or_else(|| AuditError::Data {
+        path: data.dir.clone(),
+        reason: format!(
+            "more than {max_pairs} pairs of photos have a cosine of at least {}: raise --duplicate-threshold",
+            opts.duplicate_threshold
+        ),
+    })?;
     let duplicates: Vec<Duplicates> = near::groups(n, &pairs)
         .into_iter()
         .map(|g| {
@@ -345,7 +388,7 @@ pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Opt
         settings: Settings {
             backbone: spec.name.clone(),
             folds: opts.folds,
-            duplicate_threshold: opts.near.threshold,
+            duplicate_threshold: opts.duplicate_threshold,
             stray_threshold,
             tiny_below,
         },
@@ -353,7 +396,17 @@ pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Opt
         skipped,
         seconds: started.elapsed().as_secs_f64(),
     };
-    Ok(Audited { audit, root: data.dir.clone(), class_names: names, geometry, limits: data.limits() })
+    Ok(Audited {
+        audit,
+        root: data.dir.clone(),
+        class_names: names,
+        geometry,
+        limits: data.limits(),
+        photos: samples.iter().map(|s| s.path.clone()).collect(),
+        labels: y,
+        train_photos: n_train,
+        out_of_fold: probs,
+    })
 }
 
 /// The audit's findings in a few lines.

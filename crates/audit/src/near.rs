@@ -1,38 +1,16 @@
-//! Near-duplicates by embedding: features centred on the folder's mean and scaled to unit
-//! length, so that the cosine of two photos says how alike they are beyond "both are flowers";
-//! candidate pairs from random-hyperplane hashing (several tables of sign bits, a pair is a
-//! candidate when any table puts it in one bucket), each candidate checked exactly. Memory is
-//! linear in the photos; no N×N matrix is ever formed.
+//! Near-duplicates by embedding: the cosine of two photos' features (as the open-set score
+//! measures them), every pair compared exactly, in tiles of a matrix product so that memory
+//! stays linear in the photos (a tile per thread) while time grows as photos² × dimensions.
 
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 
-/// How the search is tuned.
-#[derive(Clone, Copy, Debug)]
-pub struct Search {
-    /// Centred cosine at or above which two photos are near-duplicates.
-    pub threshold: f32,
-    pub tables: usize,
-    /// Sign bits per table (at most 64).
-    pub bits: usize,
-    pub seed: u64,
-    /// Buckets larger than this are searched only within runs of this many photos, shuffled
-    /// differently in each table, so one crowded bucket (hundreds of copies of one photo)
-    /// cannot make the search quadratic; the groups still join them.
-    pub max_bucket: usize,
-}
+/// The threshold measured on flowers (`docs/audit.md`): 97% of resized, recompressed, cropped or
+/// brightened copies of 200 photos are above it.
+pub const DEFAULT_THRESHOLD: f32 = 0.93;
 
-impl Default for Search {
-    fn default() -> Self {
-        Self { threshold: DEFAULT_THRESHOLD, tables: 32, bits: 14, seed: 0, max_bucket: 256 }
-    }
-}
-
-/// The threshold measured on flowers (`docs/audit.md`): every resized, recompressed, cropped or
-/// brightened copy of 200 photos is above it, and pairs of distinct photos rarely are.
-pub const DEFAULT_THRESHOLD: f32 = 0.90;
+/// Rows per tile.
+const TILE: usize = 512;
 
 /// Two photos found alike.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -42,92 +20,79 @@ pub struct Pair {
     pub similarity: f32,
 }
 
-/// Rows of `x` (each `dim` long) minus their mean, scaled to unit length (a zero row stays zero).
-pub fn centred_unit_rows(x: &[f32], dim: usize) -> Vec<f32> {
-    let n = x.len() / dim.max(1);
-    let mut mean = vec![0f64; dim];
-    for r in x.chunks_exact(dim) {
-        for (m, &v) in mean.iter_mut().zip(r) {
-            *m += v as f64;
-        }
+/// `dst [m, n] = a [m, dim] · b [n, dim]ᵀ`, rows contiguous.
+fn tile(dst: &mut [f32], a: &[f32], b: &[f32], dim: usize) {
+    let (m, n) = (a.len() / dim, b.len() / dim);
+    assert!(dim > 0 && a.len() == m * dim && b.len() == n * dim && dst.len() == m * n, "tile: shapes disagree");
+    if m == 0 || n == 0 {
+        return;
     }
-    let mean: Vec<f32> = mean.iter().map(|m| (m / n.max(1) as f64) as f32).collect();
-    let mut out = Vec::with_capacity(x.len());
-    for r in x.chunks_exact(dim) {
-        let c: Vec<f32> = r.iter().zip(&mean).map(|(v, m)| v - m).collect();
-        let norm = c.iter().map(|v| v * v).sum::<f32>().sqrt();
-        out.extend(c.iter().map(|v| if norm > 0.0 { v / norm } else { 0.0 }));
+    // SAFETY: `a` is m×dim (row stride dim), `b` read as dim×n (element (k, j) at j·dim + k) and
+    // `dst` m×n (row stride n): every index is inside the slices, checked just above; `dst` is
+    // borrowed mutably, so nothing else reads it meanwhile.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            dim,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            dim as isize,
+            b.as_ptr(),
+            dim as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
     }
-    out
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// Every pair of rows of `unit` (centred unit rows of `dim`) whose cosine reaches the threshold,
-/// found by hashing; sorted by similarity, highest first.
-pub fn near_pairs(unit: &[f32], dim: usize, s: &Search) -> Vec<Pair> {
+/// Every pair of rows of `unit` (unit rows of `dim`) whose cosine reaches `threshold`, sorted
+/// by similarity, highest first; `None` when there would be more than `max_pairs` (a
+/// threshold so low that the list would not be read, nor fit in memory).
+pub fn near_pairs(unit: &[f32], dim: usize, threshold: f32, max_pairs: usize) -> Option<Vec<Pair>> {
     let n = unit.len() / dim.max(1);
-    let bits = s.bits.clamp(1, 64);
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed);
-    // Gaussian hyperplanes (Box–Muller), one per bit per table.
-    let mut planes = vec![0f32; s.tables * bits * dim];
-    for v in planes.iter_mut() {
-        let (u1, u2): (f64, f64) = (rng.random::<f64>().max(1e-300), rng.random());
-        *v = ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32;
-    }
-    let codes: Vec<Vec<u64>> = (0..s.tables)
-        .into_par_iter()
-        .map(|t| {
-            (0..n)
-                .map(|i| {
-                    let row = &unit[i * dim..(i + 1) * dim];
-                    (0..bits).fold(0u64, |code, b| {
-                        let p = &planes[(t * bits + b) * dim..(t * bits + b + 1) * dim];
-                        code | (u64::from(dot(row, p) >= 0.0) << b)
-                    })
-                })
-                .collect()
-        })
-        .collect();
-    let candidates: HashSet<(usize, usize)> = codes
+    let blocks: Vec<(usize, usize)> =
+        (0..n.div_ceil(TILE)).flat_map(|i| (i..n.div_ceil(TILE)).map(move |j| (i, j))).collect();
+    let found = std::sync::atomic::AtomicUsize::new(0);
+    let mut pairs: Vec<Pair> = blocks
         .par_iter()
-        .enumerate()
-        .map(|(t, code)| {
-            let mut buckets: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-            for (i, &c) in code.iter().enumerate() {
-                buckets.entry(c).or_default().push(i);
+        .map_init(Vec::new, |buf, &(bi, bj)| {
+            let (i0, i1) = (bi * TILE, ((bi + 1) * TILE).min(n));
+            let (j0, j1) = (bj * TILE, ((bj + 1) * TILE).min(n));
+            buf.resize((i1 - i0) * (j1 - j0), 0.0);
+            tile(buf, &unit[i0 * dim..i1 * dim], &unit[j0 * dim..j1 * dim], dim);
+            let w = j1 - j0;
+            let mut out = Vec::new();
+            if found.load(std::sync::atomic::Ordering::Relaxed) > max_pairs {
+                return out;
             }
-            let mut shuffle = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed ^ (t as u64 + 1));
-            let mut out = HashSet::new();
-            for members in buckets.values_mut() {
-                if members.len() > s.max_bucket {
-                    members.shuffle(&mut shuffle);
-                }
-                for run in members.chunks(s.max_bucket.max(2)) {
-                    for (x, &a) in run.iter().enumerate() {
-                        for &b in &run[x + 1..] {
-                            out.insert((a, b));
-                        }
+            for a in i0..i1 {
+                for b in j0.max(a + 1)..j1 {
+                    let s = buf[(a - i0) * w + (b - j0)];
+                    if s >= threshold {
+                        out.push(Pair { a, b, similarity: s });
                     }
                 }
             }
+            found.fetch_add(out.len(), std::sync::atomic::Ordering::Relaxed);
             out
         })
-        .reduce(HashSet::new, |mut a, b| {
-            a.extend(b);
-            a
-        });
-    let mut pairs: Vec<Pair> = candidates
-        .into_par_iter()
-        .filter_map(|(a, b)| {
-            let sim = dot(&unit[a * dim..(a + 1) * dim], &unit[b * dim..(b + 1) * dim]);
-            (sim >= s.threshold).then_some(Pair { a, b, similarity: sim })
-        })
+        .flatten()
         .collect();
+    if pairs.len() > max_pairs {
+        return None;
+    }
     pairs.sort_by(|x, y| y.similarity.total_cmp(&x.similarity).then((x.a, x.b).cmp(&(y.a, y.b))));
-    pairs
+    Some(pairs)
 }
 
 /// The photos joined by `pairs` into groups (connected components), each sorted, groups in the
@@ -168,57 +133,50 @@ pub fn groups(n: usize, pairs: &[Pair]) -> Vec<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng};
 
-    fn random_rows(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    fn random_unit_rows(n: usize, dim: usize, seed: u64) -> Vec<f32> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        (0..n * dim).map(|_| rng.random::<f32>()).collect()
+        let x: Vec<f32> = (0..n * dim).map(|_| rng.random::<f32>() - 0.5).collect();
+        retrain_openset::unit_rows(&x, dim)
     }
 
     #[test]
-    fn hashing_finds_the_same_pairs_as_an_exhaustive_search() {
-        let (n, dim) = (600, 64);
-        let mut x = random_rows(n, dim, 1);
-        // 30 photos get a slightly perturbed copy among the others.
+    fn tiles_find_the_same_pairs_as_comparing_every_two_rows() {
+        // Over two tiles each way, with 30 perturbed copies planted.
+        let (n, dim) = (1100, 24);
+        let mut x = random_unit_rows(n, dim, 1);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
-        let mut copies = Vec::new();
         for k in 0..30 {
-            let (src, dst) = (k * 7, 300 + k * 9);
+            let (src, dst) = (k * 7, 500 + k * 19);
             for d in 0..dim {
-                x[dst * dim + d] = x[src * dim + d] * (1.0 + 0.05 * (rng.random::<f32>() - 0.5));
+                x[dst * dim + d] = x[src * dim + d] + 0.03 * (rng.random::<f32>() - 0.5);
             }
-            copies.push((src.min(dst), src.max(dst)));
         }
-        let unit = centred_unit_rows(&x, dim);
-        let s = Search { threshold: 0.9, ..Search::default() };
+        let x = retrain_openset::unit_rows(&x, dim);
+        let threshold = 0.9;
         let mut exact = Vec::new();
         for a in 0..n {
             for b in a + 1..n {
-                if dot(&unit[a * dim..(a + 1) * dim], &unit[b * dim..(b + 1) * dim]) >= s.threshold {
+                let s: f32 = (0..dim).map(|d| x[a * dim + d] * x[b * dim + d]).sum();
+                if s >= threshold {
                     exact.push((a, b));
                 }
             }
         }
-        let mut found: Vec<(usize, usize)> = near_pairs(&unit, dim, &s).iter().map(|p| (p.a, p.b)).collect();
-        found.sort();
-        exact.sort();
-        copies.sort();
-        assert_eq!(exact, copies);
-        assert_eq!(found, exact);
+        let found = near_pairs(&x, dim, threshold, 1000).unwrap();
+        let mut got: Vec<(usize, usize)> = found.iter().map(|p| (p.a, p.b)).collect();
+        got.sort();
+        assert!(exact.len() >= 30, "{}", exact.len());
+        assert_eq!(got, exact);
+        assert!(found.windows(2).all(|w| w[0].similarity >= w[1].similarity));
     }
 
     #[test]
-    fn a_crowded_bucket_searched_in_runs_still_ends_in_one_group() {
-        let dim = 16;
-        let mut x = random_rows(50, dim, 3);
-        let copy: Vec<f32> = x[..dim].to_vec();
-        for _ in 0..1000 {
-            x.extend(&copy);
-        }
-        let unit = centred_unit_rows(&x, dim);
-        let pairs = near_pairs(&unit, dim, &Search::default());
-        let g = groups(1050, &pairs);
-        assert_eq!(g.len(), 1);
-        assert_eq!(g[0], std::iter::once(0).chain(50..1050).collect::<Vec<_>>());
+    fn too_many_pairs_is_refused_rather_than_collected() {
+        let x = random_unit_rows(300, 8, 3);
+        assert!(near_pairs(&x, 8, -1.0, 1000).is_none());
+        assert_eq!(near_pairs(&x, 8, -1.0, 300 * 299 / 2).map(|p| p.len()), Some(300 * 299 / 2));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! listed in two sections still gets one decision, and "Save decisions" downloads the
 //! decisions file `retrain audit apply` reads.
 
-use crate::decisions::{Fingerprint, VERSION};
+use crate::decisions::{Action, Fingerprint, VERSION};
 use crate::{relative, Audited, Kind};
 use rayon::prelude::*;
 use retrain_report::escape;
@@ -88,6 +88,7 @@ struct Ctx<'a> {
     /// Groups already drawn: a photo's "keep" is ticked where it first appears only, so that
     /// the page shows the one choice the browser keeps.
     drawn: std::cell::RefCell<std::collections::BTreeSet<String>>,
+    suggested: BTreeMap<PathBuf, Action>,
 }
 
 impl Ctx<'_> {
@@ -101,8 +102,8 @@ impl Ctx<'_> {
         escape(&rel.display().to_string())
     }
 
-    /// Radio buttons: keep (ticked), then `options` as (value, label, suggested).
-    fn choices(&self, p: &Path, options: &[(String, String, bool)]) -> String {
+    /// Radio buttons: keep (ticked), then `options`, the audit's suggestion marked.
+    fn choices(&self, p: &Path, options: &[Action]) -> String {
         let Some(id) = self.ids.get(p) else {
             return "<div class=\"choice\">(outside the folder: no action)</div>".into();
         };
@@ -110,22 +111,24 @@ impl Ctx<'_> {
         let mut h = format!(
             "<div class=\"choice\"><label><input type=\"radio\" name=\"{id}\" value=\"keep\"{checked}> keep</label>"
         );
-        for (value, label, suggested) in options {
-            let class = if *suggested { " class=\"sug\"" } else { "" };
-            let sug = if *suggested { " (suggested)" } else { "" };
+        for action in options {
+            let (value, label) = match action {
+                Action::Move { to } => (format!("move:{to}"), format!("move to {to}")),
+                Action::SetAside => ("set_aside".into(), "set aside".into()),
+                Action::Keep => continue,
+            };
+            let suggested = self.suggested.get(p) == Some(action);
+            let class = if suggested { " class=\"sug\"" } else { "" };
+            let sug = if suggested { " (suggested)" } else { "" };
             let _ = write!(
                 h,
                 "<label{class}><input type=\"radio\" name=\"{id}\" value=\"{}\"> {}{sug}</label>",
-                escape(value),
-                escape(label)
+                escape(&value),
+                escape(&label)
             );
         }
         h + "</div>"
     }
-}
-
-fn set_aside(suggested: bool) -> (String, String, bool) {
-    ("set_aside".into(), "set aside".into(), suggested)
 }
 
 fn section_head(h: &mut String, id: &str, title: &str, n: usize, note: &str) {
@@ -184,7 +187,8 @@ pub fn render(a: &Audited) -> String {
     }
     let root = std::path::absolute(&a.root).unwrap_or_else(|_| a.root.clone());
     let data = Data { version: VERSION, root, files };
-    let ctx = Ctx { a, thumbs, ids, drawn: Default::default() };
+    let suggested = crate::decisions::suggestions(au).into_iter().collect();
+    let ctx = Ctx { a, thumbs, ids, drawn: Default::default(), suggested };
 
     let folder = escape(&au.data.display().to_string());
     let mut h = format!(
@@ -242,7 +246,7 @@ pub fn render(a: &Audited) -> String {
                 m.score,
                 ev(&m.label, &m.nearest_label),
                 ev(&m.suggested, &m.nearest_suggested),
-                ctx.choices(&m.path, &[(format!("move:{}", m.suggested), format!("move to {}", m.suggested), true), set_aside(false)])
+                ctx.choices(&m.path, &[Action::Move { to: m.suggested.clone() }, Action::SetAside])
             );
         }
         h += "</div></section>";
@@ -254,7 +258,7 @@ pub fn render(a: &Audited) -> String {
         "Near-duplicates",
         au.duplicates.len(),
         &format!(
-            "Photos whose centred features have a cosine of at least {:.2}: resized, recompressed, cropped or \
+            "Photos whose features have a cosine of at least {:.2}: resized, recompressed, cropped or \
              recoloured copies. A <span class=\"conflict\">conflict</span> is filed under two classes, a \
              <span class=\"leak\">leak</span> is in both training and validation.",
             au.settings.duplicate_threshold
@@ -273,7 +277,6 @@ pub fn render(a: &Audited) -> String {
             d.similarity
         );
         for (i, p) in d.paths.iter().enumerate() {
-            // Keep the first copy; for a leak, the training one (validation comes last).
             let _ = write!(
                 h,
                 "<div class=\"member\">{}<code>{}</code><div>{} · {}</div>{}</div>",
@@ -281,7 +284,7 @@ pub fn render(a: &Audited) -> String {
                 ctx.shown(p),
                 escape(&d.labels[i]),
                 escape(&d.splits[i]),
-                ctx.choices(p, &[set_aside(i > 0 && d.kind != Kind::Conflict)])
+                ctx.choices(p, &[Action::SetAside])
             );
         }
         h += "</div></div>";
@@ -308,7 +311,7 @@ pub fn render(a: &Audited) -> String {
             ctx.shown(&s.path),
             escape(&s.label),
             s.score,
-            ctx.choices(&s.path, &[set_aside(true)])
+            ctx.choices(&s.path, &[Action::SetAside])
         );
     }
     h += "</div></section>";
@@ -343,7 +346,7 @@ pub fn render(a: &Audited) -> String {
             ctx.shown(&t.path),
             t.width,
             t.height,
-            ctx.choices(&t.path, &[set_aside(false)])
+            ctx.choices(&t.path, &[Action::SetAside])
         );
     }
     h += "</div></section>";

@@ -504,7 +504,7 @@ pub struct AuditArgs {
     /// Folds of the out-of-fold probabilities and of the stray scores.
     #[arg(long, default_value_t = retrain_audit::Options::default().folds, value_parser = count(2, 100))]
     pub folds: usize,
-    /// Centred cosine of the features at or above which two photos are near-duplicates
+    /// Cosine of two photos' features at or above which they are near-duplicates
     /// (measured: docs/audit.md).
     #[arg(long, default_value_t = retrain_audit::near::DEFAULT_THRESHOLD, value_parser = number::<f32>(UNIT))]
     pub duplicate_threshold: f32,
@@ -514,6 +514,13 @@ pub struct AuditArgs {
     /// A folder of unlabelled photos: rank them by how much labelling each would teach the model.
     #[arg(long, value_name = "DIR")]
     pub unlabelled: Option<PathBuf>,
+    /// Also write each photo's out-of-fold probabilities as CSV (path,split,label,<class>...):
+    /// cleanlab's `pred_probs`.
+    #[arg(long, value_name = "FILE")]
+    pub out_of_fold: Option<PathBuf>,
+    /// Also write the decisions file that accepts every suggestion, for `audit apply`.
+    #[arg(long, value_name = "FILE")]
+    pub suggested: Option<PathBuf>,
     /// How many unlabelled photos to suggest.
     #[arg(long, default_value_t = retrain_audit::Options::default().count, value_parser = count(1, 1_000_000), requires = "unlabelled")]
     pub count: usize,

@@ -35,7 +35,7 @@ pub fn run(a: AuditArgs, g: Global) -> Result<()> {
                 RunSettings { threads: g.threads, quiet: g.quiet, cache: a.cache.root(), ..RunSettings::default() };
             let opts = retrain_audit::Options {
                 folds: a.folds,
-                near: retrain_audit::near::Search { threshold: a.duplicate_threshold, ..Default::default() },
+                duplicate_threshold: a.duplicate_threshold,
                 tiny: a.tiny,
                 unlabelled: a.unlabelled.clone(),
                 count: a.count,
@@ -49,6 +49,15 @@ pub fn run(a: AuditArgs, g: Global) -> Result<()> {
             let audited = retrain_audit::audit(&data, &spec, &run, &opts)?;
             let page = retrain_audit::page(&audited);
             retrain::outputs::write_file(&a.out, page.as_bytes())?;
+            if let Some(path) = &a.out_of_fold {
+                create_parent(path)?;
+                retrain::outputs::write_file(path, audited.out_of_fold_csv().as_bytes())?;
+            }
+            if let Some(path) = &a.suggested {
+                create_parent(path)?;
+                let d = decisions::suggested(&audited)?;
+                retrain::outputs::write_file(path, serde_json::to_string_pretty(&d)?.as_bytes())?;
+            }
             match a.format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&audited.audit)?),
                 _ if g.quiet => {}
