@@ -175,10 +175,11 @@ fn move_file(from: &Path, to: &Path) -> Result<()> {
     std::fs::remove_file(from).map_err(io(from))
 }
 
-/// What the audit suggests, photo by photo, in the page's order (a photo listed twice keeps its
-/// first suggestion): a likely mislabelled photo moves to the class it looks like; of a group of
-/// copies or a leak all but the first (a training photo, when there is one) are set aside; a
-/// stray is set aside. Conflicts and tiny images are for a person to judge.
+/// What the audit suggests, photo by photo (a photo listed twice keeps the first that applies):
+/// a stray is set aside (it is none of the classes, even when one fits it better than its
+/// label); a likely mislabelled photo moves to the class it looks like; of a group of copies or a
+/// leak all but the first (a training photo, when there is one) are set aside. Conflicts and
+/// tiny images are for a person to judge.
 pub fn suggestions(a: &crate::Audit) -> Vec<(PathBuf, Action)> {
     let mut out: Vec<(PathBuf, Action)> = Vec::new();
     let mut seen = BTreeSet::new();
@@ -187,6 +188,9 @@ pub fn suggestions(a: &crate::Audit) -> Vec<(PathBuf, Action)> {
             out.push((p.to_path_buf(), action));
         }
     };
+    for s in &a.strays {
+        add(&s.path, Action::SetAside);
+    }
     for m in &a.mislabelled {
         add(&m.path, Action::Move { to: m.suggested.clone() });
     }
@@ -194,9 +198,6 @@ pub fn suggestions(a: &crate::Audit) -> Vec<(PathBuf, Action)> {
         for p in d.paths.iter().skip(1) {
             add(p, Action::SetAside);
         }
-    }
-    for s in &a.strays {
-        add(&s.path, Action::SetAside);
     }
     out
 }

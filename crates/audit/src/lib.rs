@@ -122,7 +122,7 @@ pub struct Duplicates {
     pub paths: Vec<PathBuf>,
     pub labels: Vec<String>,
     pub splits: Vec<String>,
-    /// The lowest cosine of a pair that joined the group.
+    /// The lowest cosine of two of its photos found alike.
     pub similarity: f32,
     pub kind: Kind,
 }
@@ -302,12 +302,12 @@ pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Opt
             opts.duplicate_threshold
         ),
     })?;
-    let duplicates: Vec<Duplicates> = near::groups(n, &pairs)
+    let duplicates: Vec<Duplicates> = near::groups(&pairs)
         .into_iter()
         .map(|g| {
             let similarity = pairs
                 .iter()
-                .filter(|p| g.binary_search(&p.a).is_ok())
+                .filter(|p| g.binary_search(&p.a).is_ok() && g.binary_search(&p.b).is_ok())
                 .map(|p| p.similarity)
                 .fold(f32::INFINITY, f32::min);
             let labels: Vec<String> = g.iter().map(|&i| names[y[i]].clone()).collect();

@@ -95,39 +95,38 @@ pub fn near_pairs(unit: &[f32], dim: usize, threshold: f32, max_pairs: usize) ->
     Some(pairs)
 }
 
-/// The photos joined by `pairs` into groups (connected components), each sorted, groups in the
-/// order of their strongest pair.
-pub fn groups(n: usize, pairs: &[Pair]) -> Vec<Vec<usize>> {
-    let mut parent: Vec<usize> = (0..n).collect();
-    fn root(p: &mut [usize], mut i: usize) -> usize {
-        while p[i] != i {
-            p[i] = p[p[i]];
-            i = p[i];
-        }
-        i
-    }
+/// Groups of near-copies from `pairs` (sorted, strongest first): the strongest pair not yet
+/// grouped starts a group at its first photo, and a photo joins a group only when it is a pair
+/// with that first photo, so that a chain of each-a-little-alike photos (a burst, one flower
+/// after another) does not become one group. Each group's photos sorted, groups in the order of
+/// their strongest pair.
+pub fn groups(pairs: &[Pair]) -> Vec<Vec<usize>> {
+    let with: HashMap<(usize, usize), f32> =
+        pairs.iter().map(|p| ((p.a.min(p.b), p.a.max(p.b)), p.similarity)).collect();
+    let mut group_of: HashMap<usize, usize> = HashMap::new();
+    let mut out: Vec<Vec<usize>> = Vec::new();
     for p in pairs {
-        let (ra, rb) = (root(&mut parent, p.a), root(&mut parent, p.b));
-        if ra != rb {
-            parent[ra.max(rb)] = ra.min(rb);
+        match (group_of.get(&p.a).copied(), group_of.get(&p.b).copied()) {
+            (None, None) => {
+                group_of.insert(p.a, out.len());
+                group_of.insert(p.b, out.len());
+                out.push(vec![p.a, p.b]);
+            }
+            (Some(g), None) | (None, Some(g)) => {
+                let new = if group_of.contains_key(&p.a) { p.b } else { p.a };
+                let centre = out[g][0];
+                if with.contains_key(&(centre.min(new), centre.max(new))) {
+                    group_of.insert(new, g);
+                    out[g].push(new);
+                }
+            }
+            (Some(_), Some(_)) => {}
         }
     }
-    let mut by_root: HashMap<usize, Vec<usize>> = HashMap::new();
-    let mut order = Vec::new();
-    for p in pairs {
-        let r = root(&mut parent, p.a);
-        if let std::collections::hash_map::Entry::Vacant(e) = by_root.entry(r) {
-            order.push(r);
-            e.insert(Vec::new());
-        }
+    for g in &mut out {
+        g.sort_unstable();
     }
-    for i in 0..n {
-        let r = root(&mut parent, i);
-        if let Some(g) = by_root.get_mut(&r) {
-            g.push(i);
-        }
-    }
-    order.into_iter().filter_map(|r| by_root.remove(&r)).collect()
+    out
 }
 
 #[cfg(test)]
@@ -180,12 +179,16 @@ mod tests {
     }
 
     #[test]
-    fn pairs_join_into_groups() {
+    fn groups_grow_around_their_first_photo_not_along_chains() {
         let pairs = [
             Pair { a: 4, b: 5, similarity: 0.99 },
             Pair { a: 0, b: 2, similarity: 0.95 },
             Pair { a: 2, b: 7, similarity: 0.93 },
         ];
-        assert_eq!(groups(8, &pairs), vec![vec![4, 5], vec![0, 2, 7]]);
+        // 7 is like 2 but not like 0, where 2's group started: it stays out.
+        assert_eq!(groups(&pairs), vec![vec![4, 5], vec![0, 2]]);
+        let mut with_07 = pairs.to_vec();
+        with_07.push(Pair { a: 0, b: 7, similarity: 0.92 });
+        assert_eq!(groups(&with_07), vec![vec![4, 5], vec![0, 2, 7]]);
     }
 }

@@ -508,6 +508,10 @@ pub struct AuditArgs {
     /// (measured: docs/audit.md).
     #[arg(long, default_value_t = retrain_audit::near::DEFAULT_THRESHOLD, value_parser = number::<f32>(UNIT))]
     pub duplicate_threshold: f32,
+    /// A stray's open-set score is above the third quartile of all photos' scores plus this
+    /// many interquartile ranges.
+    #[arg(long, value_name = "K", default_value_t = retrain_audit::Options::default().stray_fence, value_parser = number::<f32>(NON_NEGATIVE))]
+    pub stray_fence: f32,
     /// Photos whose shorter side is below this many pixels are tiny (default: half the backbone's input size).
     #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub tiny: Option<u32>,

@@ -36,6 +36,7 @@ pub fn run(a: AuditArgs, g: Global) -> Result<()> {
             let opts = retrain_audit::Options {
                 folds: a.folds,
                 duplicate_threshold: a.duplicate_threshold,
+                stray_fence: a.stray_fence,
                 tiny: a.tiny,
                 unlabelled: a.unlabelled.clone(),
                 count: a.count,
