@@ -177,7 +177,8 @@ fn move_file(from: &Path, to: &Path) -> Result<()> {
 
 /// What the audit suggests, photo by photo (a photo listed twice keeps the first that applies):
 /// a stray is set aside (it is none of the classes, even when one fits it better than its
-/// label); a likely mislabelled photo moves to the class it looks like; of a group of copies or a
+/// label); a likely mislabelled photo moves to the class it looks like when it is confidently
+/// that class, else is set aside (measured: docs/audit.md); of a group of copies or a
 /// leak all but the first (a training photo, when there is one) are set aside. Conflicts and
 /// tiny images are for a person to judge.
 pub fn suggestions(a: &crate::Audit) -> Vec<(PathBuf, Action)> {
@@ -192,7 +193,11 @@ pub fn suggestions(a: &crate::Audit) -> Vec<(PathBuf, Action)> {
         add(&s.path, Action::SetAside);
     }
     for m in &a.mislabelled {
-        add(&m.path, Action::Move { to: m.suggested.clone() });
+        let action = match m.action {
+            crate::SuggestedAction::Move => Action::Move { to: m.suggested.clone() },
+            crate::SuggestedAction::SetAside => Action::SetAside,
+        };
+        add(&m.path, action);
     }
     for d in a.duplicates.iter().filter(|d| d.kind != crate::Kind::Conflict) {
         for p in d.paths.iter().skip(1) {
@@ -461,6 +466,20 @@ mod tests {
         std::fs::remove_file(root.join("ants/a9.png")).unwrap();
         assert_eq!(snapshot(&root), before);
         assert!(!tmp.path().join("data.quarantine").exists());
+    }
+
+    #[test]
+    fn files_that_are_not_decisions_are_refused_before_reading_them_whole() {
+        let (tmp, root) = folder();
+        let f = tmp.path().join("d.json");
+        std::fs::write(&f, "{\"retrain_audit\": 1, \"root\": 3}").unwrap();
+        assert!(apply(&f, None).unwrap_err().to_string().contains("not a decisions file"));
+        let d = Decisions { retrain_audit: 2, root: root.clone(), decisions: vec![] };
+        std::fs::write(&f, serde_json::to_vec(&d).unwrap()).unwrap();
+        assert!(apply(&f, None).unwrap_err().to_string().contains("version 2"));
+        // Larger than the limit: refused from its size (a sparse file, never read).
+        std::fs::File::create(&f).unwrap().set_len(MAX_FILE + 1).unwrap();
+        assert!(apply(&f, None).unwrap_err().to_string().contains("larger than"));
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub struct Issue {
     pub suggested: usize,
     /// The out-of-fold probability of its given label (lowest = most suspicious).
     pub self_confidence: f32,
+    /// Whether it reaches the suggested class's threshold: confidently that class, rather than
+    /// only not its label.
+    pub confident: bool,
 }
 
 /// Out-of-fold probabilities of features `x` (rows of `dim`) with
@@ -160,6 +163,7 @@ pub fn confident_learning(probs: &[f32], labels: &[usize], classes: usize) -> Ve
         return Vec::new();
     }
     let c = confident_joint(probs, labels, classes);
+    let t = thresholds(probs, labels, classes);
     let mut flagged = vec![false; n];
     for (k, row) in c.iter().enumerate() {
         let members: Vec<usize> = (0..n).filter(|&i| labels[i] == k).collect();
@@ -185,7 +189,12 @@ pub fn confident_learning(probs: &[f32], labels: &[usize], classes: usize) -> Ve
             let p = &probs[i * classes..(i + 1) * classes];
             let top = argmax(p);
             // Not when its label is (within rounding) its most probable class.
-            (p[top] > p[labels[i]] + 1e-6).then_some(Issue { index: i, suggested: top, self_confidence: p[labels[i]] })
+            (p[top] > p[labels[i]] + 1e-6).then_some(Issue {
+                index: i,
+                suggested: top,
+                self_confidence: p[labels[i]],
+                confident: p[top] >= t[top] - 1e-6,
+            })
         })
         .collect();
     issues.sort_by(|a, b| a.self_confidence.total_cmp(&b.self_confidence).then(a.index.cmp(&b.index)));
@@ -211,7 +220,7 @@ mod tests {
         let c = confident_joint(&probs, &labels, 2);
         assert_eq!(c, vec![vec![2, 1], vec![0, 3]]);
         let issues = confident_learning(&probs, &labels, 2);
-        assert_eq!(issues, vec![Issue { index: 5, suggested: 1, self_confidence: 0.05 }]);
+        assert_eq!(issues, vec![Issue { index: 5, suggested: 1, self_confidence: 0.05, confident: true }]);
     }
 
     #[test]

@@ -98,9 +98,20 @@ pub struct Mislabelled {
     pub score: f32,
     /// `train` or `val`.
     pub split: String,
+    /// What the audit suggests: `move` (to `suggested`) when the photo reaches that class's
+    /// threshold, else `set_aside` (it is not what it is filed as, nor surely anything else).
+    pub action: SuggestedAction,
     /// Its nearest photos of its label and of the suggested class.
     pub nearest_label: Vec<Neighbour>,
     pub nearest_suggested: Vec<Neighbour>,
+}
+
+/// What to do with a likely mislabelled photo.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SuggestedAction {
+    Move,
+    SetAside,
 }
 
 /// What a group of near-copies is.
@@ -245,6 +256,9 @@ fn quantile(sorted: &[f32], q: f32) -> f32 {
 /// Audits the labelled photos of `data` on `spec`'s features (cached in `run.cache`).
 pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Options) -> Result<Audited> {
     let started = Instant::now();
+    if let Some(dir) = opts.unlabelled.as_ref().filter(|d| !d.is_dir()) {
+        return Err(AuditError::Data { path: dir.clone(), reason: "not a folder of unlabelled photos".into() });
+    }
     // Copies are what the audit looks for: keep them all.
     let data = DataSpec { keep_duplicates: true, shots: None, ..data.clone() };
     let recipe = Recipe { batch: opts.batch, ..Recipe::for_strategy(Strategy::Linear) };
@@ -286,6 +300,7 @@ pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Opt
             suggested: names[is.suggested].clone(),
             score: 1.0 - is.self_confidence,
             split: split(is.index),
+            action: if is.confident { SuggestedAction::Move } else { SuggestedAction::SetAside },
             nearest_label: nearest_of(is.index, y[is.index], opts.evidence),
             nearest_suggested: nearest_of(is.index, is.suggested, opts.evidence),
         })
@@ -417,7 +432,8 @@ pub fn to_text(a: &Audit) -> String {
     for (what, list) in [("training", train), ("validation", val)] {
         let _ = writeln!(s, "likely mislabelled ({what}): {}", list.len());
         for m in list.iter().take(20) {
-            let _ = writeln!(s, "  {} {} → {} ({:.2})", m.path.display(), m.label, m.suggested, m.score);
+            let aside = if m.action == SuggestedAction::SetAside { ", set aside" } else { "" };
+            let _ = writeln!(s, "  {} {} → {} ({:.2}{aside})", m.path.display(), m.label, m.suggested, m.score);
         }
     }
     let _ = writeln!(s, "near-duplicate groups: {}", a.duplicates.len());

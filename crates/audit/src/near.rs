@@ -95,33 +95,45 @@ pub fn near_pairs(unit: &[f32], dim: usize, threshold: f32, max_pairs: usize) ->
     Some(pairs)
 }
 
-/// Groups of near-copies from `pairs` (sorted, strongest first): the strongest pair not yet
-/// grouped starts a group at its first photo, and a photo joins a group only when it is a pair
-/// with that first photo, so that a chain of each-a-little-alike photos (a burst, one flower
-/// after another) does not become one group. Each group's photos sorted, groups in the order of
-/// their strongest pair.
+/// Groups of near-copies from `pairs` (sorted, strongest first), each around its first photo,
+/// so that a chain of each-a-little-alike photos (a burst, one flower after another) does not
+/// become one group. The strongest pair of two ungrouped photos starts a group; a photo first seen
+/// beside a grouped one joins that group when it is also alike to the group's first photo, else
+/// a group of its own around its partner (a photo can then be in two groups). So every photo of
+/// a pair is grouped with a photo it is alike to. Photos sorted within a group, groups in the
+/// order of their strongest pair.
 pub fn groups(pairs: &[Pair]) -> Vec<Vec<usize>> {
-    let with: HashMap<(usize, usize), f32> =
-        pairs.iter().map(|p| ((p.a.min(p.b), p.a.max(p.b)), p.similarity)).collect();
-    let mut group_of: HashMap<usize, usize> = HashMap::new();
+    let alike: std::collections::HashSet<(usize, usize)> = pairs.iter().map(|p| (p.a.min(p.b), p.a.max(p.b))).collect();
+    let is_alike = |x: usize, y: usize| alike.contains(&(x.min(y), x.max(y)));
+    // The group each photo was first put in, and the group a photo is the first of.
+    let mut first_group: HashMap<usize, usize> = HashMap::new();
+    let mut centres: HashMap<usize, usize> = HashMap::new();
     let mut out: Vec<Vec<usize>> = Vec::new();
     for p in pairs {
-        match (group_of.get(&p.a).copied(), group_of.get(&p.b).copied()) {
+        let (ga, gb) = (first_group.get(&p.a).copied(), first_group.get(&p.b).copied());
+        let (grouped, new) = match (ga, gb) {
             (None, None) => {
-                group_of.insert(p.a, out.len());
-                group_of.insert(p.b, out.len());
+                first_group.insert(p.a, out.len());
+                first_group.insert(p.b, out.len());
+                centres.insert(p.a, out.len());
                 out.push(vec![p.a, p.b]);
+                continue;
             }
-            (Some(g), None) | (None, Some(g)) => {
-                let new = if group_of.contains_key(&p.a) { p.b } else { p.a };
-                let centre = out[g][0];
-                if with.contains_key(&(centre.min(new), centre.max(new))) {
-                    group_of.insert(new, g);
-                    out[g].push(new);
-                }
+            (Some(_), None) => (p.a, p.b),
+            (None, Some(_)) => (p.b, p.a),
+            (Some(_), Some(_)) => continue,
+        };
+        let g = match centres.get(&grouped) {
+            Some(&g) => g,
+            None if is_alike(out[first_group[&grouped]][0], new) => first_group[&grouped],
+            None => {
+                centres.insert(grouped, out.len());
+                out.push(vec![grouped]);
+                out.len() - 1
             }
-            (Some(_), Some(_)) => {}
-        }
+        };
+        out[g].push(new);
+        first_group.insert(new, g);
     }
     for g in &mut out {
         g.sort_unstable();
@@ -185,10 +197,13 @@ mod tests {
             Pair { a: 0, b: 2, similarity: 0.95 },
             Pair { a: 2, b: 7, similarity: 0.93 },
         ];
-        // 7 is like 2 but not like 0, where 2's group started: it stays out.
-        assert_eq!(groups(&pairs), vec![vec![4, 5], vec![0, 2]]);
+        // 7 is like 2 but not like 0, where 2's group started: a group of its own around 2.
+        assert_eq!(groups(&pairs), vec![vec![4, 5], vec![0, 2], vec![2, 7]]);
         let mut with_07 = pairs.to_vec();
-        with_07.push(Pair { a: 0, b: 7, similarity: 0.92 });
+        with_07.insert(2, Pair { a: 0, b: 7, similarity: 0.94 });
         assert_eq!(groups(&with_07), vec![vec![4, 5], vec![0, 2, 7]]);
+        // A chain 10-11-12-13, each like the next only: no group of four.
+        let chain: Vec<Pair> = (10..13).map(|a| Pair { a, b: a + 1, similarity: 0.95 }).collect();
+        assert_eq!(groups(&chain), vec![vec![10, 11], vec![11, 12], vec![12, 13]]);
     }
 }

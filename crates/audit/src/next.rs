@@ -4,7 +4,7 @@
 //! the nearest of the open-set bank or of the photos already picked), picked greedily so that
 //! ten near-identical confusing photos do not fill the list.
 
-use crate::{AuditError, Result};
+use crate::Result;
 use retrain::dataset::Skipped;
 use retrain::prepare::Prepared;
 use retrain::{Recipe, RunSettings};
@@ -65,9 +65,6 @@ pub fn suggest(
     limits: retrain::Limits,
     run: &RunSettings,
 ) -> Result<(Vec<Suggestion>, Vec<Skipped>)> {
-    if !dir.is_dir() {
-        return Err(AuditError::Data { path: dir.to_path_buf(), reason: "not a folder of unlabelled photos".into() });
-    }
     let walk = retrain::dataset::files_below(dir);
     let mut skipped = walk.skipped;
     let names = &prepared.ds.class_names;

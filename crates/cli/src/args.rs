@@ -506,7 +506,7 @@ pub struct AuditArgs {
     pub folds: usize,
     /// Cosine of two photos' features at or above which they are near-duplicates
     /// (measured: docs/audit.md).
-    #[arg(long, default_value_t = retrain_audit::near::DEFAULT_THRESHOLD, value_parser = number::<f32>(UNIT))]
+    #[arg(long, value_name = "COSINE", default_value_t = retrain_audit::near::DEFAULT_THRESHOLD, value_parser = number::<f32>(UNIT))]
     pub duplicate_threshold: f32,
     /// A stray's open-set score is above the third quartile of all photos' scores plus this
     /// many interquartile ranges.

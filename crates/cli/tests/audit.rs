@@ -129,11 +129,15 @@ fn the_audit_finds_planted_problems_and_its_suggestions_apply_and_undo() {
             (name, e["suggested"].as_str().unwrap().to_string())
         })
         .collect();
+    let action = |name: &str| {
+        m.as_array().unwrap().iter().find(|e| e["path"].as_str().unwrap().ends_with(name)).unwrap()["action"].clone()
+    };
     let right = planted.iter().filter(|(n, truth)| found.get(*n).map(String::as_str) == Some(**truth)).count();
     assert!(right >= 3, "planted {planted:?}, found {found:?}");
     assert!(m.as_array().unwrap().len() <= 12, "{m}");
     for e in m.as_array().unwrap() {
         assert!(e["score"].as_f64().unwrap() > 0.5 && e["label"] != e["suggested"], "{e}");
+        assert!(e["action"] == "move" || e["action"] == "set_aside", "{e}");
         assert_eq!(e["nearest_label"].as_array().unwrap().len(), 3);
         assert_eq!(e["nearest_suggested"].as_array().unwrap().len(), 3);
     }
@@ -170,6 +174,19 @@ fn the_audit_finds_planted_problems_and_its_suggestions_apply_and_undo() {
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains("Label these next (4)") && html.contains("id=\"audit-data\""));
 
+    // Bad requests: a missing folder of unlabelled photos, no one backbone.
+    let home = t.path();
+    fails(
+        retrain(home)
+            .args(["audit", "-q"])
+            .arg(&data)
+            .arg("--weights")
+            .arg(mnv2())
+            .args(["--unlabelled", "/nonexistent"]),
+        "not a folder of unlabelled photos",
+    );
+    fails(retrain(home).args(["audit", "-q", "--model", "auto"]).arg(&data), "needs one backbone");
+
     // Apply every suggestion, then undo: the folder is as it was, byte for byte.
     let before = snapshot(&data);
     let out = succeeds(retrain(t.path()).args(["audit", "apply"]).arg(&suggested).arg("--data").arg(&data));
@@ -179,7 +196,12 @@ fn the_audit_finds_planted_problems_and_its_suggestions_apply_and_undo() {
     assert!(quarantine.join("train/bees/coffee.png").is_file());
     for (name, truth) in &planted {
         if found.get(name).map(String::as_str) == Some(*truth) {
-            assert!(data.join("train").join(truth).join(name).is_file(), "{name} not moved to {truth}");
+            let wrong = if *truth == "ants" { "bees" } else { "ants" };
+            let to = match action(name).as_str() {
+                Some("move") => data.join("train").join(truth).join(name),
+                _ => quarantine.join("train").join(wrong).join(name),
+            };
+            assert!(to.is_file(), "{name} not at {}", to.display());
         }
     }
     // Applying the same file again: its photos have moved, so it is refused, nothing changes.
