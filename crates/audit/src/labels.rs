@@ -79,7 +79,8 @@ pub struct OutOfFold {
     pub steps: usize,
 }
 
-fn argmax(p: &[f32]) -> usize {
+/// The index of the largest value (the first of equals).
+pub fn argmax(p: &[f32]) -> usize {
     p.iter().enumerate().fold(0, |b, (j, &v)| if v > p[b] { j } else { b })
 }
 

@@ -243,16 +243,6 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// The value of `sorted` at quantile `q` (linear between neighbours).
-fn quantile(sorted: &[f32], q: f32) -> f32 {
-    if sorted.is_empty() {
-        return f32::NAN;
-    }
-    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f32;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f32)
-}
-
 /// Audits the labelled photos of `data` on `spec`'s features (cached in `run.cache`).
 pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Options) -> Result<Audited> {
     let started = Instant::now();
@@ -262,7 +252,9 @@ pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Opt
     // Copies are what the audit looks for: keep them all.
     let data = DataSpec { keep_duplicates: true, shots: None, ..data.clone() };
     let recipe = Recipe { batch: opts.batch, ..Recipe::for_strategy(Strategy::Linear) };
-    let prepared = retrain::prepare::prepare(&data, spec, &recipe, run)?;
+    // The copies `train` warns of are in the audit's own list.
+    let ds = retrain::prepare::scan(&data, true)?;
+    let prepared = retrain::prepare::prepare_scanned(ds, &data, spec, &recipe, run, started)?;
     let names = prepared.ds.class_names.clone();
     let classes = names.len();
     let dim = prepared.backbone.feature_dim();
@@ -279,8 +271,7 @@ pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Opt
     let labels::OutOfFold { probs, steps, .. } =
         labels::out_of_fold(&x, &y, dim, classes, opts.folds, &recipe.head, opts.seed)?;
     bar.inc(opts.folds as u64 + 1);
-    let argmax = |p: &[f32]| p.iter().enumerate().fold(0, |b, (j, &v)| if v > p[b] { j } else { b });
-    let right = (0..n).filter(|&i| argmax(&probs[i * classes..(i + 1) * classes]) == y[i]).count();
+    let right = (0..n).filter(|&i| labels::argmax(&probs[i * classes..(i + 1) * classes]) == y[i]).count();
 
     // Evidence and near-copies by cosine, as the open-set score measures likeness.
     let unit = retrain_openset::unit_rows(&x, dim);
@@ -347,7 +338,7 @@ pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Opt
     )?;
     let mut sorted = fitted.out_of_fold.clone();
     sorted.sort_by(f32::total_cmp);
-    let (q1, q3) = (quantile(&sorted, 0.25), quantile(&sorted, 0.75));
+    let (q1, q3) = (retrain_openset::quantile(&sorted, 0.25), retrain_openset::quantile(&sorted, 0.75));
     let stray_threshold = q3 + opts.stray_fence * (q3 - q1);
     let mut strays: Vec<Stray> = (0..n)
         .filter(|&i| fitted.out_of_fold[i] > stray_threshold)

@@ -110,7 +110,7 @@ pub fn suggest(
         .into_iter()
         .map(|(i, u, d)| {
             let p = retrain_head::softmax(&head.logits(&ux[i * dim..(i + 1) * dim]));
-            let top = p.iter().enumerate().fold(0, |b, (j, &v)| if v > p[b] { j } else { b });
+            let top = crate::labels::argmax(&p);
             Suggestion {
                 path: files[i].clone(),
                 predicted: names[top].clone(),

@@ -101,10 +101,26 @@ pub fn extractor(
 /// Scan, load the backbone, extract (or read cached) the features of every photo.
 pub fn prepare(data: &DataSpec, spec: &BackboneSpec, recipe: &Recipe, run: &RunSettings) -> Result<Prepared> {
     let t0 = Instant::now();
-    let mut timings = Timings::default();
     let ds = scan(data, true)?;
     warn_duplicates(&ds, data.keep_duplicates, run.quiet);
-    timings.scan = t0.elapsed().as_secs_f64();
+    prepare_scanned(ds, data, spec, recipe, run, t0)
+}
+
+/// [`prepare`] on photos already scanned (since `started`): for a caller that reports copies
+/// itself.
+pub fn prepare_scanned(
+    ds: Dataset,
+    data: &DataSpec,
+    spec: &BackboneSpec,
+    recipe: &Recipe,
+    run: &RunSettings,
+    started: Instant,
+) -> Result<Prepared> {
+    let t0 = started;
+    let mut timings = Timings {
+        scan: t0.elapsed().as_secs_f64(),
+        ..Timings::default()
+    };
 
     let t = Instant::now();
     let (backbone, calibration) = extractor(spec, recipe.strategy, data.seed, &ds, run)?;
