@@ -9,14 +9,21 @@ mod runtime;
 pub use cache::{content_hash, FeatureCache};
 pub use calibrate::calibrate;
 pub use extract::{extract, Extracted, Sessions};
-pub use runtime::{runtime_library, Outputs, Session};
+pub use runtime::{
+    runtime_check, runtime_failed, runtime_library, runtime_version, Outputs, Session, ORT_MIN_MINOR, ORT_VERSION,
+};
 
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeatureError {
-    #[error("ONNX Runtime library not found (searched: {searched}).\n  Install it with `python3 -m pip install onnxruntime==1.31.1` (or any version >= 1.31) and set\n  ORT_DYLIB_PATH to its capi/libonnxruntime.so.* file, or run `bash setup.sh` in the retrain checkout")]
-    RuntimeMissing { searched: String },
+    #[error(
+        "ONNX Runtime not found; retrain looked for its library in:\n    {}\n  Install it into the environment retrain runs from: `{python} -m pip install onnxruntime=={ver}`\n  (or set ORT_DYLIB_PATH to a libonnxruntime file of version 1.{minor} or newer; in a retrain checkout, `bash setup.sh`)",
+        searched.join("\n    "),
+        ver = ORT_VERSION,
+        minor = ORT_MIN_MINOR
+    )]
+    RuntimeMissing { searched: Vec<String>, python: String },
     #[error("{0}")]
     RuntimeUnavailable(String),
     #[error("{what}: ONNX Runtime failed: {reason}")]

@@ -4,54 +4,216 @@ use std::sync::OnceLock;
 
 static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
 
-/// Finds the ONNX Runtime shared library: `ORT_DYLIB_PATH`, else beside the executable,
-/// else the `onnxruntime` Python package in `$VIRTUAL_ENV`, `./.venv`, the retrain checkout's
-/// `.venv` or the usual site-packages folders, else the system library folders.
+/// The ONNX Runtime release `setup.sh` installs and the Python package depends on; any 1.x from
+/// [`ORT_MIN_MINOR`] on works (the `ort` crate is built against that API version).
+pub const ORT_VERSION: &str = "1.31.1";
+/// The oldest 1.x minor version whose C API the `ort` crate's `api-31` feature asks for.
+pub const ORT_MIN_MINOR: u32 = 31;
+
+/// Finds the ONNX Runtime shared library: `ORT_DYLIB_PATH`; else the `onnxruntime` Python
+/// package of the environment the executable is installed in (`<env>/bin/retrain` or
+/// `<env>\Scripts\retrain.exe`); else beside the executable, the retrain checkout's `.venv`,
+/// `$VIRTUAL_ENV`, `./.venv`, `~/.local` and the system's site-packages and library folders.
 pub fn runtime_library() -> Result<PathBuf, FeatureError> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
-    }
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Ok(exe) = std::env::current_exe() {
-        // target/release/retrain -> checkout root, so a source build finds its own .venv.
-        for anc in exe.ancestors().skip(1).take(4) {
-            dirs.push(anc.to_path_buf());
-            dirs.push(anc.join("lib"));
-            site_packages(&anc.join(".venv"), &mut dirs);
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            return Err(FeatureError::RuntimeUnavailable(format!(
+                "ORT_DYLIB_PATH={}: no such file; point it at a libonnxruntime file, or unset it to search {}",
+                p.display(),
+                "the Python environment retrain is installed in"
+            )));
         }
+        return Ok(p);
     }
-    if let Some(v) = std::env::var_os("VIRTUAL_ENV") {
-        site_packages(Path::new(&v), &mut dirs);
+    let exe = std::env::current_exe().ok();
+    let search = Search::from_exe(exe.as_deref());
+    if let Some(lib) = search.dirs.iter().find_map(|d| find_in(d)) {
+        return Ok(lib);
     }
-    site_packages(Path::new(".venv"), &mut dirs);
-    if let Some(home) = std::env::var_os("HOME") {
-        site_packages(&Path::new(&home).join(".local"), &mut dirs);
-    }
-    for prefix in ["/usr/local", "/usr"] {
-        site_packages(Path::new(prefix), &mut dirs);
-        dirs.push(Path::new(prefix).join("lib"));
-    }
-    for d in &dirs {
-        if let Some(lib) = find_in(d) {
-            return Ok(lib);
-        }
-    }
-    Err(FeatureError::RuntimeMissing {
-        searched: "ORT_DYLIB_PATH, the executable's folders, $VIRTUAL_ENV, ./.venv, ~/.local, /usr/local, /usr".into(),
-    })
+    let python = exe.as_deref().and_then(python_beside).unwrap_or_else(|| "python3".into());
+    Err(FeatureError::RuntimeMissing { searched: search.shown, python })
 }
 
-fn site_packages(prefix: &Path, out: &mut Vec<PathBuf>) {
-    for lib in ["lib", "lib64"] {
-        if let Ok(rd) = std::fs::read_dir(prefix.join(lib)) {
-            for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with("python3") {
-                    out.push(e.path().join("site-packages/onnxruntime/capi"));
-                    out.push(e.path().join("dist-packages/onnxruntime/capi"));
+/// The version string the library at `lib` reports, read through `OrtGetApiBase` before
+/// `ort` touches it, so a wrong library is an error that names it instead of a crash.
+pub fn runtime_version(lib: &Path) -> Result<String, FeatureError> {
+    #[repr(C)]
+    struct ApiBase {
+        get_api: unsafe extern "system" fn(u32) -> *const std::ffi::c_void,
+        get_version_string: unsafe extern "system" fn() -> *const std::ffi::c_char,
+    }
+    let fail = |reason: String| FeatureError::RuntimeUnavailable(format!("{}: {reason}", lib.display()));
+    // SAFETY: loading runs the library's initialisers; this is the file the user or the search
+    // chose as ONNX Runtime, which `ort` would load next anyway.
+    let library =
+        unsafe { libloading::Library::new(lib) }.map_err(|e| fail(format!("cannot load ONNX Runtime: {e}")))?;
+    // SAFETY: the symbol's type is OrtGetApiBase's in onnxruntime_c_api.h.
+    let get_base = unsafe { library.get::<unsafe extern "system" fn() -> *const ApiBase>(b"OrtGetApiBase\0") }
+        .map_err(|_| fail("not an ONNX Runtime library (it has no OrtGetApiBase)".into()))?;
+    // SAFETY: OrtGetApiBase returns a pointer to a static struct, and GetVersionString a static
+    // NUL-terminated string; both are checked for null.
+    let version = unsafe {
+        let base = get_base();
+        if base.is_null() {
+            return Err(fail("OrtGetApiBase returned nothing".into()));
+        }
+        let s = ((*base).get_version_string)();
+        if s.is_null() {
+            return Err(fail("ONNX Runtime reports no version".into()));
+        }
+        std::ffi::CStr::from_ptr(s).to_string_lossy().into_owned()
+    };
+    Ok(version)
+}
+
+/// Whether `version` ("1.31.1") is a runtime `ort` can drive: 1.x with x ≥ [`ORT_MIN_MINOR`].
+fn supported(version: &str) -> bool {
+    let mut parts = version.trim().split('.').map(|p| p.parse::<u32>().ok());
+    matches!((parts.next(), parts.next()), (Some(Some(1)), Some(Some(minor))) if minor >= ORT_MIN_MINOR)
+}
+
+/// The version of the library at `lib` when it is one retrain can drive, else an error that
+/// names the file, its version and the `pip install` that fixes it.
+pub fn runtime_check(lib: &Path) -> Result<String, FeatureError> {
+    let version = runtime_version(lib)?;
+    if supported(&version) {
+        return Ok(version);
+    }
+    let which = if version.starts_with("1.") { "too old" } else { "not supported" };
+    let python = std::env::current_exe().ok().as_deref().and_then(python_beside).unwrap_or_else(|| "python3".into());
+    Err(FeatureError::RuntimeUnavailable(format!(
+        "{}: ONNX Runtime {version} is {which}; retrain needs 1.{ORT_MIN_MINOR} or a newer 1.x.\n  \
+         Install the tested one with `{python} -m pip install onnxruntime=={ORT_VERSION}`",
+        lib.display()
+    )))
+}
+
+/// Checks the library's version, then hands it to `ort`.
+fn load(lib: &Path) -> Result<ort::environment::Environment, String> {
+    runtime_check(lib).map_err(|e| e.to_string())?;
+    let builder = ort::init_from(lib).map_err(|e| format!("{}: cannot load ONNX Runtime: {e}", lib.display()))?;
+    builder.with_name("retrain").build().map_err(|e| format!("{}: cannot start ONNX Runtime: {e}", lib.display()))
+}
+
+/// Whether this process tried to start ONNX Runtime and could not, so the command line can
+/// give that failure its own exit code whichever error wrapped it.
+pub fn runtime_failed() -> bool {
+    matches!(ENV.get(), Some(Err(_)))
+}
+
+/// The folders searched, in order, and how they are shown in the error when none has it.
+#[derive(Default)]
+struct Search {
+    dirs: Vec<PathBuf>,
+    shown: Vec<String>,
+}
+
+impl Search {
+    /// Where to look, in order, for an executable at `exe`.
+    fn from_exe(exe: Option<&Path>) -> Self {
+        let mut search = Search::default();
+        let exes: Vec<PathBuf> = exe
+            .iter()
+            .flat_map(|e| [e.to_path_buf(), std::fs::canonicalize(e).unwrap_or_else(|_| e.to_path_buf())])
+            .collect();
+        // pip, pipx, uv and `pip --user` put the binary in <env>/bin (Scripts on Windows) and
+        // the onnxruntime package in that environment's site-packages.
+        for exe in &exes {
+            if let Some(env) = exe.parent().and_then(Path::parent) {
+                search.site_packages(env);
+            }
+        }
+        for exe in &exes {
+            // target/release/retrain -> checkout root, so a source build finds its own .venv.
+            for anc in exe.ancestors().skip(1).take(4) {
+                search.dir(anc.to_path_buf());
+                search.dir(anc.join("lib"));
+                search.site_packages(&anc.join(".venv"));
+            }
+        }
+        if let Some(v) = std::env::var_os("VIRTUAL_ENV") {
+            search.site_packages(Path::new(&v));
+        }
+        search.site_packages(Path::new(".venv"));
+        if let Some(home) = std::env::var_os("HOME") {
+            search.site_packages(&Path::new(&home).join(".local"));
+        }
+        for prefix in ["/usr/local", "/usr"] {
+            search.site_packages(Path::new(prefix));
+            search.dir(Path::new(prefix).join("lib"));
+        }
+        // Homebrew's onnxruntime on Apple silicon (on Intel Macs it is in /usr/local/lib).
+        search.dir(PathBuf::from("/opt/homebrew/lib"));
+        search
+    }
+
+    fn dir(&mut self, d: PathBuf) {
+        if d.is_dir() {
+            self.always(d);
+        }
+    }
+
+    /// A folder shown in the error even when it does not exist: a package folder of an
+    /// environment that exists, where `pip install onnxruntime` would put the library.
+    fn always(&mut self, d: PathBuf) {
+        if !self.dirs.contains(&d) {
+            self.shown.push(d.display().to_string());
+            self.dirs.push(d);
+        }
+    }
+
+    /// `prefix`'s onnxruntime package folders: lib/python3.X/site-packages (Linux, macOS
+    /// venvs), lib/python/site-packages (macOS `--user`), Lib/site-packages (Windows venvs),
+    /// site-packages (Windows `--user`), and Debian's dist-packages.
+    fn site_packages(&mut self, prefix: &Path) {
+        let capi = Path::new("onnxruntime").join("capi");
+        let mut any = false;
+        let lib = prefix.join("lib");
+        // A venv's lib64 is a link to its lib.
+        let lib64 =
+            Some(prefix.join("lib64")).filter(|l| std::fs::canonicalize(l).ok() != std::fs::canonicalize(&lib).ok());
+        for lib in std::iter::once(lib).chain(lib64) {
+            if let Ok(rd) = std::fs::read_dir(&lib) {
+                let mut pythons: Vec<PathBuf> = rd
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("python"))
+                    .map(|e| e.path())
+                    .collect();
+                pythons.sort();
+                for py in pythons {
+                    for packages in ["site-packages", "dist-packages"] {
+                        if py.join(packages).is_dir() {
+                            any = true;
+                            self.always(py.join(packages).join(&capi));
+                        }
+                    }
                 }
             }
         }
+        for packages in [Path::new("Lib").join("site-packages"), PathBuf::from("site-packages")] {
+            if prefix.join(&packages).is_dir() {
+                any = true;
+                self.always(prefix.join(packages).join(&capi));
+            }
+        }
+        if !any && prefix.is_dir() && !self.shown.iter().any(|s| s.starts_with(&prefix.display().to_string())) {
+            // Say where it would be, so the user sees which environment was looked at.
+            self.shown
+                .push(prefix.join("lib").join("python3*").join("site-packages").join(&capi).display().to_string());
+        }
     }
+}
+
+/// The Python interpreter installed beside the executable, the one whose `pip` installs into
+/// the environment searched first.
+fn python_beside(exe: &Path) -> Option<String> {
+    let dir = exe.parent()?;
+    ["python", "python3", "python.exe"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
 }
 
 fn find_in(dir: &Path) -> Option<PathBuf> {
@@ -59,21 +221,24 @@ fn find_in(dir: &Path) -> Option<PathBuf> {
         .ok()?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n.starts_with("libonnxruntime.so") || n == "libonnxruntime.dylib" || n == "onnxruntime.dll"
-            })
-        })
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(is_runtime_file))
         .collect();
     found.sort();
     found.pop()
 }
 
+/// libonnxruntime.so[.1.31.1] (Linux), libonnxruntime[.1.31.1].dylib (macOS), onnxruntime.dll
+/// (Windows); not libonnxruntime_providers_shared.so and the like.
+fn is_runtime_file(name: &str) -> bool {
+    name.starts_with("libonnxruntime.so")
+        || (name.starts_with("libonnxruntime.") && name.ends_with(".dylib"))
+        || name.eq_ignore_ascii_case("onnxruntime.dll")
+}
+
 fn environment() -> Result<&'static ort::environment::Environment, FeatureError> {
     let env = ENV.get_or_init(|| {
         let lib = runtime_library().map_err(|e| e.to_string())?;
-        let builder = ort::init_from(&lib).map_err(|e| format!("{}: cannot load ONNX Runtime: {e}", lib.display()))?;
-        builder.with_name("retrain").build().map_err(|e| format!("{}: cannot start ONNX Runtime: {e}", lib.display()))
+        load(&lib)
     });
     // The message already names the library (or says where it was looked for).
     env.as_ref().map_err(|reason| FeatureError::RuntimeUnavailable(reason.clone()))
@@ -124,5 +289,160 @@ impl Session {
             out.push((name.to_string(), shape.iter().map(|&d| d as usize).collect(), data.to_vec()));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn only_1_x_from_the_api_version_is_supported() {
+        assert!(supported("1.31.1"));
+        assert!(supported(&format!("1.{ORT_MIN_MINOR}.0")));
+        assert!(supported("1.40.0"));
+        assert!(!supported("1.20.0"));
+        assert!(!supported(&format!("1.{}.9", ORT_MIN_MINOR - 1)));
+        assert!(!supported("2.0.0"));
+        assert!(!supported("0.31.0"));
+        assert!(!supported("garbage"));
+        assert!(!supported(""));
+    }
+
+    fn touch(p: &Path) {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, b"").unwrap();
+    }
+
+    fn found(exe: &Path) -> Option<PathBuf> {
+        Search::from_exe(Some(exe)).dirs.iter().find_map(|d| find_in(d))
+    }
+
+    #[test]
+    fn the_environment_the_binary_is_installed_in_is_searched_first() {
+        let t = tempfile::tempdir().unwrap();
+        // A Linux or macOS venv: <env>/bin/retrain, <env>/lib/python3.X/site-packages.
+        let linux = t.path().join("venv");
+        touch(&linux.join("bin/retrain"));
+        let capi = linux.join("lib/python3.11/site-packages/onnxruntime/capi");
+        touch(&capi.join("libonnxruntime.so.1.31.1"));
+        touch(&capi.join("libonnxruntime_providers_shared.so"));
+        touch(&capi.join("onnxruntime_pybind11_state.so"));
+        assert_eq!(found(&linux.join("bin/retrain")), Some(capi.join("libonnxruntime.so.1.31.1")));
+        assert_eq!(Search::from_exe(Some(&linux.join("bin/retrain"))).dirs[0], capi);
+
+        let mac = t.path().join("mac");
+        touch(&mac.join("bin/retrain"));
+        let capi = mac.join("lib/python3.12/site-packages/onnxruntime/capi");
+        touch(&capi.join("libonnxruntime.1.31.1.dylib"));
+        assert_eq!(found(&mac.join("bin/retrain")), Some(capi.join("libonnxruntime.1.31.1.dylib")));
+
+        // A Windows venv: <env>\Scripts\retrain.exe, <env>\Lib\site-packages.
+        let win = t.path().join("win");
+        touch(&win.join("Scripts/retrain.exe"));
+        let capi = win.join("Lib/site-packages/onnxruntime/capi");
+        touch(&capi.join("onnxruntime.dll"));
+        assert_eq!(found(&win.join("Scripts/retrain.exe")), Some(capi.join("onnxruntime.dll")));
+    }
+
+    #[test]
+    fn the_missing_runtime_error_names_the_places_and_the_pip_that_fixes_it() {
+        let t = tempfile::tempdir().unwrap();
+        let env = t.path().join("venv");
+        touch(&env.join("bin/retrain"));
+        touch(&env.join("bin/python"));
+        fs::create_dir_all(env.join("lib/python3.11/site-packages")).unwrap();
+        let exe = env.join("bin/retrain");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("lib", env.join("lib64")).unwrap();
+        let search = Search::from_exe(Some(&exe));
+        let capi = env.join("lib/python3.11/site-packages/onnxruntime/capi");
+        assert_eq!(search.shown[0], capi.display().to_string());
+        assert!(!search.shown.iter().any(|s| s.contains("lib64")), "a venv's lib64 link is lib: {:?}", search.shown);
+        let python = python_beside(&exe).unwrap();
+        assert_eq!(python, env.join("bin/python").display().to_string());
+        let msg = FeatureError::RuntimeMissing { searched: search.shown, python }.to_string();
+        assert!(msg.contains(&capi.display().to_string()), "{msg}");
+        assert!(
+            msg.contains(&format!("{} -m pip install onnxruntime=={ORT_VERSION}", env.join("bin/python").display())),
+            "{msg}"
+        );
+
+        // An environment with no site-packages yet still shows where it was looked for.
+        let bare = t.path().join("bare");
+        touch(&bare.join("bin/retrain"));
+        let shown = Search::from_exe(Some(&bare.join("bin/retrain"))).shown;
+        assert!(shown[0].starts_with(&bare.join("lib").display().to_string()), "{shown:?}");
+    }
+
+    /// Builds a shared library that reports `version` from OrtGetApiBase, as ONNX Runtime does.
+    fn fake_runtime(dir: &Path, version: Option<&str>) -> Option<PathBuf> {
+        let src = dir.join("fake.c");
+        let body = match version {
+            Some(v) => format!(
+                "typedef struct {{ const void* (*get_api)(unsigned); const char* (*get_version)(void); }} Base;\n\
+                 static const void* api(unsigned v) {{ (void)v; return 0; }}\n\
+                 static const char* ver(void) {{ return \"{v}\"; }}\n\
+                 static const Base base = {{ api, ver }};\n\
+                 const Base* OrtGetApiBase(void) {{ return &base; }}\n"
+            ),
+            None => "int not_onnxruntime(void) { return 1; }\n".into(),
+        };
+        fs::write(&src, body).unwrap();
+        let lib = dir.join(format!("libonnxruntime.so.{}", version.unwrap_or("none")));
+        let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+        let ok = std::process::Command::new(&cc)
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&lib)
+            .arg(&src)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(lib)
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_too_old_too_new_or_foreign_library_is_a_clear_error() {
+        let t = tempfile::tempdir().unwrap();
+        let Some(old) = fake_runtime(t.path(), Some("1.20.0")) else {
+            panic!("this test builds a stand-in library with `cc` (or $CC), which failed");
+        };
+        assert_eq!(runtime_version(&old).unwrap(), "1.20.0");
+        let e = load(&old).err().unwrap();
+        assert!(e.contains("ONNX Runtime 1.20.0 is too old") && e.contains(&old.display().to_string()), "{e}");
+        assert!(e.contains(&format!("onnxruntime=={ORT_VERSION}")), "{e}");
+
+        let new = fake_runtime(t.path(), Some("2.0.0")).unwrap();
+        let e = load(&new).err().unwrap();
+        assert!(e.contains("ONNX Runtime 2.0.0 is not supported"), "{e}");
+
+        let foreign = fake_runtime(t.path(), None).unwrap();
+        let e = load(&foreign).err().unwrap();
+        assert!(e.contains("not an ONNX Runtime library"), "{e}");
+
+        let text = t.path().join("libonnxruntime.so.1.31.1");
+        fs::write(&text, "not a library").unwrap();
+        let e = load(&text).err().unwrap();
+        assert!(e.contains("cannot load ONNX Runtime") && e.contains(&text.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn the_real_runtime_reports_a_supported_version() {
+        let lib = runtime_library().expect("ONNX Runtime for the tests: run `bash setup.sh`");
+        let v = runtime_version(&lib).unwrap();
+        assert!(supported(&v), "{}: {v}", lib.display());
+    }
+
+    #[test]
+    fn setup_and_the_python_package_pin_the_runtime_version_declared_here() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let setup = fs::read_to_string(root.join("setup.sh")).unwrap();
+        assert!(setup.contains(&format!("ORT_VERSION={ORT_VERSION}\n")), "setup.sh pins another onnxruntime");
+        let pyproject = fs::read_to_string(root.join("pyproject.toml")).unwrap();
+        assert!(
+            pyproject.contains(&format!("\"onnxruntime=={ORT_VERSION};")),
+            "pyproject.toml pins another onnxruntime"
+        );
     }
 }

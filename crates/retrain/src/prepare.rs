@@ -117,10 +117,7 @@ pub fn prepare_scanned(
     started: Instant,
 ) -> Result<Prepared> {
     let t0 = started;
-    let mut timings = Timings {
-        scan: t0.elapsed().as_secs_f64(),
-        ..Timings::default()
-    };
+    let mut timings = Timings { scan: t0.elapsed().as_secs_f64(), ..Timings::default() };
 
     let t = Instant::now();
     let (backbone, calibration) = extractor(spec, recipe.strategy, data.seed, &ds, run)?;

@@ -21,9 +21,14 @@ pub struct WeightsSpec {
     pub sources: &'static [Source],
 }
 
-/// `$XDG_CACHE_HOME/retrain`, else `~/.cache/retrain`.
+/// `$XDG_CACHE_HOME/retrain`, else `~/.cache/retrain` (on Windows `%LOCALAPPDATA%\retrain`,
+/// where a pip-installed binary finds no `HOME`).
 pub fn cache_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("retrain");
+    }
+    #[cfg(windows)]
+    if let Some(x) = std::env::var_os("LOCALAPPDATA").filter(|x| !x.is_empty()) {
         return PathBuf::from(x).join("retrain");
     }
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
