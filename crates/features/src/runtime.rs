@@ -19,20 +19,18 @@ pub fn runtime_library() -> Result<PathBuf, FeatureError> {
         let p = PathBuf::from(p);
         if !p.is_file() {
             return Err(FeatureError::RuntimeUnavailable(format!(
-                "ORT_DYLIB_PATH={}: no such file; point it at a libonnxruntime file, or unset it to search {}",
-                p.display(),
-                "the Python environment retrain is installed in"
+                "ORT_DYLIB_PATH={}: no such file; point it at a libonnxruntime file, or unset it to search \
+                 the Python environment retrain is installed in",
+                p.display()
             )));
         }
         return Ok(p);
     }
-    let exe = std::env::current_exe().ok();
-    let search = Search::from_exe(exe.as_deref());
+    let search = Search::from_exe(std::env::current_exe().ok().as_deref());
     if let Some(lib) = search.dirs.iter().find_map(|d| find_in(d)) {
         return Ok(lib);
     }
-    let python = exe.as_deref().and_then(python_beside).unwrap_or_else(|| "python3".into());
-    Err(FeatureError::RuntimeMissing { searched: search.shown, python })
+    Err(FeatureError::RuntimeMissing { searched: search.shown, python: pip_python() })
 }
 
 /// The version string the library at `lib` reports, read through `OrtGetApiBase` before
@@ -81,11 +79,11 @@ pub fn runtime_check(lib: &Path) -> Result<String, FeatureError> {
         return Ok(version);
     }
     let which = if version.starts_with("1.") { "too old" } else { "not supported" };
-    let python = std::env::current_exe().ok().as_deref().and_then(python_beside).unwrap_or_else(|| "python3".into());
     Err(FeatureError::RuntimeUnavailable(format!(
         "{}: ONNX Runtime {version} is {which}; retrain needs 1.{ORT_MIN_MINOR} or a newer 1.x.\n  \
-         Install the tested one with `{python} -m pip install onnxruntime=={ORT_VERSION}`",
-        lib.display()
+         Install the tested one with `{} -m pip install onnxruntime=={ORT_VERSION}`",
+        lib.display(),
+        pip_python()
     )))
 }
 
@@ -113,10 +111,11 @@ impl Search {
     /// Where to look, in order, for an executable at `exe`.
     fn from_exe(exe: Option<&Path>) -> Self {
         let mut search = Search::default();
-        let exes: Vec<PathBuf> = exe
+        let mut exes: Vec<PathBuf> = exe
             .iter()
             .flat_map(|e| [e.to_path_buf(), std::fs::canonicalize(e).unwrap_or_else(|_| e.to_path_buf())])
             .collect();
+        exes.dedup();
         // pip, pipx, uv and `pip --user` put the binary in <env>/bin (Scripts on Windows) and
         // the onnxruntime package in that environment's site-packages.
         for exe in &exes {
@@ -197,16 +196,21 @@ impl Search {
                 self.always(prefix.join(packages).join(&capi));
             }
         }
-        if !any && prefix.is_dir() && !self.shown.iter().any(|s| s.starts_with(&prefix.display().to_string())) {
+        let would_be = prefix.join("lib").join("python3*").join("site-packages").join(&capi).display().to_string();
+        if !any && prefix.is_dir() && !self.shown.contains(&would_be) {
             // Say where it would be, so the user sees which environment was looked at.
-            self.shown
-                .push(prefix.join("lib").join("python3*").join("site-packages").join(&capi).display().to_string());
+            self.shown.push(would_be);
         }
     }
 }
 
-/// The Python interpreter installed beside the executable, the one whose `pip` installs into
-/// the environment searched first.
+/// The Python whose `pip` installs into the environment searched first: the one beside this
+/// executable, else `python3`.
+fn pip_python() -> String {
+    std::env::current_exe().ok().as_deref().and_then(python_beside).unwrap_or_else(|| "python3".into())
+}
+
+/// The Python interpreter installed beside the executable.
 fn python_beside(exe: &Path) -> Option<String> {
     let dir = exe.parent()?;
     ["python", "python3", "python.exe"]

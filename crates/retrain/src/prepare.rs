@@ -106,7 +106,7 @@ pub fn prepare(data: &DataSpec, spec: &BackboneSpec, recipe: &Recipe, run: &RunS
     prepare_scanned(ds, data, spec, recipe, run, t0)
 }
 
-/// [`prepare`] on photos already scanned (since `started`): for a caller that reports copies
+/// [`prepare`] on photos already scanned (since `t0`): for a caller that reports copies
 /// itself.
 pub fn prepare_scanned(
     ds: Dataset,
@@ -114,9 +114,8 @@ pub fn prepare_scanned(
     spec: &BackboneSpec,
     recipe: &Recipe,
     run: &RunSettings,
-    started: Instant,
+    t0: Instant,
 ) -> Result<Prepared> {
-    let t0 = started;
     let mut timings = Timings { scan: t0.elapsed().as_secs_f64(), ..Timings::default() };
 
     let t = Instant::now();
