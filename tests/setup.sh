@@ -34,6 +34,15 @@ if [ -n "$path" ]; then
         printf 'npm install playwright-core failed (Node.js and npm are needed):\n%s\n' "$npm_log" | tail -n 20 > .browser/UNAVAILABLE
         cat .browser/UNAVAILABLE >&2
     fi
+    # The web export's tests: onnxruntime-web's tarball as npm publishes it (for the download
+    # path, served from a loopback registry) and unpacked (for --ort-web).
+    if [ ! -d .browser/onnxruntime-web/package/dist ]; then
+        if (cd .browser && npm pack --silent onnxruntime-web@1.31.1 >/dev/null 2>&1); then
+            mkdir -p .browser/onnxruntime-web && tar xzf .browser/onnxruntime-web-1.31.1.tgz -C .browser/onnxruntime-web
+        else
+            echo "npm pack onnxruntime-web@1.31.1 failed: the web export's browser test cannot run" >> .browser/UNAVAILABLE
+        fi
+    fi
 else
     printf 'no Chromium for the browser test:\n%s\n' "$log" | tail -n 20 > .browser/UNAVAILABLE
     echo "warning: no Chromium; the browser test will skip, saying:" >&2

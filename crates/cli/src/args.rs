@@ -421,8 +421,12 @@ pub struct StudyArgs {
 #[derive(clap::Args)]
 pub struct ServeArgs {
     /// One or more model files; each is served under its file stem.
-    #[arg(required = true, value_name = "MODEL.onnx")]
+    #[arg(required_unless_present = "static_dir", value_name = "MODEL.onnx")]
     pub models: Vec<PathBuf>,
+    /// Serve this folder's files (a `retrain export web` page) at / in place of retrain's page;
+    /// models, when given too, are served beside it. The files are public: no --token.
+    #[arg(long = "static", value_name = "DIR", conflicts_with = "token")]
+    pub static_dir: Option<PathBuf>,
     /// Address to listen on. 0.0.0.0 serves anyone on the network: give it a --token.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -571,6 +575,22 @@ pub enum ExportTarget {
         /// Where KServe will find the repository (a copy of DIR).
         #[arg(long, default_value = "pvc://retrain-models")]
         storage_uri: String,
+    },
+    /// A static page that classifies photos and the camera in the browser, offline after the
+    /// first visit (ONNX Runtime Web): DIR is served as is by any web server, GitHub Pages, or
+    /// `retrain serve --static DIR`.
+    Web {
+        /// A model file made by `retrain train` (fp32 or int8).
+        model: PathBuf,
+        /// A new or empty folder, or an earlier web export to replace.
+        dir: PathBuf,
+        /// The page's heading and its name on a phone's home screen (default: the model's file name).
+        #[arg(long)]
+        title: Option<String>,
+        /// A local onnxruntime-web 1.31.1 (the unpacked npm package or its .tgz) instead of
+        /// downloading it once from the npm registry into the cache.
+        #[arg(long, value_name = "DIR")]
+        ort_web: Option<PathBuf>,
     },
 }
 

@@ -250,6 +250,8 @@ fn environment() -> Result<&'static ort::environment::Environment, FeatureError>
 
 /// Named float outputs of one run: name → (shape, row-major data).
 pub type Outputs = Vec<(String, Vec<usize>, Vec<f32>)>;
+/// Named uint8 outputs of one run, as [`Outputs`].
+pub type BytesOutputs = Vec<(String, Vec<usize>, Vec<u8>)>;
 
 /// An ONNX Runtime session over one model, fed uint8 NHWC images.
 pub struct Session {
@@ -290,6 +292,29 @@ impl Session {
             let (shape, data) = value
                 .try_extract_tensor::<f32>()
                 .map_err(|e| FeatureError::Ort { what: self.what.clone(), reason: e.to_string() })?;
+            out.push((name.to_string(), shape.iter().map(|&d| d as usize).collect(), data.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Runs a model on one named uint8 tensor and named int64 vectors; returns its uint8
+    /// outputs (the web page's preprocessing graph, run here to check it against retrain's).
+    pub fn run_u8(
+        &mut self,
+        image: (&str, Vec<usize>, Vec<u8>),
+        ints: &[(&str, Vec<i64>)],
+    ) -> Result<BytesOutputs, FeatureError> {
+        let err = |e: ort::Error| FeatureError::Ort { what: self.what.clone(), reason: e.to_string() };
+        let mut inputs: Vec<(String, ort::session::SessionInputValue)> = Vec::new();
+        let (name, shape, data) = image;
+        inputs.push((name.into(), ort::value::Tensor::from_array((shape, data)).map_err(err)?.into()));
+        for (name, v) in ints {
+            inputs.push(((*name).into(), ort::value::Tensor::from_array(([v.len()], v.clone())).map_err(err)?.into()));
+        }
+        let outputs = self.inner.run(inputs).map_err(err)?;
+        let mut out = Vec::new();
+        for (name, value) in outputs.iter() {
+            let (shape, data) = value.try_extract_tensor::<u8>().map_err(err)?;
             out.push((name.to_string(), shape.iter().map(|&d| d as usize).collect(), data.to_vec()));
         }
         Ok(out)

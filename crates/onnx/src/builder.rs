@@ -161,6 +161,10 @@ impl GraphBuilder {
         self.input(name, data_type::UINT8, dims)
     }
 
+    pub fn input_i64(&mut self, name: &str, dims: &[Dim]) -> String {
+        self.input(name, data_type::INT64, dims)
+    }
+
     fn input(&mut self, name: &str, ty: i32, dims: &[Dim]) -> String {
         self.graph.input.push(value_info(name, ty, dims));
         name.to_string()
@@ -178,6 +182,11 @@ impl GraphBuilder {
             });
         }
         self.graph.output.push(value_info(name, data_type::FLOAT, dims));
+    }
+
+    /// Declares the uint8 value `name` (already produced under that name) as a graph output.
+    pub fn output_u8(&mut self, name: &str, dims: &[Dim]) {
+        self.graph.output.push(value_info(name, data_type::UINT8, dims));
     }
 
     /// Adds a float32 constant tensor, stored as raw little-endian bytes.

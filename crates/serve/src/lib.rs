@@ -46,6 +46,8 @@ pub enum ServeError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("no model to serve")]
     NoModel,
+    #[error("--static {}: not a folder", path.display())]
+    Static { path: PathBuf },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
     #[error("{path}: {what} {name:?} has a line break or control character (or a slash): rename it; the exported files would misread it")]
@@ -84,6 +86,8 @@ pub struct Config {
     pub cors: Option<String>,
     /// Photos of none of the classes: answered `"known": false` (`--reject`).
     pub reject: retrain::model::Reject,
+    /// A folder served as static files in place of the page (a `retrain export web` page).
+    pub static_dir: Option<PathBuf>,
 }
 
 /// How long, and how much, of a refused request's body is read and thrown away before the
@@ -222,8 +226,11 @@ impl IntoResponse for ApiError {
 /// `listening` with the address, and serves until SIGTERM or Ctrl-C; then stops accepting,
 /// answers what is in flight and returns.
 pub fn serve(paths: &[PathBuf], cfg: Config, listening: impl FnOnce(SocketAddr)) -> Result<()> {
-    if paths.is_empty() {
+    if paths.is_empty() && cfg.static_dir.is_none() {
         return Err(ServeError::NoModel);
+    }
+    if let Some(d) = cfg.static_dir.as_ref().filter(|d| !d.is_dir()) {
+        return Err(ServeError::Static { path: d.clone() });
     }
     let tls = cfg.tls.as_ref().map(|t| listen::tls_acceptor(&t.cert, &t.key)).transpose()?;
     let cors = cfg.cors.as_deref().map(cors_layer).transpose()?;
@@ -300,8 +307,15 @@ pub fn serve(paths: &[PathBuf], cfg: Config, listening: impl FnOnce(SocketAddr))
 }
 
 fn routes(app: Shared, cfg: &Config) -> Router {
-    Router::new()
-        .route("/", get(v1::page))
+    let router = match &cfg.static_dir {
+        None => Router::new()
+            .route("/", get(v1::page))
+            .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") }),
+        Some(dir) => Router::new()
+            .fallback_service(tower_http::services::ServeDir::new(dir).append_index_html_on_directories(true))
+            .layer(axum::middleware::map_response(static_headers)),
+    };
+    router
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_text))
         .route("/v1/models", get(v1::models))
@@ -316,11 +330,21 @@ fn routes(app: Shared, cfg: &Config) -> Router {
         .route("/v2/models/{name}/ready", get(kserve::model_ready))
         .route("/v2/models/{name}/infer", post(kserve::infer))
         .route("/v2/models/{name}/versions/{version}/infer", post(kserve::infer_version))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.timeout))
         .layer(DefaultBodyLimit::max(cfg.max_body))
         .layer(axum::middleware::from_fn_with_state(app.clone(), track))
         .with_state(app)
+}
+
+/// Static files get the headers of cross-origin isolation (ONNX Runtime Web's threads need
+/// SharedArrayBuffer), no MIME sniffing, and revalidation (a new export is seen at once).
+async fn static_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    h.insert("cross-origin-embedder-policy", HeaderValue::from_static("require-corp"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
 }
 
 async fn metrics_text(State(app): State<Shared>) -> impl IntoResponse {

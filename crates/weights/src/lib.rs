@@ -7,7 +7,7 @@ mod init;
 mod state_dict;
 mod synthetic;
 
-pub use fetch::{cache_dir, fetch, Source, WeightsSpec};
+pub use fetch::{cache_dir, fetch, fetch_to, npm_registry, Source, WeightsSpec};
 pub use init::{initialised, kaiming};
 pub use state_dict::{load_state_dict, sha256_file, StateDict, Tensor};
 pub use synthetic::{synthetic, synthetic_bytes};
@@ -26,6 +26,6 @@ pub enum WeightsError {
     DType { path: PathBuf, name: String, dtype: String },
     #[error("{path}: sha256 is {actual}, expected {expected} for {what} (wrong or corrupt file)")]
     Checksum { path: PathBuf, what: String, expected: String, actual: String },
-    #[error("cannot download {what}: {reason}\n  offline? get the file elsewhere and pass it with --weights FILE, or place it at {cache}")]
-    Download { what: String, reason: String, cache: PathBuf },
+    #[error("cannot download {what}: {reason}\n  offline? {offline}")]
+    Download { what: String, reason: String, offline: String },
 }

@@ -102,6 +102,7 @@ impl Backbone {
             .map(|s| match s {
                 Source::Url(u) => (*u).to_string(),
                 Source::PyPi { package, version } => format!("pypi:{package}=={version}"),
+                Source::Npm { package, version } => format!("npm:{package}@{version}"),
             })
             .collect()
     }

@@ -33,6 +33,7 @@ pub fn run(a: ServeArgs, g: Global) -> Result<()> {
         tls,
         cors: a.cors,
         reject: a.reject.reject,
+        static_dir: a.static_dir,
     };
     retrain_serve::serve(&a.models, config, |addr| {
         if addr.ip().is_unspecified() && open {
