@@ -220,6 +220,29 @@ pub fn suggested(a: &crate::Audited) -> Result<Decisions> {
     Ok(Decisions { retrain_audit: VERSION, root, decisions })
 }
 
+/// One `apply` or `undo` on a folder at a time: a second, from another process, is refused
+/// instead of reading the same log and moving the same photos twice. An OS lock on the folder
+/// itself (`flock`), so a killed process leaves nothing behind to clean up; none on Windows,
+/// where a folder cannot be locked without keeping others from opening it.
+struct Guard(#[allow(dead_code)] Option<std::fs::File>);
+
+fn guard(root: &Path) -> Result<Guard> {
+    #[cfg(unix)]
+    {
+        let f = std::fs::File::open(root).map_err(io(root))?;
+        match f.try_lock() {
+            Ok(()) => Ok(Guard(Some(f))),
+            Err(std::fs::TryLockError::WouldBlock) => Err(err(
+                root,
+                "another `retrain audit apply` or `audit undo` is running on this folder: try again when it has finished",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(root)(e)),
+        }
+    }
+    #[cfg(not(unix))]
+    Ok(Guard(None))
+}
+
 /// Carries out `file`'s decisions on the folder they were made for (which `data`, when given,
 /// must be). Refuses the whole file before moving anything when any decision cannot be done.
 pub fn apply(file: &Path, data: Option<&Path>) -> Result<Done> {
@@ -234,6 +257,7 @@ pub fn apply(file: &Path, data: Option<&Path>) -> Result<Done> {
             return Err(err(file, format!("made for {}, not {}", root.display(), given.display())));
         }
     }
+    let _held = guard(&root)?;
     let ds = retrain::dataset::scan(&root, None, 0.2, 0).map_err(retrain::Error::from)?;
     let photos: BTreeSet<&Path> = ds.train.iter().chain(&ds.val).map(|s| s.path.as_path()).collect();
     let classes: BTreeSet<&str> = ds.class_names.iter().map(String::as_str).collect();
@@ -329,6 +353,7 @@ pub fn apply(file: &Path, data: Option<&Path>) -> Result<Done> {
 /// the one that was moved, never over a file.
 pub fn undo(data: &Path) -> Result<Done> {
     let root = data.canonicalize().map_err(io(data))?;
+    let _held = guard(&root)?;
     let log_file = log_path(&root)?;
     let mut log = read_log(&log_file)?;
     let Some(batch) = log.batches.iter_mut().rev().find(|b| b.state != State::Undone) else {
@@ -499,5 +524,29 @@ mod tests {
         let e = undo(&root).unwrap_err().to_string();
         assert!(e.contains("changed since it was moved"), "{e}");
         assert!(!root.join("ants/a0.png").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn one_apply_or_undo_at_a_time() {
+        let (tmp, root) = folder();
+        let root = root.canonicalize().unwrap();
+        let before = snapshot(&root);
+        let decisions = vec![decide(&root, "ants/a0.png", Action::SetAside)];
+        let f = write(tmp.path(), &Decisions { retrain_audit: VERSION, root: root.clone(), decisions });
+        // Another process's apply holds the folder (its lock is on its own open of the folder).
+        let other = std::fs::File::open(&root).unwrap();
+        other.try_lock().unwrap();
+        let e = apply(&f, None).unwrap_err().to_string();
+        assert!(e.contains("another `retrain audit apply` or `audit undo` is running"), "{e}");
+        assert_eq!(snapshot(&root), before);
+        drop(other);
+        apply(&f, None).unwrap();
+        let other = std::fs::File::open(&root).unwrap();
+        other.try_lock().unwrap();
+        assert!(undo(&root).unwrap_err().to_string().contains("is running on this folder"));
+        drop(other);
+        undo(&root).unwrap();
+        assert_eq!(snapshot(&root), before);
     }
 }

@@ -79,10 +79,7 @@ pub struct OutOfFold {
     pub steps: usize,
 }
 
-/// The index of the largest value (the first of equals).
-pub fn argmax(p: &[f32]) -> usize {
-    p.iter().enumerate().fold(0, |b, (j, &v)| if v > p[b] { j } else { b })
-}
+pub use retrain::metrics::argmax;
 
 /// Per-class thresholds: the mean probability of class `j` over the photos labelled `j` (2, out
 /// of reach, for a class no photo has).

@@ -50,6 +50,20 @@ fn a_missing_runtime_is_exit_code_2_naming_it() {
 }
 
 #[test]
+fn a_folder_given_for_the_runtime_is_named_with_the_library_inside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("libonnxruntime.so.1.31.1"), "").unwrap();
+    refused(
+        tmp.path(),
+        &format!(
+            "ORT_DYLIB_PATH={}: a folder, not the library file: point it at the libonnxruntime file ({} is inside)",
+            tmp.path().display(),
+            tmp.path().join("libonnxruntime.so.1.31.1").display()
+        ),
+    );
+}
+
+#[test]
 fn a_file_that_is_not_a_runtime_is_exit_code_2_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
     let fake = tmp.path().join("libonnxruntime.so.1.31.1");

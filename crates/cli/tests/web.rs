@@ -14,15 +14,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// onnxruntime-web as `tests/setup.sh` leaves it: the unpacked package and its tarball.
-fn ort_web() -> (PathBuf, PathBuf) {
+/// onnxruntime-web as `tests/setup.sh` leaves it: the unpacked package and its tarball; where
+/// setup could not get it (no npm), `None`, said why, as for the browser.
+fn ort_web() -> Option<(PathBuf, PathBuf)> {
     let dir = root().join(".browser/onnxruntime-web");
     let tgz = root().join(".browser/onnxruntime-web-1.31.1.tgz");
-    assert!(
-        dir.join("package/dist").is_dir() && tgz.is_file(),
-        "onnxruntime-web is not in .browser/: run `bash tests/setup.sh`"
-    );
-    (dir, tgz)
+    if dir.join("package/dist").is_dir() && tgz.is_file() {
+        return Some((dir, tgz));
+    }
+    browser_unavailable()?;
+    panic!("onnxruntime-web is not in .browser/: run `bash tests/setup.sh`")
 }
 
 fn export(home: &Path, model: &Path, dir: &Path, extra: &[&str]) -> std::process::Command {
@@ -44,7 +45,7 @@ fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 #[test]
 fn the_exported_page_answers_as_predict_does_in_chromium_and_offline() {
     let Some(chromium) = playwright() else { return };
-    let (ort_dir, _) = ort_web();
+    let Some((ort_dir, _)) = ort_web() else { return };
     let t = tempfile::tempdir().unwrap();
     let m = t.path().join("hym.onnx");
     succeeds(&mut train(t.path(), &shared("data/hymenoptera"), &m, &[]));
@@ -209,7 +210,7 @@ fn registry(tarball: Vec<u8>) -> Registry {
 
 #[test]
 fn export_refuses_what_is_not_its_own_and_gets_onnxruntime_web_once() {
-    let (ort_dir, tgz) = ort_web();
+    let Some((ort_dir, tgz)) = ort_web() else { return };
     let t = tempfile::tempdir().unwrap();
     let data = flowers_mini(&t.path().join("data"), 6);
     let m = t.path().join("mini.onnx");

@@ -1,5 +1,7 @@
 use crate::{ExplainError, Result};
+// The first of the largest, as `rank` orders ties, so the default class is the top one shown.
 use rayon::prelude::*;
+use retrain::metrics::argmax;
 use retrain::model::ModelInfo;
 use retrain::predict::{rank, Ranked};
 use retrain_features::Session;
@@ -306,11 +308,6 @@ impl Explainer {
 /// The class's logit less the mean logit: what the map accounts for.
 pub fn margin(logits: &[f32], class: usize) -> f32 {
     logits[class] - logits.iter().sum::<f32>() / logits.len() as f32
-}
-
-/// The first of the largest, as `rank` orders ties, so the default class is the top one shown.
-fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(&a.0))).map_or(0, |(i, _)| i)
 }
 
 /// Positive evidence scaled to [0, 1] by its maximum, as rows.

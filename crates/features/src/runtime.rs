@@ -17,6 +17,14 @@ pub const ORT_MIN_MINOR: u32 = 31;
 pub fn runtime_library() -> Result<PathBuf, FeatureError> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
+        if p.is_dir() {
+            let inside = find_in(&p).map(|l| format!(" ({} is inside)", l.display())).unwrap_or_default();
+            return Err(FeatureError::RuntimeUnavailable(format!(
+                "ORT_DYLIB_PATH={}: a folder, not the library file: point it at the libonnxruntime file{inside}, or unset it to search \
+                 the Python environment retrain is installed in",
+                p.display()
+            )));
+        }
         if !p.is_file() {
             return Err(FeatureError::RuntimeUnavailable(format!(
                 "ORT_DYLIB_PATH={}: no such file; point it at a libonnxruntime file, or unset it to search \

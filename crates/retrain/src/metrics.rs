@@ -55,8 +55,11 @@ pub fn mean_sd(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
+/// The class an answer is: the index of the largest value, the first of equals (as `predict`
+/// ranks ties, and as numpy's `argmax`); a NaN is never the largest. Every stage that turns
+/// probabilities into a class calls this one.
 pub fn argmax(p: &[f32]) -> usize {
-    p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)
+    p.iter().enumerate().fold(0, |b, (j, &v)| if v > p[b] || p[b].is_nan() && !v.is_nan() { j } else { b })
 }
 
 impl Metrics {
@@ -100,6 +103,15 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_of_equals_and_never_a_nan() {
+        assert_eq!(argmax(&[0.5, 0.5]), 0);
+        assert_eq!(argmax(&[0.2, 0.4, 0.4]), 1);
+        assert_eq!(argmax(&[f32::NAN, 0.1, 0.3]), 2);
+        assert_eq!(argmax(&[0.3, f32::NAN, 0.1]), 0);
+        assert_eq!(argmax(&[]), 0);
+    }
 
     #[test]
     fn known_values() {

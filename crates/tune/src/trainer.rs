@@ -146,8 +146,9 @@ fn optimizer(cfg: &TuneConfig) -> ModuleOptimizer {
     }
 }
 
+/// As `retrain::metrics::argmax` (this crate sits below `retrain`): the first of equals.
 fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)
+    row.iter().enumerate().fold(0, |b, (j, &v)| if v > row[b] || row[b].is_nan() && !v.is_nan() { j } else { b })
 }
 
 impl Trainer {

@@ -158,7 +158,7 @@ pub fn synthetic_weights(dir: &Path, model: &str) -> PathBuf {
 
 /// What `tests/setup.sh` could not install for the browser tests, printed (past the test
 /// harness's capture) when a test skips for it; if the script never ran, the test fails.
-fn browser_unavailable() -> Option<PathBuf> {
+pub fn browser_unavailable() -> Option<PathBuf> {
     match std::fs::read_to_string(root().join(".browser/UNAVAILABLE")) {
         Ok(why) => {
             use std::io::Write;
