@@ -9,6 +9,7 @@ pub mod icon;
 pub mod ort_web;
 pub mod preprocess;
 
+use retrain_report::escape;
 use serde::Serialize;
 use sha2::Digest;
 use std::path::{Path, PathBuf};
@@ -91,8 +92,8 @@ pub fn export(model: &Path, dir: &Path, opts: &WebOptions) -> Result<Exported, W
     let title: String = title.chars().filter(|c| !c.is_control()).take(MAX_TITLE).collect();
     check_folder(dir)?;
     let ort = ort_web::files(opts.ort_web.as_deref(), opts.quiet)?;
-    let proto = retrain_onnx::decode(&bytes, model).map_err(retrain::Error::from)?;
-    let has_ood_score = proto.graph.iter().flat_map(|g| &g.output).any(|o| o.name == "ood_score");
+    // A model has the `ood_score` output exactly when its metadata carries the open set.
+    let has_ood_score = info.open_set.is_some();
     let threshold = retrain::model::threshold(&info, model, retrain::model::Reject::Auto)?;
     let preprocess = retrain_onnx::encode(&preprocess::graph(info.preprocess.interpolation));
     let config = Config {
@@ -103,7 +104,7 @@ pub fn export(model: &Path, dir: &Path, opts: &WebOptions) -> Result<Exported, W
         resize: info.preprocess.resize,
         crop: info.preprocess.crop,
         filter: info.preprocess.interpolation,
-        threshold: threshold.filter(|_| has_ood_score),
+        threshold,
         has_ood_score,
         max_pixels: MAX_PIXELS,
         ort_web: ort_web::VERSION,
@@ -213,10 +214,6 @@ fn check_folder(dir: &Path) -> Result<(), WebError> {
         "holds files that an earlier `retrain export web` did not write ({}{more}): give a new or empty folder",
         entries.join(", ")
     )))
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 #[cfg(test)]
