@@ -98,8 +98,9 @@ pub struct Mislabelled {
     pub score: f32,
     /// `train` or `val`.
     pub split: String,
-    /// What the audit suggests: `move` (to `suggested`) when the photo reaches that class's
-    /// threshold, else `set_aside` (it is not what it is filed as, nor surely anything else).
+    /// What the audit suggests: `move` (to `suggested`) when its out-of-fold probability of
+    /// that class is at least [`labels::MOVE_AT`], else `set_aside` (it is not what it is
+    /// filed as, nor surely anything else).
     pub action: SuggestedAction,
     /// Its nearest photos of its label and of the suggested class.
     pub nearest_label: Vec<Neighbour>,
