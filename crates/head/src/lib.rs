@@ -1,10 +1,14 @@
-//! The trainable part: a linear classifier (multinomial logistic regression) on frozen
-//! features, trained with burn (Flex CPU backend, full-batch Adam) with L2, balanced class
-//! weights and early stopping on the validation loss.
+//! The trainable part: a linear classifier on frozen features — multinomial logistic
+//! regression for one label per photo ([`train`]), one sigmoid per class for several
+//! ([`train_multi`]) — trained with burn (Flex CPU backend, full-batch Adam) with L2, balanced
+//! class weights and early stopping on the validation loss.
 
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{activation::log_softmax, Device, Tensor, TensorData};
+use burn::tensor::{
+    activation::{log_sigmoid, log_softmax},
+    Device, Tensor, TensorData,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -119,17 +123,8 @@ pub fn train(
     cfg: &HeadConfig,
 ) -> Result<TrainedHead, HeadError> {
     let n = train.labels.len();
-    if n == 0 {
-        return Err(HeadError::Empty);
-    }
-    if train.features.len() != n * dim {
-        return Err(HeadError::Shape { got: train.features.len(), dim });
-    }
+    check(train.features, n, dim)?;
     let device = Device::flex().autodiff();
-    let (mean, std) = standardiser(train.features, dim);
-    let standardise = |x: &[f32]| -> Vec<f32> {
-        x.chunks_exact(dim).flat_map(|r| r.iter().enumerate().map(|(j, v)| (v - mean[j]) / std[j])).collect()
-    };
     let mut counts = vec![0usize; classes];
     for &l in train.labels {
         counts[l] += 1;
@@ -139,39 +134,109 @@ pub fn train(
         .collect();
     // Each row's one-hot target scaled by its class weight, normalised so the loss is a
     // weighted mean: then the learning rate and L2 mean the same at any dataset size.
-    let targets = |labels: &[usize]| -> (Tensor<2>, usize) {
+    let targets = |labels: &[usize]| -> Tensor<2> {
         let total: f32 = labels.iter().map(|&l| class_weight[l]).sum();
         let mut t = vec![0f32; labels.len() * classes];
         for (i, &l) in labels.iter().enumerate() {
             t[i * classes + l] = class_weight[l] / total;
         }
-        (tensor2(t, labels.len(), classes, &device), labels.len())
+        tensor2(t, labels.len(), classes, &device)
     };
-    let x = tensor2(standardise(train.features), n, dim, &device);
-    let (y, _) = targets(train.labels);
-    let val_t = val.filter(|v| !v.labels.is_empty()).map(|v| {
-        let (t, m) = targets(v.labels);
-        (tensor2(standardise(v.features), m, dim, &device), t)
-    });
+    let nll = |y: Tensor<2>| move |logits: Tensor<2>| (log_softmax(logits, 1) * y.clone()).sum().neg();
+    let val = val.filter(|v| !v.labels.is_empty()).map(|v| (v.features, nll(targets(v.labels))));
+    fit(train.features, nll(targets(train.labels)), val, dim, classes, cfg, &device)
+}
 
-    let mut model: Linear = LinearConfig::new(dim, classes).with_initializer(Initializer::Zeros).init(&device);
+/// Rows that may each carry several labels: `targets` is row-major `[rows, classes]`, 1 where
+/// the row has the class, 0 where it has not.
+#[derive(Clone, Copy)]
+pub struct MultiSplit<'a> {
+    pub features: &'a [f32],
+    pub targets: &'a [f32],
+}
+
+/// Trains one independent sigmoid per class (binary cross-entropy, mean over rows); with
+/// `cfg.balanced` each class's positives weigh its negatives over its positives, as PyTorch's
+/// `BCEWithLogitsLoss(pos_weight=...)`. Early stopping as [`train`]. The logits of the result
+/// are the sigmoids' inputs.
+pub fn train_multi(
+    train: MultiSplit,
+    val: Option<MultiSplit>,
+    dim: usize,
+    classes: usize,
+    cfg: &HeadConfig,
+) -> Result<TrainedHead, HeadError> {
+    let n = train.targets.len() / classes.max(1);
+    check(train.features, n, dim)?;
+    if train.targets.len() != n * classes {
+        return Err(HeadError::Shape { got: train.targets.len(), dim: classes });
+    }
+    let device = Device::flex().autodiff();
+    let positive_weight: Vec<f32> = (0..classes)
+        .map(|c| {
+            let pos = (0..n).filter(|&i| train.targets[i * classes + c] > 0.5).count();
+            if cfg.balanced && pos > 0 { (n - pos) as f32 / pos as f32 } else { 1.0 }.max(1.0)
+        })
+        .collect();
+    let bce = |t: &[f32]| {
+        let rows = t.len() / classes;
+        let pos: Vec<f32> =
+            t.iter().enumerate().map(|(k, &y)| y * positive_weight[k % classes] / rows as f32).collect();
+        let neg: Vec<f32> = t.iter().map(|&y| (1.0 - y) / rows as f32).collect();
+        let (pos, neg) = (tensor2(pos, rows, classes, &device), tensor2(neg, rows, classes, &device));
+        move |logits: Tensor<2>| {
+            let p = (log_sigmoid(logits.clone()) * pos.clone()).sum();
+            let q = (log_sigmoid(logits.neg()) * neg.clone()).sum();
+            (p + q).neg()
+        }
+    };
+    let val = val.filter(|v| !v.targets.is_empty()).map(|v| (v.features, bce(v.targets)));
+    fit(train.features, bce(train.targets), val, dim, classes, cfg, &device)
+}
+
+fn check(features: &[f32], n: usize, dim: usize) -> Result<(), HeadError> {
+    if n == 0 {
+        return Err(HeadError::Empty);
+    }
+    if features.len() != n * dim {
+        return Err(HeadError::Shape { got: features.len(), dim });
+    }
+    Ok(())
+}
+
+/// Full-batch Adam on standardised features with L2 and early stopping on `val`'s loss; the
+/// result folded back onto raw features.
+fn fit<L: Fn(Tensor<2>) -> Tensor<1>, V: Fn(Tensor<2>) -> Tensor<1>>(
+    features: &[f32],
+    loss_of: L,
+    val: Option<(&[f32], V)>,
+    dim: usize,
+    classes: usize,
+    cfg: &HeadConfig,
+    device: &Device,
+) -> Result<TrainedHead, HeadError> {
+    let n = features.len() / dim;
+    let (mean, std) = standardiser(features, dim);
+    let standardise = |x: &[f32]| -> Vec<f32> {
+        x.chunks_exact(dim).flat_map(|r| r.iter().enumerate().map(|(j, v)| (v - mean[j]) / std[j])).collect()
+    };
+    let x = tensor2(standardise(features), n, dim, device);
+    let val = val.map(|(vx, l)| (tensor2(standardise(vx), vx.len() / dim, dim, device), l));
+
+    let mut model: Linear = LinearConfig::new(dim, classes).with_initializer(Initializer::Zeros).init(device);
     let mut optim = AdamConfig::new().init();
     let mut best: Option<(f32, usize, Linear)> = None;
     let mut curve = Vec::new();
     let mut steps_run = 0;
     for step in 1..=cfg.max_steps {
-        let logits = model.forward(x.clone());
-        let nll = (log_softmax(logits, 1) * y.clone()).sum().neg();
+        let data_loss = loss_of(model.forward(x.clone()));
         let penalty = model.weight.val().powf_scalar(2.0).sum().mul_scalar(cfg.l2 / 2.0);
-        let loss = nll + penalty;
+        let loss = data_loss + penalty;
         let train_loss = loss.clone().into_scalar();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(cfg.learning_rate, model, grads);
         steps_run = step;
-        let val_loss = val_t.as_ref().map(|(vx, vy)| {
-            let logits = model.forward(vx.clone()).detach();
-            (log_softmax(logits, 1) * vy.clone()).sum().neg().into_scalar()
-        });
+        let val_loss = val.as_ref().map(|(vx, l)| l(model.forward(vx.clone()).detach()).into_scalar());
         curve.push(StepStats { step, train_loss, val_loss });
         if let Some(vl) = val_loss {
             if best.as_ref().is_none_or(|(b, _, _)| vl < *b) {
@@ -199,6 +264,10 @@ pub fn train(
         }
     }
     Ok(TrainedHead { weight, bias, dim, best_step, steps_run, curve })
+}
+
+pub fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
 }
 
 #[cfg(test)]
@@ -274,6 +343,82 @@ mod tests {
             h.predict_proba(&xs).iter().filter(|p| p[1] > 0.5).count()
         };
         assert!(run(true) >= run(false));
+    }
+
+    /// Rows of 4-D blobs that may belong to two classes at once: class c is on when feature c
+    /// is high; the fourth feature is noise.
+    fn multi_blobs(n: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        let mut s = seed;
+        let mut rnd = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 33) as f32 / (1u64 << 31) as f32
+        };
+        let (mut x, mut t) = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let on: Vec<bool> = (0..3).map(|_| rnd() < 0.4).collect();
+            for &o in &on {
+                x.push(if o { 2.0 } else { 0.0 } + rnd() - 0.5);
+                t.push(if o { 1.0 } else { 0.0 });
+            }
+            x.push(rnd());
+        }
+        (x, t)
+    }
+
+    #[test]
+    fn one_sigmoid_per_class_learns_several_labels_at_once() {
+        let (x, t) = multi_blobs(200, 7);
+        let (vx, vt) = multi_blobs(100, 8);
+        let cfg = HeadConfig::default();
+        let h = train_multi(
+            MultiSplit { features: &x, targets: &t },
+            Some(MultiSplit { features: &vx, targets: &vt }),
+            4,
+            3,
+            &cfg,
+        )
+        .unwrap();
+        let mut right = 0;
+        let mut both = 0;
+        for (row, truth) in vx.chunks_exact(4).zip(vt.chunks_exact(3)) {
+            let on: Vec<bool> = h.logits(row).iter().map(|&z| sigmoid(z) > 0.5).collect();
+            right += on.iter().zip(truth).filter(|(&o, &y)| o == (y > 0.5)).count();
+            both += usize::from(truth.iter().filter(|&&y| y > 0.5).count() >= 2);
+        }
+        assert!(both > 10, "the data must have rows with several labels: {both}");
+        assert!(right as f32 / 300.0 > 0.97, "{right} of 300 label decisions right");
+        let again = train_multi(
+            MultiSplit { features: &x, targets: &t },
+            Some(MultiSplit { features: &vx, targets: &vt }),
+            4,
+            3,
+            &cfg,
+        )
+        .unwrap();
+        assert_eq!(h.weight, again.weight);
+        assert!(matches!(
+            train_multi(MultiSplit { features: &x, targets: &t[..10] }, None, 4, 3, &cfg),
+            Err(HeadError::Shape { .. })
+        ));
+    }
+
+    #[test]
+    fn positive_weights_raise_a_rare_label() {
+        // Class 0 on in one row of ten, barely told apart: weighting its positives by
+        // negatives/positives must raise its probabilities on its own rows.
+        let (x, mut t) = multi_blobs(300, 9);
+        let mut x2 = x.clone();
+        for i in 0..300 {
+            t[i * 3] = if i % 10 == 0 { 1.0 } else { 0.0 };
+            x2[i * 4] = t[i * 3] * 0.6 + (x[i * 4 + 3] - 0.5);
+        }
+        let mean_on = |balanced| {
+            let cfg = HeadConfig { balanced, max_steps: 200, ..HeadConfig::default() };
+            let h = train_multi(MultiSplit { features: &x2, targets: &t }, None, 4, 3, &cfg).unwrap();
+            (0..300).step_by(10).map(|i| sigmoid(h.logits(&x2[i * 4..i * 4 + 4])[0])).sum::<f32>() / 30.0
+        };
+        let (plain, weighted) = (mean_on(false), mean_on(true));
+        assert!(weighted > plain + 0.1, "{plain} -> {weighted}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod imported;
 pub mod linear;
 pub mod metrics;
 pub mod model;
+pub mod multi_metrics;
 pub mod open_set;
 pub mod outputs;
 pub mod precision;
