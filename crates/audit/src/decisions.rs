@@ -63,6 +63,9 @@ pub struct Decisions {
     /// The folder audited, as an absolute path.
     #[serde(with = "retrain_files::names::json")]
     pub root: PathBuf,
+    /// The label file the audit read the labels from (`--labels`), absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "retrain_files::names::json::option")]
+    pub labels: Option<PathBuf>,
     pub decisions: Vec<Decision>,
 }
 
@@ -217,7 +220,7 @@ pub fn suggested(a: &crate::Audited) -> Result<Decisions> {
         let seen = Fingerprint::of(&path).map_err(io(&path))?;
         decisions.push(Decision { path: rel, seen, action });
     }
-    Ok(Decisions { retrain_audit: VERSION, root, decisions })
+    Ok(Decisions { retrain_audit: VERSION, root, labels: a.label_file.clone(), decisions })
 }
 
 /// One `apply` or `undo` on a folder at a time: a second, from another process, is refused
@@ -249,6 +252,16 @@ pub fn apply(file: &Path, data: Option<&Path>) -> Result<Done> {
     let d: Decisions = read_json(file)?;
     if d.retrain_audit != VERSION {
         return Err(err(file, format!("version {} (this retrain reads version {VERSION})", d.retrain_audit)));
+    }
+    if let Some(labels) = &d.labels {
+        return Err(err(
+            file,
+            format!(
+                "these decisions are on the labels of {}: `audit apply` moves photos between class folders and does \
+                 not edit label files yet; make the changes listed in this file in the label file",
+                labels.display()
+            ),
+        ));
     }
     let root = d.root.canonicalize().map_err(io(&d.root))?;
     if let Some(data) = data {
@@ -430,6 +443,22 @@ mod tests {
     }
 
     #[test]
+    fn decisions_on_a_label_file_are_refused_and_nothing_moves() {
+        let (tmp, root) = folder();
+        let root = root.canonicalize().unwrap();
+        let before = snapshot(&root);
+        let d = Decisions {
+            retrain_audit: VERSION,
+            root: root.clone(),
+            labels: Some(root.join("labels.csv")),
+            decisions: vec![decide(&root, "ants/a1.png", Action::Move { to: "bees".into() })],
+        };
+        let e = apply(&write(tmp.path(), &d), None).unwrap_err().to_string();
+        assert!(e.contains("does not edit label files yet"), "{e}");
+        assert_eq!(snapshot(&root), before);
+    }
+
+    #[test]
     fn apply_then_undo_leaves_the_folder_as_it_was() {
         let (tmp, root) = folder();
         let root = root.canonicalize().unwrap();
@@ -437,6 +466,7 @@ mod tests {
         let d = Decisions {
             retrain_audit: VERSION,
             root: root.clone(),
+            labels: None,
             decisions: vec![
                 decide(&root, "ants/a1.png", Action::Move { to: "bees".into() }),
                 decide(&root, "bees/b2.png", Action::SetAside),
@@ -464,7 +494,8 @@ mod tests {
         let before = snapshot(&root);
         let good = decide(&root, "ants/a0.png", Action::SetAside);
         let case = |decisions: Vec<Decision>, data: Option<&Path>| {
-            let f = write(tmp.path(), &Decisions { retrain_audit: VERSION, root: root.clone(), decisions });
+            let f =
+                write(tmp.path(), &Decisions { retrain_audit: VERSION, root: root.clone(), labels: None, decisions });
             apply(&f, data).unwrap_err().to_string()
         };
         // Another folder.
@@ -499,7 +530,7 @@ mod tests {
         let f = tmp.path().join("d.json");
         std::fs::write(&f, "{\"retrain_audit\": 1, \"root\": 3}").unwrap();
         assert!(apply(&f, None).unwrap_err().to_string().contains("not a decisions file"));
-        let d = Decisions { retrain_audit: 2, root: root.clone(), decisions: vec![] };
+        let d = Decisions { retrain_audit: 2, root: root.clone(), labels: None, decisions: vec![] };
         std::fs::write(&f, serde_json::to_vec(&d).unwrap()).unwrap();
         assert!(apply(&f, None).unwrap_err().to_string().contains("version 2"));
         // Larger than the limit: refused from its size (a sparse file, never read).
@@ -516,6 +547,7 @@ mod tests {
             &Decisions {
                 retrain_audit: VERSION,
                 root: root.clone(),
+                labels: None,
                 decisions: vec![decide(&root, "ants/a0.png", Action::SetAside)],
             },
         );
@@ -533,7 +565,7 @@ mod tests {
         let root = root.canonicalize().unwrap();
         let before = snapshot(&root);
         let decisions = vec![decide(&root, "ants/a0.png", Action::SetAside)];
-        let f = write(tmp.path(), &Decisions { retrain_audit: VERSION, root: root.clone(), decisions });
+        let f = write(tmp.path(), &Decisions { retrain_audit: VERSION, root: root.clone(), labels: None, decisions });
         // Another process's apply holds the folder (its lock is on its own open of the folder).
         let other = std::fs::File::open(&root).unwrap();
         other.try_lock().unwrap();

@@ -210,6 +210,8 @@ pub struct Audited {
     pub labels: Vec<usize>,
     pub train_photos: usize,
     pub out_of_fold: Vec<f32>,
+    /// The label file the labels came from (`--labels`), absolute; none for class folders.
+    pub label_file: Option<PathBuf>,
 }
 
 impl Audited {
@@ -254,7 +256,7 @@ pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Opt
     let data = DataSpec { keep_duplicates: true, shots: None, ..data.clone() };
     let recipe = Recipe { batch: opts.batch, ..Recipe::for_strategy(Strategy::Linear) };
     // The copies `train` warns of are in the audit's own list.
-    let ds = retrain::prepare::scan(&data, true)?;
+    let ds = retrain::prepare::scan(&data, true, run.quiet)?;
     let prepared = retrain::prepare::prepare_scanned(ds, &data, spec, &recipe, run, started)?;
     let names = prepared.ds.class_names.clone();
     let classes = names.len();
@@ -413,6 +415,7 @@ pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Opt
         labels: y,
         train_photos: n_train,
         out_of_fold: probs,
+        label_file: data.labels.as_ref().map(|l| std::path::absolute(&l.file).unwrap_or_else(|_| l.file.clone())),
     })
 }
 

@@ -45,7 +45,7 @@ function decisions() {
     else { d.action = 'move'; d.to = input.value.slice(5); }
     out.push(d);
   }
-  return {retrain_audit: data.version, root: data.root, decisions: out};
+  return {retrain_audit: data.version, root: data.root, labels: data.labels, decisions: out};
 }
 function count() {
   const n = decisions().decisions.length;
@@ -77,6 +77,8 @@ struct Data {
     version: u32,
     #[serde(with = "retrain_files::names::json")]
     root: PathBuf,
+    #[serde(with = "retrain_files::names::json::option")]
+    labels: Option<PathBuf>,
     files: BTreeMap<String, FileRef>,
 }
 
@@ -186,7 +188,7 @@ pub fn render(a: &Audited) -> String {
         files.insert(id, FileRef { path: rel, size: f.size, blake3: f.blake3 });
     }
     let root = std::path::absolute(&a.root).unwrap_or_else(|_| a.root.clone());
-    let data = Data { version: VERSION, root, files };
+    let data = Data { version: VERSION, root, labels: a.label_file.clone(), files };
     let suggested = crate::decisions::suggestions(au).into_iter().collect();
     let ctx = Ctx { a, thumbs, ids, drawn: Default::default(), suggested };
 

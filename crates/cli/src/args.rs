@@ -540,6 +540,8 @@ pub struct AuditArgs {
     pub batch: BatchArgs,
     #[command(flatten)]
     pub pixels: PixelArgs,
+    #[command(flatten)]
+    pub labels: LabelArgs,
 }
 
 #[derive(Subcommand)]
@@ -784,6 +786,37 @@ pub struct InputArgs {
     /// training and validation (leaks); by default they are left out, and always reported.
     #[arg(long)]
     pub keep_duplicates: bool,
+    #[command(flatten)]
+    pub labels: LabelArgs,
+}
+
+/// A label file instead of class folders.
+#[derive(clap::Args)]
+pub struct LabelArgs {
+    /// Read the labels from FILE instead of class folders: CSV with a header row (a `path`,
+    /// `image` or `filename` column and a `label` column; or one 0/1 column per class; an
+    /// optional `split` column of train/val) or JSON lines ({"path": ..., "labels": [...],
+    /// "split": ...}). Paths are relative to FILE; files of DATA_DIR it does not list are left
+    /// out, and said.
+    #[arg(long, value_name = "FILE", conflicts_with = "val")]
+    pub labels: Option<PathBuf>,
+    /// What separates several labels in one CSV cell.
+    #[arg(long, value_name = "CHAR", default_value_t = '|', requires = "labels")]
+    pub label_delimiter: char,
+    /// Leave out photos the label file lists that are not there (each is reported) instead of
+    /// refusing the file.
+    #[arg(long, requires = "labels")]
+    pub skip_missing: bool,
+}
+
+impl LabelArgs {
+    pub fn source(&self) -> Option<retrain::dataset::LabelSource> {
+        self.labels.as_ref().map(|file| retrain::dataset::LabelSource {
+            file: file.clone(),
+            delimiter: self.label_delimiter,
+            skip_missing: self.skip_missing,
+        })
+    }
 }
 
 impl InputArgs {
@@ -797,6 +830,7 @@ impl InputArgs {
             max_pixels: limits.max_pixels,
             max_file_size: limits.max_file_size,
             keep_duplicates: self.keep_duplicates,
+            labels: self.labels.source(),
             ..retrain::DataSpec::new(dir)
         }
     }

@@ -1,6 +1,8 @@
-//! Finding the labelled files: one folder per class, optionally under `train/` and `val/`.
+//! Finding the labelled files: one folder per class, optionally under `train/` and `val/`, or a
+//! label file ([`scan_labels`]).
 
 use crate::duplicates::{self, Conflict, Leak};
+use crate::label_file::{self, LabelSource};
 use crate::walk::{enclosing, files_below, folder_id, is_hidden};
 use crate::{data_err, FilesError, Result, Skipped};
 use rand::seq::SliceRandom;
@@ -26,6 +28,8 @@ pub struct Dataset {
     pub conflicts: Vec<Conflict>,
     /// Validation photos whose content is also a training photo of the same class.
     pub leaks: Vec<Leak>,
+    /// Files below the data folder that a label file does not list (left out).
+    pub unlisted: Vec<PathBuf>,
 }
 
 /// The class folders of a folder and their files.
@@ -141,38 +145,120 @@ pub fn scan(dir: &Path, val_dir: Option<&Path>, val_fraction: f64, seed: u64) ->
                 skipped,
                 conflicts: Vec::new(),
                 leaks: Vec::new(),
+                unlisted: Vec::new(),
             })
         }
         None => {
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            let (mut train, mut val) = (Vec::new(), Vec::new());
-            for (label, (_, mut files)) in classes.into_iter().enumerate() {
-                files.shuffle(&mut rng);
-                let n_val = if files.len() < 2 {
-                    0
-                } else {
-                    ((files.len() as f64 * val_fraction).round() as usize).clamp(1, files.len() - 1)
-                };
-                for (i, path) in files.into_iter().enumerate() {
-                    let s = Sample { path, label };
-                    if i < n_val {
-                        val.push(s)
-                    } else {
-                        train.push(s)
-                    }
-                }
-            }
+            let train = random_split(classes.into_iter().map(|(_, f)| f).collect(), val_fraction, seed);
             Ok(Dataset {
                 class_names,
-                train,
-                val,
+                train: train.0,
+                val: train.1,
                 split: format!("stratified random, val fraction {val_fraction}, seed {seed}"),
                 skipped,
                 conflicts: Vec::new(),
                 leaks: Vec::new(),
+                unlisted: Vec::new(),
             })
         }
     }
+}
+
+/// Each class's files (by label) split at random, `val_fraction` of each to validation (at
+/// least one when it has two), reproducibly for a given `seed`.
+fn random_split(classes: Vec<Vec<PathBuf>>, val_fraction: f64, seed: u64) -> (Vec<Sample>, Vec<Sample>) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let (mut train, mut val) = (Vec::new(), Vec::new());
+    for (label, mut files) in classes.into_iter().enumerate() {
+        files.shuffle(&mut rng);
+        let n_val = if files.len() < 2 {
+            0
+        } else {
+            ((files.len() as f64 * val_fraction).round() as usize).clamp(1, files.len() - 1)
+        };
+        for (i, path) in files.into_iter().enumerate() {
+            let s = Sample { path, label };
+            if i < n_val {
+                val.push(s)
+            } else {
+                train.push(s)
+            }
+        }
+    }
+    (train, val)
+}
+
+/// The files below `dir` that `table` (read from `file`) does not list, the label file itself
+/// aside.
+pub fn unlisted(dir: &Path, table: &label_file::Table, file: &Path) -> Vec<PathBuf> {
+    let listed: std::collections::HashSet<PathBuf> =
+        table.entries.iter().filter_map(|e| e.path.canonicalize().ok()).collect();
+    let own = file.canonicalize().ok();
+    files_below(dir)
+        .files
+        .into_iter()
+        .filter(|p| p.canonicalize().map(|c| !listed.contains(&c) && Some(&c) != own.as_ref()).unwrap_or(true))
+        .collect()
+}
+
+/// Reads a dataset from a label file (`--labels`): one label per photo; the file's `split`
+/// column when it has one (every row then names one), else the random split of [`scan`]. The
+/// files below `dir` that the label file does not list are returned in `unlisted`.
+pub fn scan_labels(dir: &Path, src: &LabelSource, val_fraction: f64, seed: u64) -> Result<Dataset> {
+    if !(val_fraction > 0.0 && val_fraction < 1.0) {
+        return Err(FilesError::ValFraction(val_fraction));
+    }
+    if !dir.is_dir() {
+        return Err(data_err(dir, "no such folder (the folder of the photos the label file lists)"));
+    }
+    let table = label_file::read(src)?;
+    table.one_label_each(&src.file)?;
+    let class_names = table.classes.clone();
+    if class_names.len() < 2 {
+        return Err(data_err(
+            &src.file,
+            format!("only one class (`{}`) is used; a classifier needs at least two", class_names[0]),
+        ));
+    }
+    let label_of = |e: &label_file::Entry| class_names.binary_search(&e.labels[0]).unwrap_or(0);
+    let skipped = table
+        .missing
+        .iter()
+        .map(|(p, line)| Skipped {
+            path: p.clone(),
+            reason: format!("listed on line {line} of the label file; not found"),
+        })
+        .collect();
+    let with_split = table.entries.iter().filter(|e| e.split.is_some()).count();
+    let (train, val, split) = if with_split == 0 {
+        let mut by_class = vec![Vec::new(); class_names.len()];
+        for e in &table.entries {
+            by_class[label_of(e)].push(e.path.clone());
+        }
+        let (t, v) = random_split(by_class, val_fraction, seed);
+        (t, v, format!("stratified random, val fraction {val_fraction}, seed {seed}"))
+    } else if let Some(e) = table.entries.iter().find(|e| e.split.is_none()) {
+        return Err(data_err(
+            &src.file,
+            format!("line {}: no split, where other rows name one: give every row train or val, or none", e.line),
+        ));
+    } else {
+        let (mut t, mut v) = (Vec::new(), Vec::new());
+        for e in &table.entries {
+            let s = Sample { path: e.path.clone(), label: label_of(e) };
+            if e.split == Some(label_file::Split::Val) {
+                v.push(s)
+            } else {
+                t.push(s)
+            }
+        }
+        (t, v, format!("the split column of {}", crate::names::shown(&src.file)))
+    };
+    if train.is_empty() {
+        return Err(data_err(&src.file, "no row is in the training split"));
+    }
+    let unlisted = unlisted(dir, &table, &src.file);
+    Ok(Dataset { class_names, train, val, split, skipped, conflicts: Vec::new(), leaks: Vec::new(), unlisted })
 }
 
 impl Dataset {
@@ -235,6 +321,58 @@ pub fn stratified_folds(labels: &[usize], k: usize, seed: u64) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn photos(dir: &Path, names: &[String]) {
+        for n in names {
+            let p = dir.join(n);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, n.as_bytes()).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_label_file_gives_classes_splits_and_the_files_it_leaves_out() {
+        let d = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..10).map(|i| format!("img/{i}.jpg")).collect();
+        photos(d.path(), &names);
+        photos(d.path(), &["img/extra.jpg".into(), "notes/readme.txt".into()]);
+        let f = d.path().join("labels.csv");
+        let rows: String = (0..10).map(|i| format!("img/{i}.jpg,{}\n", if i < 6 { "cat" } else { "dog" })).collect();
+        std::fs::write(&f, format!("path,label\n{rows}")).unwrap();
+        let src = LabelSource::new(&f);
+        let ds = scan_labels(d.path(), &src, 0.25, 1).unwrap();
+        assert_eq!(ds.class_names, vec!["cat", "dog"]);
+        assert_eq!((ds.train.len(), ds.val.len()), (7, 3));
+        assert_eq!(ds.val.iter().filter(|s| s.label == 0).count(), 2);
+        assert!(ds.train.iter().chain(&ds.val).all(|s| {
+            let i: usize = s.path.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+            s.label == usize::from(i >= 6)
+        }));
+        let mut unlisted = ds.unlisted.clone();
+        unlisted.sort();
+        assert_eq!(unlisted, vec![d.path().join("img/extra.jpg"), d.path().join("notes/readme.txt")]);
+        // The same split as class folders holding the same files would get.
+        assert_eq!(scan_labels(d.path(), &src, 0.25, 1).unwrap().val, ds.val);
+
+        // A split column decides; every row must then have one.
+        let rows: String = (0..10)
+            .map(|i| format!("img/{i}.jpg,{},{}\n", ["cat", "dog"][i % 2], ["train", "val"][usize::from(i >= 8)]))
+            .collect();
+        std::fs::write(&f, format!("path,label,split\n{rows}")).unwrap();
+        let ds = scan_labels(d.path(), &src, 0.25, 1).unwrap();
+        assert_eq!((ds.train.len(), ds.val.len()), (8, 2));
+        assert_eq!(ds.val[0].path, d.path().join("img/8.jpg"));
+        std::fs::write(&f, format!("path,label,split\n{rows}img/extra.jpg,cat,\n")).unwrap();
+        let e = scan_labels(d.path(), &src, 0.25, 1).unwrap_err().to_string();
+        assert!(e.contains("line 12: no split, where other rows name one"), "{e}");
+
+        std::fs::write(&f, "path,labels\nimg/0.jpg,cat|dog\nimg/1.jpg,dog\n").unwrap();
+        let e = scan_labels(d.path(), &src, 0.25, 1).unwrap_err().to_string();
+        assert!(e.contains("line 2: ") && e.contains("has 2 labels (cat, dog)"), "{e}");
+        std::fs::write(&f, "path,label\nimg/0.jpg,cat\nimg/1.jpg,cat\n").unwrap();
+        let e = scan_labels(d.path(), &src, 0.25, 1).unwrap_err().to_string();
+        assert!(e.contains("only one class (`cat`)"), "{e}");
+    }
 
     #[test]
     fn few_shot_takes_that_many_per_class_seeded_and_folds_are_stratified() {

@@ -5,11 +5,13 @@
 
 pub mod dataset;
 pub mod duplicates;
+pub mod label_file;
 pub mod names;
 pub mod walk;
 
-pub use dataset::{class_folders, few_shot, scan, stratified_folds, Dataset, Sample};
+pub use dataset::{class_folders, few_shot, scan, scan_labels, stratified_folds, Dataset, Sample};
 pub use duplicates::{Conflict, Leak};
+pub use label_file::LabelSource;
 pub use walk::{files_below, Walk};
 
 use serde::{Deserialize, Serialize};

@@ -26,6 +26,9 @@ pub struct Evaluation {
     /// folder of such photos (`--ood`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub open_set: Option<OpenSetEval>,
+    /// With a label file, the files of the folder it does not list (said, not scored).
+    #[serde(skip)]
+    pub unlisted: Vec<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -92,42 +95,93 @@ pub struct Labelled {
     pub truth: Vec<usize>,
     pub skipped: Vec<Skipped>,
     pub conflicts: Vec<Conflict>,
+    /// With a label file, the files of the folder it does not list.
+    pub unlisted: Vec<PathBuf>,
 }
 
-/// `dir`'s class folders (its `val/` folder when it has train/val folders). Every class folder
+/// `dir`'s class folders (its `val/` folder when it has train/val folders), or with `labels`
+/// the photos its label file lists (its `val` rows when it has a split column). Every class
 /// must be one of the model's `names`. A photo found in two class folders has no one true
 /// label: it is left out unless `keep_duplicates`.
-pub fn labelled(dir: &Path, names: &[String], keep_duplicates: bool) -> Result<Labelled> {
-    let root = ["val", "valid", "validation"]
-        .iter()
-        .map(|v| dir.join(v))
-        .find(|p| p.is_dir() && dir.join("train").is_dir())
-        .unwrap_or_else(|| dir.to_path_buf());
-    let mut files = Vec::new();
-    let mut truth = Vec::new();
-    let found = dataset::class_folders(&root)?;
-    for (name, fs) in found.classes {
-        let label = names.iter().position(|c| *c == name).ok_or_else(|| Error::Data {
-            path: root.join(&name),
-            reason: format!("class `{name}` is not one of the model's classes {names:?}"),
-        })?;
-        truth.extend(std::iter::repeat_n(label, fs.len()));
-        files.extend(fs);
-    }
+pub fn labelled(
+    dir: &Path,
+    labels: Option<&retrain_files::LabelSource>,
+    names: &[String],
+    keep_duplicates: bool,
+) -> Result<Labelled> {
+    let (root, mut files, mut truth, skipped, unlisted) = match labels {
+        Some(src) => from_label_file(dir, src, names)?,
+        None => {
+            let root = ["val", "valid", "validation"]
+                .iter()
+                .map(|v| dir.join(v))
+                .find(|p| p.is_dir() && dir.join("train").is_dir())
+                .unwrap_or_else(|| dir.to_path_buf());
+            let (mut files, mut truth) = (Vec::new(), Vec::new());
+            let found = dataset::class_folders(&root)?;
+            for (name, fs) in found.classes {
+                let label = names.iter().position(|c| *c == name).ok_or_else(|| Error::Data {
+                    path: root.join(&name),
+                    reason: format!("class `{name}` is not one of the model's classes {names:?}"),
+                })?;
+                truth.extend(std::iter::repeat_n(label, fs.len()));
+                files.extend(fs);
+            }
+            (root, files, truth, found.skipped, Vec::new())
+        }
+    };
     let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     let dups = dataset::duplicates::find(&refs, &truth, &vec![false; files.len()], names);
     if !keep_duplicates {
         (files, truth) =
             files.into_iter().zip(truth).zip(&dups.set_aside).filter(|(_, &aside)| !aside).map(|(f, _)| f).unzip();
     }
-    Ok(Labelled { root, files, truth, skipped: found.skipped, conflicts: dups.conflicts })
+    Ok(Labelled { root, files, truth, skipped, conflicts: dups.conflicts, unlisted })
+}
+
+type FromLabels = (PathBuf, Vec<PathBuf>, Vec<usize>, Vec<Skipped>, Vec<PathBuf>);
+
+fn from_label_file(dir: &Path, src: &retrain_files::LabelSource, names: &[String]) -> Result<FromLabels> {
+    if !dir.is_dir() {
+        return Err(Error::Data { path: dir.to_path_buf(), reason: "no such folder".into() });
+    }
+    let table = retrain_files::label_file::read(&src.clone())?;
+    table.one_label_each(&src.file)?;
+    let val_only = table.has_splits();
+    let (mut files, mut truth) = (Vec::new(), Vec::new());
+    for e in table.entries.iter().filter(|e| !val_only || e.split == Some(retrain_files::label_file::Split::Val)) {
+        let label = names.iter().position(|c| *c == e.labels[0]).ok_or_else(|| Error::Data {
+            path: src.file.clone(),
+            reason: format!("line {}: the label `{}` is not one of the model's classes {names:?}", e.line, e.labels[0]),
+        })?;
+        files.push(e.path.clone());
+        truth.push(label);
+    }
+    if files.is_empty() {
+        return Err(Error::Data { path: src.file.clone(), reason: "no row is in the validation split".into() });
+    }
+    let skipped = table
+        .missing
+        .iter()
+        .map(|(p, line)| Skipped {
+            path: p.clone(),
+            reason: format!("listed on line {line} of the label file; not found"),
+        })
+        .collect();
+    let unlisted = dataset::dataset::unlisted(dir, &table, &src.file);
+    Ok((dir.to_path_buf(), files, truth, skipped, unlisted))
 }
 
 impl Labelled {
     /// [`labelled`] with the class names of the model at `model`.
-    pub fn read(dir: &Path, model: &Path, keep_duplicates: bool) -> Result<Self> {
+    pub fn read(
+        dir: &Path,
+        labels: Option<&retrain_files::LabelSource>,
+        model: &Path,
+        keep_duplicates: bool,
+    ) -> Result<Self> {
         let (_, info) = crate::model::read(model)?;
-        labelled(dir, &info.class_names, keep_duplicates)
+        labelled(dir, labels, &info.class_names, keep_duplicates)
     }
 }
 
@@ -136,6 +190,7 @@ impl Labelled {
 pub fn evaluate(
     classifier: &mut Classifier,
     dir: &Path,
+    labels: Option<&retrain_files::LabelSource>,
     keep_duplicates: bool,
     threshold: Option<f32>,
     ood: Option<&Path>,
@@ -148,7 +203,7 @@ pub fn evaluate(
         });
     }
     let names = classifier.info.class_names.clone();
-    let Labelled { root, files, truth, skipped, conflicts } = labelled(dir, &names, keep_duplicates)?;
+    let Labelled { root, files, truth, skipped, conflicts, unlisted } = labelled(dir, labels, &names, keep_duplicates)?;
     progress.set_length(files.len() as u64);
     let probs = classifier.classify(&files, progress)?;
     let (mut t, mut p, mut scores, mut skipped) = (Vec::new(), Vec::new(), Vec::new(), skipped);
@@ -187,6 +242,7 @@ pub fn evaluate(
         conflicts,
         duplicates_kept: keep_duplicates,
         open_set,
+        unlisted,
     })
 }
 

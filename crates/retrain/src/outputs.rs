@@ -39,3 +39,27 @@ pub fn warn_duplicates(ds: &dataset::Dataset, kept: bool, quiet: bool) {
         warn(quiet, &format!("{line}: {what}; the report lists them under `leaks`"));
     }
 }
+
+/// With a label file, the files of the data folder `dir` it does not list: they are left out,
+/// and said (a few named) so that a typo in the file does not go unseen.
+pub fn warn_unlisted(unlisted: &[std::path::PathBuf], dir: &Path, file: &Path, quiet: bool) {
+    if unlisted.is_empty() {
+        return;
+    }
+    let shown: Vec<String> = unlisted.iter().take(3).map(|p| retrain_files::names::shown(p).into_owned()).collect();
+    let more = unlisted.len() - shown.len();
+    let one = unlisted.len() == 1;
+    warn(
+        quiet,
+        &format!(
+            "{} file{} in {} {} not listed in {} and left out: {}{}",
+            unlisted.len(),
+            if one { "" } else { "s" },
+            retrain_files::names::shown(dir),
+            if one { "is" } else { "are" },
+            retrain_files::names::shown(file),
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ),
+    );
+}

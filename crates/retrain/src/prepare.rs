@@ -5,7 +5,7 @@
 
 use crate::backbone::LoadedBackbone;
 use crate::dataset::{self, Dataset, Sample, Skipped};
-use crate::outputs::{warn, warn_duplicates};
+use crate::outputs::{warn, warn_duplicates, warn_unlisted};
 use crate::precision::{self, Precision};
 use crate::spec::{BackboneSpec, DataSpec, Recipe, RunSettings, Strategy};
 use crate::{progress_bar, Error, Result};
@@ -57,10 +57,17 @@ impl Prepared {
     }
 }
 
-/// The photos of a run: the folder walk and split, photos found twice set aside (when
-/// `set_aside`: it reads every file) and `data.shots` taken per class.
-pub fn scan(data: &DataSpec, set_aside: bool) -> Result<Dataset> {
-    let mut ds = dataset::scan(&data.dir, data.val_dir.as_deref(), data.val_fraction, data.seed)?;
+/// The photos of a run: the folder walk (or label file: the files it leaves out are said
+/// unless `quiet`) and split, photos found twice set aside (when `set_aside`: it reads every
+/// file) and `data.shots` taken per class.
+pub fn scan(data: &DataSpec, set_aside: bool, quiet: bool) -> Result<Dataset> {
+    let mut ds = match &data.labels {
+        Some(src) => dataset::scan_labels(&data.dir, src, data.val_fraction, data.seed)?,
+        None => dataset::scan(&data.dir, data.val_dir.as_deref(), data.val_fraction, data.seed)?,
+    };
+    if let Some(src) = &data.labels {
+        warn_unlisted(&ds.unlisted, &data.dir, &src.file, quiet);
+    }
     if set_aside {
         ds.set_aside_duplicates(data.keep_duplicates);
     }
@@ -101,7 +108,7 @@ pub fn extractor(
 /// Scan, load the backbone, extract (or read cached) the features of every photo.
 pub fn prepare(data: &DataSpec, spec: &BackboneSpec, recipe: &Recipe, run: &RunSettings) -> Result<Prepared> {
     let t0 = Instant::now();
-    let ds = scan(data, true)?;
+    let ds = scan(data, true, run.quiet)?;
     warn_duplicates(&ds, data.keep_duplicates, run.quiet);
     prepare_scanned(ds, data, spec, recipe, run, t0)
 }

@@ -81,6 +81,9 @@ pub struct DataSpec {
     /// Train on this many random photos per class of the training split; the validation split
     /// stays whole (`retrain study`).
     pub shots: Option<FewShot>,
+    /// A label file instead of class folders (`--labels`).
+    #[serde(default)]
+    pub labels: Option<retrain_files::LabelSource>,
 }
 
 impl DataSpec {
@@ -94,6 +97,7 @@ impl DataSpec {
             max_file_size: retrain_pixels::DEFAULT_MAX_FILE_SIZE,
             keep_duplicates: false,
             shots: None,
+            labels: None,
         }
     }
 

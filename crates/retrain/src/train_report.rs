@@ -88,6 +88,7 @@ impl TrainReport {
             truth: self.val_set.iter().map(|&(_, l)| l).collect(),
             skipped: Vec::new(),
             conflicts: Vec::new(),
+            unlisted: Vec::new(),
         }
     }
 

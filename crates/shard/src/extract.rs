@@ -60,7 +60,7 @@ pub fn extract(
     })?;
     // Calibration reads the training images `train` would choose, duplicates set aside; other
     // shards need not read every file.
-    let ds = prepare::scan(data, backbone.precision == Precision::Int8)?;
+    let ds = prepare::scan(data, backbone.precision == Precision::Int8, run.quiet)?;
     let (backbone, _) = prepare::extractor(backbone, Strategy::Linear, data.seed, &ds, run)?;
     let cache = backbone.feature_cache(root);
     cache.check_writable()?;

@@ -25,6 +25,7 @@ pub fn run(a: AuditArgs, g: Global) -> Result<()> {
                 seed: split.seed,
                 max_pixels: a.pixels.limits().max_pixels,
                 max_file_size: a.pixels.limits().max_file_size,
+                labels: a.labels.source(),
                 ..retrain::DataSpec::new(&dir)
             };
             let spec = a.backbone.spec()?;

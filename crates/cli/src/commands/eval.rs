@@ -10,8 +10,20 @@ pub fn run(a: EvalArgs, g: Global) -> Result<()> {
     c.limits = a.input.pixels.limits();
     let bar = retrain::progress_bar(0, "eval", g.quiet);
     let threshold = c.threshold(a.reject.reject)?;
-    let ev = retrain::eval::evaluate(&mut c, &a.data_dir, a.input.keep_duplicates, threshold, a.ood.as_deref(), &bar)?;
+    let labels = a.input.labels.source();
+    let ev = retrain::eval::evaluate(
+        &mut c,
+        &a.data_dir,
+        labels.as_ref(),
+        a.input.keep_duplicates,
+        threshold,
+        a.ood.as_deref(),
+        &bar,
+    )?;
     bar.finish_and_clear();
+    if let Some(src) = &labels {
+        retrain::outputs::warn_unlisted(&ev.unlisted, &a.data_dir, &src.file, g.quiet);
+    }
     if let Some(line) = retrain::dataset::duplicates::describe_conflicts(&ev.conflicts).filter(|_| !g.quiet) {
         let what = if ev.duplicates_kept {
             "kept (--keep-duplicates)"

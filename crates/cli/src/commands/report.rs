@@ -5,7 +5,11 @@ use crate::args::{Format, ReportArgs};
 use anyhow::Result;
 
 pub fn run(a: ReportArgs, g: Global) -> Result<()> {
-    let set = retrain::eval::Labelled::read(&a.data_dir, &a.model, a.input.keep_duplicates)?;
+    let labels = a.input.labels.source();
+    let set = retrain::eval::Labelled::read(&a.data_dir, labels.as_ref(), &a.model, a.input.keep_duplicates)?;
+    if let Some(src) = &labels {
+        retrain::outputs::warn_unlisted(&set.unlisted, &a.data_dir, &src.file, g.quiet);
+    }
     let (summary, line) = write_report(&a.out, a.input.pixels.limits(), g, |opts, bar| {
         retrain_report::build(&a.model, set, None, opts, bar)
     })?;
