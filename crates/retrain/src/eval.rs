@@ -145,7 +145,7 @@ fn from_label_file(dir: &Path, src: &retrain_files::LabelSource, names: &[String
     if !dir.is_dir() {
         return Err(Error::Data { path: dir.to_path_buf(), reason: "no such folder".into() });
     }
-    let table = retrain_files::label_file::read(&src.clone())?;
+    let table = retrain_files::label_file::read(src)?;
     table.one_label_each(&src.file)?;
     let val_only = table.has_splits();
     let (mut files, mut truth) = (Vec::new(), Vec::new());

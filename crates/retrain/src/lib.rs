@@ -15,6 +15,7 @@ pub mod linear;
 pub mod metrics;
 pub mod model;
 pub mod multi_metrics;
+pub mod multilabel;
 pub mod open_set;
 pub mod outputs;
 pub mod precision;
