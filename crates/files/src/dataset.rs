@@ -221,16 +221,8 @@ pub fn scan_labels(dir: &Path, src: &LabelSource, val_fraction: f64, seed: u64) 
         ));
     }
     let label_of = |e: &label_file::Entry| class_names.binary_search(&e.labels[0]).unwrap_or(0);
-    let skipped = table
-        .missing
-        .iter()
-        .map(|(p, line)| Skipped {
-            path: p.clone(),
-            reason: format!("listed on line {line} of the label file; not found"),
-        })
-        .collect();
-    let with_split = table.entries.iter().filter(|e| e.split.is_some()).count();
-    let (train, val, split) = if with_split == 0 {
+    let skipped = table.skipped();
+    let (train, val, split) = if !table.has_splits() {
         let mut by_class = vec![Vec::new(); class_names.len()];
         for e in &table.entries {
             by_class[label_of(e)].push(e.path.clone());

@@ -89,6 +89,12 @@ impl Table {
         }
     }
 
+    /// The listed photos left out as missing (`skip_missing`), as skipped files.
+    pub fn skipped(&self) -> Vec<crate::Skipped> {
+        let reason = |line| format!("listed on line {line} of the label file; not found");
+        self.missing.iter().map(|(p, line)| crate::Skipped { path: p.clone(), reason: reason(line) }).collect()
+    }
+
     /// Whether any row names a split.
     pub fn has_splits(&self) -> bool {
         self.entries.iter().any(|e| e.split.is_some())

@@ -160,14 +160,7 @@ fn from_label_file(dir: &Path, src: &retrain_files::LabelSource, names: &[String
     if files.is_empty() {
         return Err(Error::Data { path: src.file.clone(), reason: "no row is in the validation split".into() });
     }
-    let skipped = table
-        .missing
-        .iter()
-        .map(|(p, line)| Skipped {
-            path: p.clone(),
-            reason: format!("listed on line {line} of the label file; not found"),
-        })
-        .collect();
+    let skipped = table.skipped();
     let unlisted = dataset::dataset::unlisted(dir, &table, &src.file);
     Ok((dir.to_path_buf(), files, truth, skipped, unlisted))
 }

@@ -35,23 +35,30 @@ pub fn average_precision(truth: &[bool], scores: &[f32]) -> Option<f64> {
     if positives == 0 {
         return None;
     }
-    let mut order: Vec<usize> = (0..truth.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut seen, mut last_recall, mut ap) = (0usize, 0usize, 0f64, 0f64);
-    let mut i = 0;
-    while i < order.len() {
-        // Photos of equal score are one threshold.
-        let s = scores[order[i]];
-        while i < order.len() && scores[order[i]] == s {
-            tp += usize::from(truth[order[i]]);
-            seen += 1;
-            i += 1;
-        }
+    let (mut last_recall, mut ap) = (0f64, 0f64);
+    for (kept, tp) in cuts(truth, scores).1 {
         let recall = tp as f64 / positives as f64;
-        ap += (recall - last_recall) * (tp as f64 / seen as f64);
+        ap += (recall - last_recall) * (tp as f64 / kept as f64);
         last_recall = recall;
     }
     Some(ap)
+}
+
+/// The photos by score, highest first, and at each distinct score (photos of equal score are
+/// one threshold) how many photos score at least that, and how many of those are positives.
+fn cuts(truth: &[bool], scores: &[f32]) -> (Vec<usize>, Vec<(usize, usize)>) {
+    let mut order: Vec<usize> = (0..truth.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut out, mut tp, mut i) = (Vec::new(), 0usize, 0usize);
+    while i < order.len() {
+        let s = scores[order[i]];
+        while i < order.len() && scores[order[i]] == s {
+            tp += usize::from(truth[order[i]]);
+            i += 1;
+        }
+        out.push((i, tp));
+    }
+    (order, out)
 }
 
 fn f1(tp: usize, fp: usize, fn_: usize) -> (f64, f64, f64) {
@@ -107,20 +114,12 @@ pub fn f1_threshold(truth: &[bool], scores: &[f32]) -> f32 {
     if positives == 0 {
         return 1.0;
     }
-    let mut order: Vec<usize> = (0..truth.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut tp, mut kept, mut best, mut cut) = (0usize, 0usize, -1f64, 0usize);
-    let mut i = 0;
-    while i < order.len() {
-        let s = scores[order[i]];
-        while i < order.len() && scores[order[i]] == s {
-            tp += usize::from(truth[order[i]]);
-            kept += 1;
-            i += 1;
-        }
+    let (order, cuts) = cuts(truth, scores);
+    let (mut best, mut cut) = (-1f64, 0usize);
+    for (kept, tp) in cuts {
         let f = 2.0 * tp as f64 / (kept + positives) as f64;
         if f > best {
-            (best, cut) = (f, i);
+            (best, cut) = (f, kept);
         }
     }
     let lowest_kept = scores[order[cut - 1]];
