@@ -9,7 +9,10 @@ mosaic is 256 x 256. Written: DIR/mosaics/NNNNN.jpg (JPEG quality 95) and DIR/la
 (`path,labels,split`, labels joined by `|`, `--val-fraction` of mosaics in `val`), and
 DIR/recipe.json (the seed and every mosaic's source photos), all seeded.
 
+With `--species-weights`, species are drawn with unequal chances (rare labels).
+
 usage: python bench/mosaics.py DIR [--count 600] [--seed 0] [--mix 0.3,0.4,0.3] [--val-fraction 0.2]
+       [--species-weights 8,4,2,1,0.5]
 """
 import argparse
 import csv
@@ -30,6 +33,16 @@ def photos_by_class(folder):
     return out
 
 
+def pick(rng, classes, weights, k):
+    """k distinct classes, each drawn with chance proportional to its weight among those left."""
+    left, w, out = list(classes), list(weights), []
+    for _ in range(k):
+        i = rng.choices(range(len(left)), weights=w)[0]
+        out.append(left.pop(i))
+        w.pop(i)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("dir")
@@ -37,6 +50,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mix", default="0.3,0.4,0.3", help="shares of mosaics showing 1, 2 and 3 species")
     ap.add_argument("--val-fraction", type=float, default=0.2)
+    ap.add_argument("--species-weights", default=None,
+                    help="relative chance of each species (sorted by name) being shown, e.g. 8,4,2,1,0.5 for rare labels")
     ap.add_argument("--source", default=FLOWERS)
     args = ap.parse_args()
     mix = [float(v) for v in args.mix.split(",")]
@@ -45,11 +60,14 @@ def main():
     for c in pools:
         rng.shuffle(pools[c])
     classes = sorted(pools)
+    weights = [float(v) for v in args.species_weights.split(",")] if args.species_weights else [1.0] * len(classes)
+    if len(weights) != len(classes):
+        raise SystemExit(f"--species-weights needs {len(classes)} values")
     os.makedirs(os.path.join(args.dir, "mosaics"), exist_ok=True)
     rows, recipe = [], []
     for k in range(args.count):
         shown = rng.choices([1, 2, 3], weights=mix)[0]
-        species = sorted(rng.sample(classes, shown))
+        species = sorted(pick(rng, classes, weights, shown))
         quarters = species + [rng.choice(species) for _ in range(4 - shown)]
         rng.shuffle(quarters)
         if any(len(pools[c]) < quarters.count(c) for c in species):

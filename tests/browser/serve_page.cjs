@@ -38,6 +38,14 @@ const { chromium } = require(path.join(__dirname, "../../.browser/node_modules/p
     heatmap: c.querySelector("img").classList.contains("heat") ? c.querySelector("img").naturalWidth : null,
     seen: c.querySelector(".seen") && c.querySelector(".seen").textContent,
     unknown: c.querySelector(".unknown") && c.querySelector(".unknown").textContent,
+    // A several-labels model: the labels line, and each bar's class, threshold and whether it is on.
+    labels: c.querySelector(".labels") && c.querySelector(".labels").textContent,
+    rows: Array.from(c.querySelectorAll(".row")).map((r) => {
+      const mark = r.querySelector(".bar b"), bar = r.querySelector(".bar");
+      return { class: r.dataset.class, on: r.classList.contains("on"), threshold: r.dataset.threshold === undefined ? null : Number(r.dataset.threshold),
+        // Where the mark is drawn, as a share of the bar's width.
+        mark: mark ? (mark.getBoundingClientRect().left + 1 - bar.getBoundingClientRect().left) / bar.getBoundingClientRect().width : null };
+    }),
   })));
   await page.screenshot({ path: shot, fullPage: true });
   await browser.close();

@@ -15,6 +15,13 @@ const cards = (page) => page.$$eval(".card", (cs) => cs.map((c) => ({
   top: Array.from(c.querySelectorAll(".row")).map((r) => ({ class: r.dataset.class, probability: Number(r.dataset.probability), shown: r.querySelector(".p").textContent })),
   ood_score: c.querySelector(".bars").dataset.oodScore === undefined ? null : Number(c.querySelector(".bars").dataset.oodScore),
   unknown: c.querySelector(".unknown") && c.querySelector(".unknown").textContent,
+  // A several-labels model: the labels line, and each bar's threshold and whether it is on.
+  labels: c.querySelector(".labels") && c.querySelector(".labels").textContent,
+  marks: Array.from(c.querySelectorAll(".row")).map((r) => {
+    const mark = r.querySelector(".mark"), track = r.querySelector(".track");
+    return { class: r.dataset.class, on: r.classList.contains("on"), threshold: r.dataset.threshold === undefined ? null : Number(r.dataset.threshold),
+      at: mark ? (mark.getBoundingClientRect().left + 1 - track.getBoundingClientRect().left) / track.getBoundingClientRect().width : null };
+  }),
   error: c.querySelector(".error") && c.querySelector(".error").textContent,
   imageLoaded: !!c.querySelector("img") && c.querySelector("img").complete && c.querySelector("img").naturalWidth > 0,
 })));

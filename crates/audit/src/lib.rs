@@ -257,6 +257,12 @@ pub fn audit(data: &DataSpec, spec: &BackboneSpec, run: &RunSettings, opts: &Opt
     let recipe = Recipe { batch: opts.batch, ..Recipe::for_strategy(Strategy::Linear) };
     // The copies `train` warns of are in the audit's own list.
     let ds = retrain::prepare::scan(&data, true, run.quiet)?;
+    if let (true, Some(src)) = (ds.multi_label, &data.labels) {
+        return Err(AuditError::Data {
+            path: src.file.clone(),
+            reason: "some photos have several labels; the audit checks one label per photo".into(),
+        });
+    }
     let prepared = retrain::prepare::prepare_scanned(ds, &data, spec, &recipe, run, started)?;
     let names = prepared.ds.class_names.clone();
     let classes = names.len();

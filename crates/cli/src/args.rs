@@ -132,6 +132,11 @@ pub struct TrainArgs {
     pub resume: Option<PathBuf>,
     #[command(flatten)]
     pub input: InputArgs,
+    /// single-label: one class per photo (softmax). multi-label: any number per photo (one
+    /// sigmoid per class, each with a threshold tuned for F1 by cross-validation on the
+    /// training split). auto: multi-label when the label file gives any photo several labels.
+    #[arg(long, value_enum, default_value_t = TaskArg::Auto)]
+    pub task: TaskArg,
 }
 
 /// The linear head's settings (and `--lr`, shared with fine-tuning).
@@ -141,8 +146,8 @@ pub struct HeadArgs {
     #[arg(long, value_enum, default_value_t = ClassWeights::Auto)]
     pub class_weights: ClassWeights,
     /// L2 penalty on the head's weights.
-    #[arg(long, default_value_t = retrain::HeadConfig::default().l2, value_parser = number::<f32>(NON_NEGATIVE))]
-    pub l2: f32,
+    #[arg(long, value_parser = number::<f32>(NON_NEGATIVE), help = help::l2())]
+    pub l2: Option<f32>,
     #[arg(long, value_parser = number::<f64>(POSITIVE), help = help::lr())]
     pub lr: Option<f64>,
 }
@@ -202,6 +207,15 @@ mod help {
         format!(
             "Learning rate: of the linear head's full-batch Adam (default {}); with finetune/full, the new head's peak rate (default {})",
             linear.head.learning_rate, tune.tune.lr
+        )
+    }
+
+    pub fn l2() -> String {
+        let [linear, ..] = recipes();
+        format!(
+            "L2 penalty on the linear head's weights (default {}; for photos with several labels, chosen among {:?} by cross-validation on the training split)",
+            linear.head.l2,
+            retrain::multilabel::L2_GRID
         )
     }
 
@@ -269,7 +283,9 @@ impl TrainArgs {
             r = r.with_epochs(epochs);
         }
         r.head.balanced = self.head.class_weights == ClassWeights::Auto;
-        r.head.l2 = self.head.l2;
+        if let Some(l2) = self.head.l2 {
+            r = r.with_l2(l2);
+        }
         r.unfreeze = t.unfreeze;
         r.augment = self.augment.into();
         let tune = &mut r.tune;
@@ -857,6 +873,23 @@ impl From<StrategyArg> for Strategy {
             StrategyArg::Finetune => Strategy::Finetune,
             StrategyArg::Full => Strategy::Full,
             StrategyArg::Scratch => Strategy::Scratch,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum TaskArg {
+    Auto,
+    SingleLabel,
+    MultiLabel,
+}
+
+impl From<TaskArg> for retrain::spec::Task {
+    fn from(t: TaskArg) -> Self {
+        match t {
+            TaskArg::Auto => Self::Auto,
+            TaskArg::SingleLabel => Self::SingleLabel,
+            TaskArg::MultiLabel => Self::MultiLabel,
         }
     }
 }

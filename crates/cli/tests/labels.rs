@@ -184,7 +184,11 @@ fn what_a_label_file_gets_wrong_is_named() {
     );
     write("photos/extra.jpg,daisy|sunflower\n");
     std::fs::copy(mini_photos("daisy")[1].clone(), data.join("photos/extra.jpg")).unwrap();
-    fails(&mut train(t, &data, &model, &["--labels", lp]), "has 2 labels (daisy, sunflower)");
+    // Several labels train one sigmoid per class unless the user asked for one label a photo.
+    fails(
+        &mut train(t, &data, &model, &["--labels", lp, "--task", "single-label"]),
+        "has 2 labels (daisy, sunflower) but --task single-label gives each photo one",
+    );
     write("photos/extra.jpg,\n");
     fails(&mut train(t, &data, &model, &["--labels", lp]), "line 50: photos/extra.jpg has no label");
     std::fs::write(&labels, "name,class\nphotos/dai00.jpg,daisy\n").unwrap();
@@ -199,6 +203,13 @@ fn what_a_label_file_gets_wrong_is_named() {
         retrain(t).args(["eval", "-q"]).arg(&model).arg(&data).args(["--labels", lp]),
         "line 50: the label `tulip` is not one of the model's classes",
     );
+    // A one-label model is not scored on several labels a photo.
+    write("photos/extra.jpg,daisy|sunflower\n");
+    let e = fails(
+        retrain(t).args(["eval", "-q"]).arg(&model).arg(&data).args(["--labels", lp]),
+        "photos/extra.jpg has 2 labels (daisy, sunflower) but the model gives each photo one",
+    );
+    assert!(e.contains("line 50: "), "{e}");
     // --labels and --val are one or the other.
     let out = run(&mut train(t, &data, &model, &["--labels", lp, "--val", data.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(2));

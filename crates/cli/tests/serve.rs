@@ -311,6 +311,11 @@ fn the_page_classifies_picked_photos_in_chromium() {
         assert_eq!(card["shown"], shown.as_str(), "{name}");
         assert_eq!(card["imageLoaded"], true, "{name}");
         assert_eq!(card["heatmap"], 224, "{name}: the heatmap over the 224×224 crop");
+        // One label a photo: no labels line, no threshold marks.
+        assert!(
+            card["labels"].is_null() && card["rows"].as_array().unwrap().iter().all(|r| r["mark"].is_null()),
+            "{card}"
+        );
         // Rejected as predict rejects it, saying which classes it is not.
         let unknown = if want["known"] == false { Value::from("Not one of: ants, bees") } else { Value::Null };
         assert_eq!(card["unknown"], unknown, "{name}");

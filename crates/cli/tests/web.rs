@@ -14,18 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// onnxruntime-web as `tests/setup.sh` leaves it: the unpacked package and its tarball; where
-/// setup could not get it (no npm), `None`, said why, as for the browser.
-fn ort_web() -> Option<(PathBuf, PathBuf)> {
-    let dir = root().join(".browser/onnxruntime-web");
-    let tgz = root().join(".browser/onnxruntime-web-1.31.1.tgz");
-    if dir.join("package/dist").is_dir() && tgz.is_file() {
-        return Some((dir, tgz));
-    }
-    browser_unavailable()?;
-    panic!("onnxruntime-web is not in .browser/: run `bash tests/setup.sh`")
-}
-
 fn export(home: &Path, model: &Path, dir: &Path, extra: &[&str]) -> std::process::Command {
     let mut c = retrain(home);
     c.args(["export", "web"]).arg(model).arg(dir).args(extra);
@@ -95,6 +83,11 @@ fn the_exported_page_answers_as_predict_does_in_chromium_and_offline() {
         let card = cards.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no card for {name}: {seen}"));
         assert_eq!(card["done"], "1", "{card}");
         assert_eq!(card["imageLoaded"], true, "{name}");
+        // One label a photo: no labels line, no threshold marks.
+        assert!(
+            card["labels"].is_null() && card["marks"].as_array().unwrap().iter().all(|m| m["at"].is_null()),
+            "{card}"
+        );
         let top = card["top"].as_array().unwrap();
         assert_eq!(top[0]["class"], want["top"][0]["class"], "{name}: {card}");
         for w in want["top"].as_array().unwrap() {

@@ -161,13 +161,22 @@ impl Explainer {
         Ok((logits, map, ood))
     }
 
-    /// The margin of `class` (its logit less the mean logit) on each crop.
+    /// The evidence for `class` on each crop: its margin (its logit less the mean logit), or a
+    /// several-labels model's logit of that class alone.
     pub fn margins(&mut self, crops: &[&[u8]], class: usize) -> Result<Vec<f32>> {
         let mut all = Vec::with_capacity(crops.len());
         for chunk in crops.chunks(BATCH) {
-            all.extend(self.run(chunk, None)?.0.iter().map(|l| margin(l, class)));
+            let logits = self.run(chunk, None)?.0;
+            all.extend(logits.iter().map(|l| self.evidence(l, class)));
         }
         Ok(all)
+    }
+
+    fn evidence(&self, logits: &[f32], class: usize) -> f32 {
+        match self.info.multi_label {
+            Some(_) => logits[class],
+            None => margin(logits, class),
+        }
     }
 
     /// Explains each file, in order, for `class` (default: each photo's top class); a file
@@ -229,9 +238,15 @@ impl Explainer {
 
     fn explanation(&self, path: PathBuf, pixels: Vec<u8>, located: Located) -> Explanation {
         let (class_index, logits, heatmap, features, ood_score) = located;
-        // As the model's `probabilities`: its temperature applied.
-        let t = self.info.open_set.as_ref().map_or(1.0, |o| o.temperature);
-        let probabilities = retrain_head::softmax(&logits.iter().map(|l| l / t).collect::<Vec<_>>());
+        // As the model's `probabilities`: its temperature applied; independent sigmoids for a
+        // several-labels model.
+        let probabilities = match self.info.multi_label {
+            Some(_) => logits.iter().map(|&l| retrain_head::sigmoid(l)).collect(),
+            None => {
+                let t = self.info.open_set.as_ref().map_or(1.0, |o| o.temperature);
+                retrain_head::softmax(&logits.iter().map(|l| l / t).collect::<Vec<_>>())
+            }
+        };
         let size = self.crop();
         Explanation {
             path,
@@ -249,7 +264,8 @@ impl Explainer {
         }
     }
 
-    /// One forward pass for the batch; each map is Σ_k (W_ck − mean_j W_jk) A_k(y, x).
+    /// One forward pass for the batch; each map is Σ_k (W_ck − mean_j W_jk) A_k(y, x) (W_ck
+    /// alone for a several-labels model).
     fn cam(&mut self, crops: &[&[u8]], class: Option<usize>) -> Result<Vec<Located>> {
         let Method::Cam { map, weight, dim } = self.method.clone() else { unreachable!("called for CAM") };
         let (logits, a, ood) = self.run(crops, Some(&map))?;
@@ -259,8 +275,12 @@ impl Explainer {
         })?;
         let (h, w) = (shape[2], shape[3]);
         let classes = weight.len() / dim;
-        let mean: Vec<f32> =
-            (0..dim).map(|k| (0..classes).map(|j| weight[j * dim + k]).sum::<f32>() / classes as f32).collect();
+        // A softmax's classes compete, so the evidence is against the others' mean; a sigmoid's
+        // class stands alone.
+        let mean: Vec<f32> = match self.info.multi_label {
+            Some(_) => vec![0.0; dim],
+            None => (0..dim).map(|k| (0..classes).map(|j| weight[j * dim + k]).sum::<f32>() / classes as f32).collect(),
+        };
         Ok(logits
             .into_iter()
             .enumerate()
@@ -286,7 +306,7 @@ impl Explainer {
         let (logits, _, ood) = self.run(&[crop], None)?;
         let l = logits.into_iter().next().unwrap_or_default();
         let c = class.unwrap_or_else(|| argmax(&l));
-        let base = margin(&l, c);
+        let base = self.evidence(&l, c);
         let covered: Vec<Vec<u8>> = (0..grid * grid)
             .map(|cell| {
                 let (gy, gx) = (cell / grid, cell % grid);
@@ -313,8 +333,9 @@ pub fn margin(logits: &[f32], class: usize) -> f32 {
 /// Positive evidence scaled to [0, 1] by its maximum, as rows.
 fn normalise(map: &[f32], h: usize, w: usize) -> Vec<Vec<f32>> {
     let top = map.iter().copied().fold(0f32, f32::max);
-    let scale = if top > 0.0 { 1.0 / top } else { 0.0 };
-    (0..h).map(|y| (0..w).map(|x| (map[y * w + x] * scale).max(0.0)).collect()).collect()
+    // Divided, not multiplied by 1 / top: the hottest cell is then exactly 1.
+    let scaled = |v: f32| if top > 0.0 { (v / top).max(0.0) } else { 0.0 };
+    (0..h).map(|y| (0..w).map(|x| scaled(map[y * w + x])).collect()).collect()
 }
 
 /// A heatmap resampled to `size`×`size` (bilinear, cell centres aligned as image resizing does).
@@ -409,6 +430,8 @@ mod tests {
         let n = normalise(&[-1.0, 2.0, 4.0, 0.0], 2, 2);
         assert_eq!(n, vec![vec![0.0, 0.5], vec![1.0, 0.0]]);
         assert_eq!(normalise(&[-1.0, -2.0], 1, 2), vec![vec![0.0, 0.0]]);
+        // 41 × (1 / 41) is 0.99999994 in f32: the hottest cell is 1 all the same.
+        assert_eq!(normalise(&[41.0, 20.5], 1, 2), vec![vec![1.0, 0.5]]);
         assert!((margin(&[1.0, 2.0, 6.0], 2) - 3.0).abs() < 1e-6);
     }
 }

@@ -12,7 +12,21 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub path: PathBuf,
+    /// Its label; with several (a label file's), the first in class order.
     pub label: usize,
+    /// Its other labels, in class order (several-label data sets only).
+    pub also: Vec<usize>,
+}
+
+impl Sample {
+    pub fn new(path: PathBuf, label: usize) -> Self {
+        Self { path, label, also: Vec::new() }
+    }
+
+    /// Every label of the photo, in class order.
+    pub fn labels(&self) -> impl Iterator<Item = usize> + '_ {
+        std::iter::once(self.label).chain(self.also.iter().copied())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -30,6 +44,8 @@ pub struct Dataset {
     pub leaks: Vec<Leak>,
     /// Files below the data folder that a label file does not list (left out).
     pub unlisted: Vec<PathBuf>,
+    /// Whether some photo has several labels (a label file's).
+    pub multi_label: bool,
 }
 
 /// The class folders of a folder and their files.
@@ -130,12 +146,12 @@ pub fn scan(dir: &Path, val_dir: Option<&Path>, val_fraction: f64, seed: u64) ->
                         format!("validation class `{name}` is not among the training classes {class_names:?}"),
                     )
                 })?;
-                val.extend(files.into_iter().map(|path| Sample { path, label }));
+                val.extend(files.into_iter().map(|path| Sample::new(path, label)));
             }
             let train = classes
                 .into_iter()
                 .enumerate()
-                .flat_map(|(label, (_, f))| f.into_iter().map(move |path| Sample { path, label }))
+                .flat_map(|(label, (_, f))| f.into_iter().map(move |path| Sample::new(path, label)))
                 .collect();
             Ok(Dataset {
                 class_names,
@@ -146,10 +162,16 @@ pub fn scan(dir: &Path, val_dir: Option<&Path>, val_fraction: f64, seed: u64) ->
                 conflicts: Vec::new(),
                 leaks: Vec::new(),
                 unlisted: Vec::new(),
+                multi_label: false,
             })
         }
         None => {
-            let train = random_split(classes.into_iter().map(|(_, f)| f).collect(), val_fraction, seed);
+            let groups = classes
+                .into_iter()
+                .enumerate()
+                .map(|(label, (_, f))| f.into_iter().map(|p| Sample::new(p, label)).collect())
+                .collect();
+            let train = random_split(groups, val_fraction, seed);
             Ok(Dataset {
                 class_names,
                 train: train.0,
@@ -159,25 +181,26 @@ pub fn scan(dir: &Path, val_dir: Option<&Path>, val_fraction: f64, seed: u64) ->
                 conflicts: Vec::new(),
                 leaks: Vec::new(),
                 unlisted: Vec::new(),
+                multi_label: false,
             })
         }
     }
 }
 
-/// Each class's files (by label) split at random, `val_fraction` of each to validation (at
-/// least one when it has two), reproducibly for a given `seed`.
-fn random_split(classes: Vec<Vec<PathBuf>>, val_fraction: f64, seed: u64) -> (Vec<Sample>, Vec<Sample>) {
+/// Each group's samples (a class's; with several labels per photo, those whose rarest label is
+/// the class) split at random, `val_fraction` of each to validation (at least one when it has
+/// two), reproducibly for a given `seed`.
+fn random_split(groups: Vec<Vec<Sample>>, val_fraction: f64, seed: u64) -> (Vec<Sample>, Vec<Sample>) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let (mut train, mut val) = (Vec::new(), Vec::new());
-    for (label, mut files) in classes.into_iter().enumerate() {
+    for mut files in groups {
         files.shuffle(&mut rng);
         let n_val = if files.len() < 2 {
             0
         } else {
             ((files.len() as f64 * val_fraction).round() as usize).clamp(1, files.len() - 1)
         };
-        for (i, path) in files.into_iter().enumerate() {
-            let s = Sample { path, label };
+        for (i, s) in files.into_iter().enumerate() {
             if i < n_val {
                 val.push(s)
             } else {
@@ -212,7 +235,6 @@ pub fn scan_labels(dir: &Path, src: &LabelSource, val_fraction: f64, seed: u64) 
         return Err(data_err(dir, "no such folder (the folder of the photos the label file lists)"));
     }
     let table = label_file::read(src)?;
-    table.one_label_each(&src.file)?;
     let class_names = table.classes.clone();
     if class_names.len() < 2 {
         return Err(data_err(
@@ -220,12 +242,24 @@ pub fn scan_labels(dir: &Path, src: &LabelSource, val_fraction: f64, seed: u64) 
             format!("only one class (`{}`) is used; a classifier needs at least two", class_names[0]),
         ));
     }
-    let label_of = |e: &label_file::Entry| class_names.binary_search(&e.labels[0]).unwrap_or(0);
+    let index = |l: &String| class_names.binary_search(l).unwrap_or(0);
+    let sample = |e: &label_file::Entry| {
+        let labels: Vec<usize> = e.labels.iter().map(index).collect();
+        Sample { path: e.path.clone(), label: labels[0], also: labels[1..].to_vec() }
+    };
+    let mut count = vec![0usize; class_names.len()];
+    for e in &table.entries {
+        for l in &e.labels {
+            count[index(l)] += 1;
+        }
+    }
+    let rarest = |s: &Sample| s.labels().min_by_key(|&c| (count[c], c)).unwrap_or(s.label);
     let skipped = table.skipped();
     let (train, val, split) = if !table.has_splits() {
         let mut by_class = vec![Vec::new(); class_names.len()];
         for e in &table.entries {
-            by_class[label_of(e)].push(e.path.clone());
+            let s = sample(e);
+            by_class[rarest(&s)].push(s);
         }
         let (t, v) = random_split(by_class, val_fraction, seed);
         (t, v, format!("stratified random, val fraction {val_fraction}, seed {seed}"))
@@ -237,7 +271,7 @@ pub fn scan_labels(dir: &Path, src: &LabelSource, val_fraction: f64, seed: u64) 
     } else {
         let (mut t, mut v) = (Vec::new(), Vec::new());
         for e in &table.entries {
-            let s = Sample { path: e.path.clone(), label: label_of(e) };
+            let s = sample(e);
             if e.split == Some(label_file::Split::Val) {
                 v.push(s)
             } else {
@@ -250,7 +284,18 @@ pub fn scan_labels(dir: &Path, src: &LabelSource, val_fraction: f64, seed: u64) 
         return Err(data_err(&src.file, "no row is in the training split"));
     }
     let unlisted = unlisted(dir, &table, &src.file);
-    Ok(Dataset { class_names, train, val, split, skipped, conflicts: Vec::new(), leaks: Vec::new(), unlisted })
+    let multi_label = table.first_multi().is_some();
+    Ok(Dataset {
+        class_names,
+        train,
+        val,
+        split,
+        skipped,
+        conflicts: Vec::new(),
+        leaks: Vec::new(),
+        unlisted,
+        multi_label,
+    })
 }
 
 impl Dataset {
@@ -358,9 +403,14 @@ mod tests {
         let e = scan_labels(d.path(), &src, 0.25, 1).unwrap_err().to_string();
         assert!(e.contains("line 12: no split, where other rows name one"), "{e}");
 
-        std::fs::write(&f, "path,labels\nimg/0.jpg,cat|dog\nimg/1.jpg,dog\n").unwrap();
-        let e = scan_labels(d.path(), &src, 0.25, 1).unwrap_err().to_string();
-        assert!(e.contains("line 2: ") && e.contains("has 2 labels (cat, dog)"), "{e}");
+        // Several labels per photo: the first in class order is `label`, the others `also`.
+        std::fs::write(&f, "path,labels\nimg/0.jpg,dog|cat\nimg/1.jpg,dog\nimg/2.jpg,cat\n").unwrap();
+        let ds = scan_labels(d.path(), &src, 0.25, 1).unwrap();
+        assert!(ds.multi_label);
+        let all: Vec<&Sample> = ds.train.iter().chain(&ds.val).collect();
+        let zero = all.iter().find(|s| s.path.ends_with("img/0.jpg")).unwrap();
+        assert_eq!((zero.label, zero.also.clone()), (0, vec![1]));
+        assert_eq!(zero.labels().collect::<Vec<_>>(), vec![0, 1]);
         std::fs::write(&f, "path,label\nimg/0.jpg,cat\nimg/1.jpg,cat\n").unwrap();
         let e = scan_labels(d.path(), &src, 0.25, 1).unwrap_err().to_string();
         assert!(e.contains("only one class (`cat`)"), "{e}");
@@ -369,7 +419,7 @@ mod tests {
     #[test]
     fn few_shot_takes_that_many_per_class_seeded_and_folds_are_stratified() {
         let samples: Vec<Sample> =
-            (0..30).map(|i| Sample { path: PathBuf::from(format!("{i}.jpg")), label: usize::from(i >= 20) }).collect();
+            (0..30).map(|i| Sample::new(PathBuf::from(format!("{i}.jpg")), usize::from(i >= 20))).collect();
         let five = few_shot(&samples, 5, 3);
         assert_eq!(five.iter().filter(|&&i| samples[i].label == 0).count(), 5);
         assert_eq!(five.iter().filter(|&&i| samples[i].label == 1).count(), 5);

@@ -71,15 +71,16 @@ impl Table {
         self.entries.iter().find(|e| e.labels.len() != 1)
     }
 
-    /// Refuses a table (read from `file`) where a photo has several labels.
+    /// Refuses a table (read from `file`) where a photo has several labels, for what reads one
+    /// label a photo (a model with a softmax).
     pub fn one_label_each(&self, file: &Path) -> Result<()> {
         match self.first_multi() {
             None => Ok(()),
             Some(e) => Err(data_err(
                 file,
                 format!(
-                    "line {}: {} has {} labels ({}): training on several labels per photo is not built yet; give \
-                     each photo one label",
+                    "line {}: {} has {} labels ({}) but the model gives each photo one; a model trained \
+                     with several labels per photo (--task multi-label) can be scored on this file",
                     e.line,
                     shown(&e.path),
                     e.labels.len(),

@@ -172,12 +172,7 @@ pub fn train_multi(
         return Err(HeadError::Shape { got: train.targets.len(), dim: classes });
     }
     let device = Device::flex().autodiff();
-    let positive_weight: Vec<f32> = (0..classes)
-        .map(|c| {
-            let pos = (0..n).filter(|&i| train.targets[i * classes + c] > 0.5).count();
-            if cfg.balanced && pos > 0 { (n - pos) as f32 / pos as f32 } else { 1.0 }.max(1.0)
-        })
-        .collect();
+    let positive_weight = positive_weights(train.targets, classes, cfg.balanced);
     let bce = |t: &[f32]| {
         let rows = t.len() / classes;
         let pos: Vec<f32> =
@@ -192,6 +187,18 @@ pub fn train_multi(
     };
     let val = val.filter(|v| !v.targets.is_empty()).map(|v| (v.features, bce(v.targets)));
     fit(train.features, bce(train.targets), val, dim, classes, cfg, &device)
+}
+
+/// Each class's weight on its positives: with `balanced`, its negatives over its positives (at
+/// least 1: a common label is not weighed down), else 1. `targets` as in [`MultiSplit`].
+pub fn positive_weights(targets: &[f32], classes: usize, balanced: bool) -> Vec<f32> {
+    let n = targets.len() / classes.max(1);
+    (0..classes)
+        .map(|c| {
+            let pos = (0..n).filter(|&i| targets[i * classes + c] > 0.5).count();
+            if balanced && pos > 0 { (n - pos) as f32 / pos as f32 } else { 1.0 }.max(1.0)
+        })
+        .collect()
 }
 
 fn check(features: &[f32], n: usize, dim: usize) -> Result<(), HeadError> {

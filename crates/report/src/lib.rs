@@ -150,6 +150,13 @@ pub fn build(
     let started = Instant::now();
     let mut explainer = Explainer::open(model, opts.threads, false)?;
     explainer.limits = opts.limits;
+    if explainer.info.multi_label.is_some() {
+        return Err(retrain::Error::NotAModel {
+            path: model.to_path_buf(),
+            reason: "it gives photos several labels; the HTML report reads one label per photo so far (`retrain eval` has its metrics)".into(),
+        }
+        .into());
+    }
     let names = explainer.info.class_names.clone();
     let (bytes, _) = retrain::model::read(model)?;
     let proto = retrain_onnx::decode(&bytes, model).map_err(retrain::Error::from)?;

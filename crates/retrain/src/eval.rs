@@ -15,8 +15,12 @@ pub struct Evaluation {
     #[serde(with = "retrain_files::names::json")]
     pub data: PathBuf,
     pub images: usize,
+    /// A single-label model's metrics (accuracy, per class, confusion matrix).
     #[serde(flatten)]
-    pub metrics: Metrics,
+    pub metrics: Option<Metrics>,
+    /// A several-labels model's: mAP, F1, subset accuracy, per class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_label: Option<crate::multi_metrics::MultiMetrics>,
     pub skipped: Vec<Skipped>,
     /// Photos whose content appears under more than one class folder: left out of the
     /// metrics unless `duplicates_kept`.
@@ -91,8 +95,10 @@ pub struct Labelled {
     /// The folder the classes were read from (`dir/val` when `dir` has train/val folders).
     pub root: PathBuf,
     pub files: Vec<PathBuf>,
-    /// Each file's class index in the model's class names.
+    /// Each file's class index in the model's class names (its first label).
     pub truth: Vec<usize>,
+    /// Each file's other labels (photos with several).
+    pub also: Vec<Vec<usize>>,
     pub skipped: Vec<Skipped>,
     pub conflicts: Vec<Conflict>,
     /// With a label file, the files of the folder it does not list.
@@ -102,15 +108,17 @@ pub struct Labelled {
 /// `dir`'s class folders (its `val/` folder when it has train/val folders), or with `labels`
 /// the photos its label file lists (its `val` rows when it has a split column). Every class
 /// must be one of the model's `names`. A photo found in two class folders has no one true
-/// label: it is left out unless `keep_duplicates`.
+/// label: it is left out unless `keep_duplicates`. A label file's photos may have several labels
+/// only for a several-labels model (`multi`).
 pub fn labelled(
     dir: &Path,
     labels: Option<&retrain_files::LabelSource>,
     names: &[String],
+    multi: bool,
     keep_duplicates: bool,
 ) -> Result<Labelled> {
-    let (root, mut files, mut truth, skipped, unlisted) = match labels {
-        Some(src) => from_label_file(dir, src, names)?,
+    let (root, mut files, mut truth, skipped, unlisted, mut also) = match labels {
+        Some(src) => from_label_file(dir, src, names, multi)?,
         None => {
             let root = ["val", "valid", "validation"]
                 .iter()
@@ -127,42 +135,54 @@ pub fn labelled(
                 truth.extend(std::iter::repeat_n(label, fs.len()));
                 files.extend(fs);
             }
-            (root, files, truth, found.skipped, Vec::new())
+            let also = vec![Vec::new(); files.len()];
+            (root, files, truth, found.skipped, Vec::new(), also)
         }
     };
     let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     let dups = dataset::duplicates::find(&refs, &truth, &vec![false; files.len()], names);
     if !keep_duplicates {
-        (files, truth) =
-            files.into_iter().zip(truth).zip(&dups.set_aside).filter(|(_, &aside)| !aside).map(|(f, _)| f).unzip();
+        files = kept(files, &dups.set_aside);
+        truth = kept(truth, &dups.set_aside);
+        also = kept(also, &dups.set_aside);
     }
-    Ok(Labelled { root, files, truth, skipped, conflicts: dups.conflicts, unlisted })
+    Ok(Labelled { root, files, truth, also, skipped, conflicts: dups.conflicts, unlisted })
 }
 
-type FromLabels = (PathBuf, Vec<PathBuf>, Vec<usize>, Vec<Skipped>, Vec<PathBuf>);
+fn kept<T>(v: Vec<T>, aside: &[bool]) -> Vec<T> {
+    v.into_iter().zip(aside).filter(|(_, &a)| !a).map(|(x, _)| x).collect()
+}
 
-fn from_label_file(dir: &Path, src: &retrain_files::LabelSource, names: &[String]) -> Result<FromLabels> {
+type FromLabels = (PathBuf, Vec<PathBuf>, Vec<usize>, Vec<Skipped>, Vec<PathBuf>, Vec<Vec<usize>>);
+
+fn from_label_file(dir: &Path, src: &retrain_files::LabelSource, names: &[String], multi: bool) -> Result<FromLabels> {
     if !dir.is_dir() {
         return Err(Error::Data { path: dir.to_path_buf(), reason: "no such folder".into() });
     }
     let table = retrain_files::label_file::read(src)?;
-    table.one_label_each(&src.file)?;
+    if !multi {
+        table.one_label_each(&src.file)?;
+    }
     let val_only = table.has_splits();
-    let (mut files, mut truth) = (Vec::new(), Vec::new());
+    let (mut files, mut truth, mut also) = (Vec::new(), Vec::new(), Vec::new());
     for e in table.entries.iter().filter(|e| !val_only || e.split == Some(retrain_files::label_file::Split::Val)) {
-        let label = names.iter().position(|c| *c == e.labels[0]).ok_or_else(|| Error::Data {
-            path: src.file.clone(),
-            reason: format!("line {}: the label `{}` is not one of the model's classes {names:?}", e.line, e.labels[0]),
-        })?;
+        let mut labels = Vec::new();
+        for l in &e.labels {
+            labels.push(names.iter().position(|c| c == l).ok_or_else(|| Error::Data {
+                path: src.file.clone(),
+                reason: format!("line {}: the label `{l}` is not one of the model's classes {names:?}", e.line),
+            })?);
+        }
         files.push(e.path.clone());
-        truth.push(label);
+        truth.push(labels[0]);
+        also.push(labels[1..].to_vec());
     }
     if files.is_empty() {
         return Err(Error::Data { path: src.file.clone(), reason: "no row is in the validation split".into() });
     }
     let skipped = table.skipped();
     let unlisted = dataset::dataset::unlisted(dir, &table, &src.file);
-    Ok((dir.to_path_buf(), files, truth, skipped, unlisted))
+    Ok((dir.to_path_buf(), files, truth, skipped, unlisted, also))
 }
 
 impl Labelled {
@@ -174,7 +194,7 @@ impl Labelled {
         keep_duplicates: bool,
     ) -> Result<Self> {
         let (_, info) = crate::model::read(model)?;
-        labelled(dir, labels, &info.class_names, keep_duplicates)
+        labelled(dir, labels, &info.class_names, info.multi_label.is_some(), keep_duplicates)
     }
 }
 
@@ -196,16 +216,25 @@ pub fn evaluate(
         });
     }
     let names = classifier.info.class_names.clone();
-    let Labelled { root, files, truth, skipped, conflicts, unlisted } = labelled(dir, labels, &names, keep_duplicates)?;
+    let multi = classifier.info.multi_label.is_some();
+    let Labelled { root, files, truth, also, skipped, conflicts, unlisted } =
+        labelled(dir, labels, &names, multi, keep_duplicates)?;
     progress.set_length(files.len() as u64);
     let probs = classifier.classify(&files, progress)?;
     let (mut t, mut p, mut scores, mut skipped) = (Vec::new(), Vec::new(), Vec::new(), skipped);
-    for ((path, label), r) in files.into_iter().zip(truth).zip(probs) {
+    // Several labels: each photo's row of truth, decisions and probabilities.
+    let (mut on, mut decided, mut sigmoids) = (Vec::new(), Vec::new(), Vec::new());
+    for (((path, label), more), r) in files.into_iter().zip(truth).zip(also).zip(probs) {
         match r {
             Ok(pr) => {
                 t.push(label);
                 p.push(argmax(&pr.probabilities));
                 scores.push(pr.ood_score);
+                if let Some(has) = classifier.info.labels_of(&pr.probabilities) {
+                    on.extend((0..names.len()).map(|c| c == label || more.contains(&c)));
+                    decided.extend((0..names.len()).map(|c| has.contains(&c)));
+                    sigmoids.extend_from_slice(&pr.probabilities);
+                }
             }
             Err(e) => skipped.push(Skipped { reason: e.reason(), path }),
         }
@@ -230,7 +259,8 @@ pub fn evaluate(
     Ok(Evaluation {
         data: root,
         images: t.len(),
-        metrics: metrics::compute(&t, &p, &names),
+        metrics: (!multi).then(|| metrics::compute(&t, &p, &names)),
+        multi_label: multi.then(|| crate::multi_metrics::compute(&on, &decided, &sigmoids, &names)),
         skipped,
         conflicts,
         duplicates_kept: keep_duplicates,

@@ -35,7 +35,7 @@ pub use retrain_files as dataset;
 pub use retrain_head::HeadConfig;
 pub use retrain_pixels::{Augment, Filter, Limits, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_PIXELS};
 pub use retrain_tune::{BatchNormMode, OptimizerKind as TuneOptimizer, TuneConfig};
-pub use retrain_zoo::{registry, Backbone};
+pub use retrain_zoo::{registry, Backbone, LABELS_OUTPUT};
 
 /// A backbone by name: the zoo's, then those imported with `retrain models import`.
 pub fn find_backbone(name: &str) -> Result<&'static Backbone> {

@@ -21,6 +21,35 @@ pub struct ModelInfo {
     /// The open-set score and calibration (`retrain.openset`), absent from older models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_set: Option<retrain_openset::OpenSet>,
+    /// Several labels per photo (`retrain.multi_label`): the probabilities are independent
+    /// sigmoids and a label applies at or above its class's threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_label: Option<MultiLabel>,
+}
+
+/// What a several-labels model stores beside its graph (which applies the same thresholds in
+/// its `labels` output).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MultiLabel {
+    /// One per class, in class order, tuned for F1 by cross-validation on the training split.
+    pub thresholds: Vec<f32>,
+}
+
+const MULTI_LABEL_KEY: &str = "retrain.multi_label";
+
+impl MultiLabel {
+    /// Writes these thresholds into a several-labels `model`: the constant its `labels` output
+    /// compares with, and its metadata; false when it has no `labels` output.
+    pub fn write_into(&self, model: &mut retrain_onnx::ModelProto) -> bool {
+        let graph = model.graph.get_or_insert_with(Default::default);
+        if !retrain_zoo::set_thresholds(graph, &self.thresholds) {
+            return false;
+        }
+        let value = serde_json::to_string(self).expect("numbers serialise");
+        model.metadata_props.retain(|p| p.key != MULTI_LABEL_KEY);
+        model.metadata_props.push(retrain_onnx::proto::StringStringEntryProto { key: MULTI_LABEL_KEY.into(), value });
+        true
+    }
 }
 
 impl ModelInfo {
@@ -28,7 +57,7 @@ impl ModelInfo {
     /// `onnxruntime.InferenceSession(p).get_modelmeta().custom_metadata_map`.
     pub fn metadata(&self) -> Vec<(String, String)> {
         let p = self.preprocess;
-        vec![
+        let mut m = vec![
             ("retrain.format".into(), FORMAT.into()),
             ("retrain.class_names".into(), serde_json::to_string(&self.class_names).expect("strings serialise")),
             ("retrain.backbone".into(), self.backbone.clone()),
@@ -42,8 +71,22 @@ impl ModelInfo {
                     r = p.resize
                 ),
             ),
-            ("retrain.outputs".into(), "`probabilities` [batch, classes] (softmax), `logits` [batch, classes], `features` [batch, dim]".into()),
-        ]
+            ("retrain.outputs".into(), match self.multi_label {
+                None => "`probabilities` [batch, classes] (softmax), `logits` [batch, classes], `features` [batch, dim]".into(),
+                Some(_) => "`probabilities` [batch, classes] (an independent sigmoid per class: several labels per photo), `labels` [batch, classes] (1 where the probability reaches the class's threshold in `retrain.multi_label`, else 0), `logits` [batch, classes], `features` [batch, dim]".into(),
+            }),
+        ];
+        if let Some(ml) = &self.multi_label {
+            m.push((MULTI_LABEL_KEY.into(), serde_json::to_string(ml).expect("numbers serialise")));
+        }
+        m
+    }
+
+    /// The labels a photo with these probabilities has: at or above each class's threshold
+    /// (the graph's `labels` output). None for a single-label model.
+    pub fn labels_of(&self, probabilities: &[f32]) -> Option<Vec<usize>> {
+        let t = &self.multi_label.as_ref()?.thresholds;
+        Some((0..probabilities.len().min(t.len())).filter(|&c| probabilities[c] >= t[c]).collect())
     }
 
     /// Reads the metadata back from a decoded model.
@@ -69,6 +112,10 @@ impl ModelInfo {
                     serde_json::from_str(v)
                         .map_err(|e| not(&format!("bad `{}`: {e}", retrain_openset::METADATA_KEY)))?,
                 ),
+            },
+            multi_label: match retrain_onnx::metadata(model, MULTI_LABEL_KEY) {
+                None => None,
+                Some(v) => Some(serde_json::from_str(v).map_err(|e| not(&format!("bad `{MULTI_LABEL_KEY}`: {e}")))?),
             },
         })
     }
@@ -170,6 +217,22 @@ pub fn inspect(bytes: &[u8], path: &Path) -> Result<ModelInfo> {
     if info.class_names.len() < 2 {
         return Err(not("it names fewer than two classes"));
     }
+    let has_labels = graph.output.iter().any(|o| o.name == retrain_zoo::LABELS_OUTPUT);
+    if info.multi_label.is_some() != has_labels {
+        return Err(not(&format!(
+            "its metadata and its graph disagree on the `{}` output: use an intact copy",
+            retrain_zoo::LABELS_OUTPUT
+        )));
+    }
+    if let Some(ml) = &info.multi_label {
+        if ml.thresholds.len() != info.class_names.len() || ml.thresholds.iter().any(|t| !(0.0..=1.0).contains(t)) {
+            return Err(not(&format!(
+                "its `{MULTI_LABEL_KEY}` needs one threshold from 0 to 1 per class ({} classes, {} thresholds)",
+                info.class_names.len(),
+                ml.thresholds.len()
+            )));
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     if let Some(d) = info.class_names.iter().find(|c| !seen.insert(c.as_str())) {
         return Err(not(&format!("it names the class {d:?} twice")));
@@ -214,6 +277,7 @@ impl Classifier {
             weights_sha256: backbone.weights_sha256.clone(),
             preprocess: backbone.info.preprocess,
             open_set: None,
+            multi_label: None,
         };
         Ok(Self {
             info,

@@ -29,6 +29,47 @@ pub struct MultiMetrics {
     pub per_class: Vec<LabelMetrics>,
 }
 
+impl MultiMetrics {
+    /// `eval`'s text: the averages, then per class precision, recall, F1, AP and support.
+    pub fn to_text(&self) -> String {
+        let w = self.per_class.iter().map(|c| c.class.len()).max().unwrap_or(5).max(5);
+        let mut s = format!(
+            "mAP {:.4}  macro F1 {:.4}  micro F1 {:.4}  subset accuracy {:.4}\n\n{:w$}  precision  recall     f1     AP  support\n",
+            self.mean_average_precision, self.macro_f1, self.micro_f1, self.subset_accuracy, "class"
+        );
+        for c in &self.per_class {
+            let ap = c.average_precision.map_or("     -".into(), |a| format!("{a:6.3}"));
+            s += &format!(
+                "{:w$}  {:9.3}  {:6.3}  {:5.3}  {ap}  {:7}\n",
+                c.class, c.precision, c.recall, c.f1, c.support
+            );
+        }
+        s
+    }
+
+    /// Per class precision, recall, F1, AP and support as CSV, then the averages (mAP in the AP
+    /// column, macro and micro F1 and subset accuracy in the F1 column).
+    pub fn to_csv(&self) -> String {
+        let mut s = String::from("class,precision,recall,f1,average_precision,support\n");
+        for c in &self.per_class {
+            let ap = c.average_precision.map_or(String::new(), |a| format!("{a:.6}"));
+            s += &format!(
+                "{},{:.6},{:.6},{:.6},{ap},{}\n",
+                retrain_files::names::csv(&c.class),
+                c.precision,
+                c.recall,
+                c.f1,
+                c.support
+            );
+        }
+        s += &format!("mean average precision,,,,{:.6},\n", self.mean_average_precision);
+        s += &format!("macro f1,,,{:.6},,\n", self.macro_f1);
+        s += &format!("micro f1,,,{:.6},,\n", self.micro_f1);
+        s += &format!("subset accuracy,,,{:.6},,\n", self.subset_accuracy);
+        s
+    }
+}
+
 /// Average precision of `scores` ranking the `truth` positives (None without positives).
 pub fn average_precision(truth: &[bool], scores: &[f32]) -> Option<f64> {
     let positives = truth.iter().filter(|&&t| t).count();

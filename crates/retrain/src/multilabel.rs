@@ -1,15 +1,20 @@
 //! Photos with several labels: the per-class thresholds of a sigmoid head, chosen for F1 on the
 //! training split by cross-validation (never on validation, which scores them).
 
-use crate::multi_metrics::f1_threshold;
+use crate::multi_metrics::{average_precision, f1_threshold};
 use crate::Result;
 use retrain_head::{sigmoid, HeadConfig, MultiSplit};
 
-/// Each class's threshold: the training rows dealt (seeded) into `k` folds, stratified by each
-/// row's rarest label so that a rare label's few rows spread over the folds; each fold scored by
-/// a head trained as `cfg` says on the others, then per class the F1-best threshold of those
-/// out-of-fold probabilities. `x` is row-major `[rows, dim]`, `targets` `[rows, classes]` of 0/1.
-pub fn cv_thresholds(
+/// L2 penalties a several-labels head chooses among (`--l2` not given).
+pub const L2_GRID: [f32; 5] = [0.1, 0.3, 1.0, 3.0, 10.0];
+
+/// Each row's probabilities from a head that did not see it: the training rows dealt (seeded)
+/// into `k` folds, stratified by each row's rarest label so that a rare label's few rows spread
+/// over the folds; each fold scored by a head trained as `cfg` says on the others (with
+/// `early_stop`, stopped on the fold itself). `x` is row-major `[rows, dim]`, `targets`
+/// `[rows, classes]` of 0/1.
+#[allow(clippy::too_many_arguments)]
+pub fn out_of_fold(
     x: &[f32],
     targets: &[f32],
     dim: usize,
@@ -17,6 +22,7 @@ pub fn cv_thresholds(
     k: usize,
     cfg: &HeadConfig,
     seed: u64,
+    early_stop: bool,
 ) -> Result<Vec<f32>> {
     let n = targets.len() / classes.max(1);
     let on = |i: usize, c: usize| targets[i * classes + c] > 0.5;
@@ -32,13 +38,56 @@ pub fn cv_thresholds(
             continue;
         }
         let (rx, rt): (Vec<f32>, Vec<f32>) = (rows(&rest, x, dim), rows(&rest, targets, classes));
-        let h = retrain_head::train_multi(MultiSplit { features: &rx, targets: &rt }, None, dim, classes, cfg)?;
+        let (hx, ht): (Vec<f32>, Vec<f32>) = (rows(&held, x, dim), rows(&held, targets, classes));
+        let val = early_stop.then_some(MultiSplit { features: &hx, targets: &ht });
+        let h = retrain_head::train_multi(MultiSplit { features: &rx, targets: &rt }, val, dim, classes, cfg)?;
         for &i in &held {
             for (c, z) in h.logits(&x[i * dim..(i + 1) * dim]).into_iter().enumerate() {
                 scores[i * classes + c] = sigmoid(z);
             }
         }
     }
+    Ok(scores)
+}
+
+/// The L2 penalty of [`L2_GRID`] whose heads rank the training rows best out of fold (mean
+/// average precision over the classes), each fold's head stopped early on that fold.
+pub fn choose_l2(x: &[f32], targets: &[f32], dim: usize, classes: usize, cfg: &HeadConfig, seed: u64) -> Result<f32> {
+    let n = targets.len() / classes.max(1);
+    let mut best = (f64::NEG_INFINITY, cfg.l2);
+    for l2 in L2_GRID {
+        let cfg = HeadConfig { l2, ..cfg.clone() };
+        let s = out_of_fold(x, targets, dim, classes, FOLDS, &cfg, seed, true)?;
+        let aps: Vec<f64> = (0..classes)
+            .filter_map(|c| {
+                let truth: Vec<bool> = (0..n).map(|i| targets[i * classes + c] > 0.5).collect();
+                average_precision(&truth, &(0..n).map(|i| s[i * classes + c]).collect::<Vec<_>>())
+            })
+            .collect();
+        let map = aps.iter().sum::<f64>() / aps.len().max(1) as f64;
+        if map > best.0 {
+            best = (map, l2);
+        }
+    }
+    Ok(best.1)
+}
+
+/// Folds of the training split that choose a several-labels head's L2 penalty and thresholds.
+pub const FOLDS: usize = 5;
+
+/// Each class's threshold: per class, the F1-best threshold of the [`out_of_fold`]
+/// probabilities of heads trained as `cfg` says (as many steps, no early stop).
+pub fn cv_thresholds(
+    x: &[f32],
+    targets: &[f32],
+    dim: usize,
+    classes: usize,
+    k: usize,
+    cfg: &HeadConfig,
+    seed: u64,
+) -> Result<Vec<f32>> {
+    let n = targets.len() / classes.max(1);
+    let scores = out_of_fold(x, targets, dim, classes, k, cfg, seed, false)?;
     Ok((0..classes)
         .map(|c| {
             let truth: Vec<bool> = (0..n).map(|i| targets[i * classes + c] > 0.5).collect();

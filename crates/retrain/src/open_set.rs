@@ -150,6 +150,7 @@ pub fn model_features(
     limits: retrain_pixels::Limits,
     run: &crate::spec::RunSettings,
 ) -> Result<(Vec<f32>, Vec<usize>)> {
+    // Returns the features and which of `train` they are (those that decoded).
     let bytes = retrain_onnx::encode(model);
     let mut sessions = retrain_features::Sessions::new(run.threads, move |n| {
         retrain_features::Session::new(&bytes, "the fine-tuned model", n)
@@ -158,14 +159,14 @@ pub fn model_features(
     let bar = crate::progress_bar(files.len() as u64, "open set", run.quiet);
     let rows = retrain_features::extract(&mut sessions, &["features"], &files, g, limits, None, 32, &bar)?.features;
     bar.finish_and_clear();
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for (s, r) in train.iter().zip(rows) {
+    let (mut x, mut kept) = (Vec::new(), Vec::new());
+    for (i, r) in rows.into_iter().enumerate() {
         if let Ok(r) = r {
             x.extend(r);
-            y.push(s.label);
+            kept.push(i);
         }
     }
-    Ok((x, y))
+    Ok((x, kept))
 }
 
 #[cfg(test)]

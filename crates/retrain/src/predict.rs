@@ -25,6 +25,35 @@ pub struct Prediction {
     /// Higher = less like the training photos; from models that have it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ood_score: Option<f32>,
+    /// A several-labels model: every label the photo has (probability at or above the class's
+    /// threshold), highest first; absent for a single-label model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<Label>>,
+    /// A several-labels model: every class's probability and threshold, in class order (CSV).
+    #[serde(skip)]
+    pub all: Vec<Label>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Label {
+    pub class: String,
+    pub probability: f32,
+    pub threshold: f32,
+}
+
+/// A several-labels model's answer for `p`: the labels on, highest first, and every class.
+pub fn labels(info: &crate::model::ModelInfo, p: &[f32]) -> Option<(Vec<Label>, Vec<Label>)> {
+    let t = &info.multi_label.as_ref()?.thresholds;
+    let name = |i: usize| info.class_names.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
+    let all: Vec<Label> = p
+        .iter()
+        .zip(t)
+        .enumerate()
+        .map(|(i, (&p, &t))| Label { class: name(i), probability: p, threshold: t })
+        .collect();
+    let mut on: Vec<Label> = all.iter().filter(|l| l.probability >= l.threshold).cloned().collect();
+    on.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    Some((on, all))
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -72,12 +101,17 @@ pub fn predict(
     let (mut preds, mut fails) = (Vec::new(), passed);
     for ((path, explicit), p) in files.into_iter().zip(probs) {
         match p {
-            Ok(p) => preds.push(Prediction {
-                top: rank(&p.probabilities, &classifier.info.class_names, k),
-                known: OpenSet::verdict(p.ood_score, threshold),
-                ood_score: p.ood_score,
-                path,
-            }),
+            Ok(p) => {
+                let (on, all) = labels(&classifier.info, &p.probabilities).unzip();
+                preds.push(Prediction {
+                    top: rank(&p.probabilities, &classifier.info.class_names, k),
+                    labels: on,
+                    all: all.unwrap_or_default(),
+                    known: OpenSet::verdict(p.ood_score, threshold),
+                    ood_score: p.ood_score,
+                    path,
+                })
+            }
             Err(e) => fails.push(Failure { reason: e.reason(), path, explicit }),
         }
     }
@@ -96,6 +130,9 @@ pub fn rank(p: &[f32], names: &[String], k: usize) -> Vec<Ranked> {
 /// CSV with a header: `path,rank,class,probability,known,ood_score`, one row per (image,
 /// rank); `known` and `ood_score` are empty where there is none.
 pub fn to_csv(preds: &[Prediction]) -> String {
+    if preds.iter().any(|p| p.labels.is_some()) {
+        return to_csv_multi(preds);
+    }
     let mut s = String::from("path,rank,class,probability,known,ood_score\n");
     for p in preds {
         let known = p.known.map_or(String::new(), |k| k.to_string());
@@ -107,9 +144,38 @@ pub fn to_csv(preds: &[Prediction]) -> String {
     s
 }
 
+/// A several-labels model's CSV: `path,class,probability,threshold,label`, one row per (image,
+/// class) in class order; `label` is whether the photo has it.
+fn to_csv_multi(preds: &[Prediction]) -> String {
+    let mut s = String::from("path,class,probability,threshold,label\n");
+    for p in preds {
+        for l in &p.all {
+            s += &format!(
+                "{},{},{:.6},{:.6},{}\n",
+                csv(&shown(&p.path)),
+                csv(&l.class),
+                l.probability,
+                l.threshold,
+                l.probability >= l.threshold
+            );
+        }
+    }
+    s
+}
+
 /// The text shown for a photo's answer: its top classes, or `unknown (nearest: …)` first
 /// when it was rejected.
 pub fn to_text(p: &Prediction) -> String {
+    let named = |class: &str, p: f32| format!("{} {p:.4}", retrain_files::names::shown_str(class));
+    if let Some(on) = &p.labels {
+        return match on.is_empty() {
+            true => format!(
+                "no label (highest: {})",
+                p.top.first().map(|r| named(&r.class, r.probability)).unwrap_or_default()
+            ),
+            false => on.iter().map(|l| named(&l.class, l.probability)).collect::<Vec<_>>().join("\t"),
+        };
+    }
     let cls: Vec<String> =
         p.top.iter().map(|r| format!("{} {:.4}", retrain_files::names::shown_str(&r.class), r.probability)).collect();
     match p.known {

@@ -55,6 +55,18 @@ impl Prepared {
     pub fn val_labels(&self) -> Vec<usize> {
         self.val.iter().map(|s| s.label).collect()
     }
+
+    /// Row-major `[photos, classes]`: 1 where the photo has the class, else 0.
+    pub fn targets(&self, samples: &[Sample]) -> Vec<f32> {
+        let k = self.ds.class_names.len();
+        let mut t = vec![0f32; samples.len() * k];
+        for (i, s) in samples.iter().enumerate() {
+            for c in s.labels() {
+                t[i * k + c] = 1.0;
+            }
+        }
+        t
+    }
 }
 
 /// The photos of a run: the folder walk (or label file: the files it leaves out are said
@@ -67,7 +79,28 @@ pub fn scan(data: &DataSpec, set_aside: bool, quiet: bool) -> Result<Dataset> {
     };
     if let Some(src) = &data.labels {
         warn_unlisted(&ds.unlisted, &data.dir, &src.file, quiet);
+        let several = ds.train.iter().chain(&ds.val).find(|s| !s.also.is_empty());
+        if let (Some(s), crate::spec::Task::SingleLabel) = (several, data.task) {
+            let names: Vec<&str> = s.labels().map(|l| ds.class_names[l].as_str()).collect();
+            return Err(crate::Error::Data {
+                path: src.file.clone(),
+                reason: format!(
+                    "{} has {} labels ({}) but --task single-label gives each photo one: use --task multi-label",
+                    retrain_files::names::shown(&s.path),
+                    names.len(),
+                    names.join(", ")
+                ),
+            });
+        }
+        if several.is_some() && data.task == crate::spec::Task::Auto && !quiet {
+            eprintln!("some photos have several labels: training one sigmoid per class (--task multi-label)");
+        }
     }
+    ds.multi_label = match data.task {
+        crate::spec::Task::Auto => ds.multi_label,
+        crate::spec::Task::SingleLabel => false,
+        crate::spec::Task::MultiLabel => true,
+    };
     if set_aside {
         ds.set_aside_duplicates(data.keep_duplicates);
     }
@@ -158,14 +191,15 @@ pub fn prepare_scanned(
         warn(run.quiet, &format!("skipped {}: {}", s.path.display(), s.reason));
         skipped.push(s.clone());
     }
-    let (mut tx, mut ty, mut vx) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut tx, mut vx) = (Vec::new(), Vec::new());
+    let mut has = vec![false; ds.class_names.len()];
     let (mut train_ok, mut val_ok) = (Vec::new(), Vec::new());
     let n_train = ds.train.len();
     for (i, (s, f)) in all.iter().zip(extracted.features).enumerate() {
         match f {
             Ok(f) if i < n_train => {
                 tx.extend(f);
-                ty.push(s.label);
+                s.labels().for_each(|c| has[c] = true);
                 train_ok.push((*s).clone());
             }
             Ok(f) => {
@@ -179,11 +213,11 @@ pub fn prepare_scanned(
         }
     }
     for (c, name) in ds.class_names.iter().enumerate() {
-        if !ty.contains(&c) {
+        if !has[c] {
             let folder = ds
                 .train
                 .iter()
-                .find(|s| s.label == c)
+                .find(|s| s.labels().any(|l| l == c))
                 .and_then(|s| s.path.parent())
                 .map(Path::to_path_buf)
                 .unwrap_or_default();

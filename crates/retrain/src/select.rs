@@ -127,6 +127,12 @@ pub fn choose(spec: &TrainSpec, run: &RunSettings) -> Result<ModelSelection> {
     let recipe = Recipe { strategy: Strategy::Linear, ..spec.recipe.clone() };
     for name in &names {
         let f = prepare(&spec.data, &spec.backbone.for_model(name), &recipe, run)?;
+        if f.ds.multi_label {
+            return Err(crate::Error::Data {
+                path: spec.data.dir.clone(),
+                reason: "--model auto compares backbones by single-label accuracy; name a --model for photos with several labels".into(),
+            });
+        }
         if !run.quiet {
             eprintln!("cross-validating {name} ({FOLDS} folds of {} training photos)", f.train.len());
         }

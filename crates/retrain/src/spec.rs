@@ -15,6 +15,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+/// What a photo's answer is (`--task`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    /// Multi-label when any photo has several labels (and said), else single-label.
+    #[default]
+    Auto,
+    /// One class per photo: a softmax over the classes.
+    SingleLabel,
+    /// Any number of labels per photo: one sigmoid per class, each with its own threshold.
+    MultiLabel,
+}
+
 /// What `train` trains (`--strategy`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,6 +97,8 @@ pub struct DataSpec {
     /// A label file instead of class folders (`--labels`).
     #[serde(default)]
     pub labels: Option<retrain_files::LabelSource>,
+    #[serde(default)]
+    pub task: Task,
 }
 
 impl DataSpec {
@@ -98,6 +113,7 @@ impl DataSpec {
             keep_duplicates: false,
             shots: None,
             labels: None,
+            task: Task::Auto,
         }
     }
 
@@ -165,6 +181,10 @@ pub struct Recipe {
     pub augment: Augment,
     /// Images per ONNX Runtime batch.
     pub batch: usize,
+    /// The L2 penalty of a several-labels head (its other settings are `head`'s); `None`:
+    /// chosen by cross-validation on the training split ([`crate::multilabel::choose_l2`]).
+    #[serde(default)]
+    pub multi_label_l2: Option<f32>,
 }
 
 impl Recipe {
@@ -185,7 +205,22 @@ impl Recipe {
             },
             _ => d,
         };
-        Self { strategy, head: HeadConfig::default(), tune, unfreeze: None, augment: Augment::Standard, batch: 32 }
+        Self {
+            strategy,
+            head: HeadConfig::default(),
+            tune,
+            unfreeze: None,
+            augment: Augment::Standard,
+            batch: 32,
+            multi_label_l2: None,
+        }
+    }
+
+    /// Sets the linear head's L2 penalty, whatever the task.
+    pub fn with_l2(mut self, l2: f32) -> Self {
+        self.head.l2 = l2;
+        self.multi_label_l2 = Some(l2);
+        self
     }
 
     /// Sets the learning rate of what trains first: the linear head's, else the new head's

@@ -55,10 +55,22 @@ pub struct TrainReport {
     pub model_selection: Option<crate::select::ModelSelection>,
     /// The folder of the validation photos and the photos with their labels, for a report
     /// drawn right after training.
+    /// Several labels per photo: the thresholds and the validation metrics (`val_accuracy` is
+    /// then the subset accuracy; `per_class` and the confusion matrix are empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_label: Option<MultiLabelSummary>,
     #[serde(skip)]
     pub val_root: PathBuf,
+    /// Each validation photo and its labels (the first is its class).
     #[serde(skip)]
-    pub val_set: Vec<(PathBuf, usize)>,
+    pub val_set: Vec<(PathBuf, Vec<usize>)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MultiLabelSummary {
+    /// Each class's threshold, tuned for F1 on the training split.
+    pub thresholds: Vec<f32>,
+    pub metrics: crate::multi_metrics::MultiMetrics,
 }
 
 /// What a fine-tuning run did, epoch by epoch.
@@ -85,11 +97,18 @@ impl TrainReport {
         crate::eval::Labelled {
             root: self.val_root.clone(),
             files: self.val_set.iter().map(|(p, _)| p.clone()).collect(),
-            truth: self.val_set.iter().map(|&(_, l)| l).collect(),
+            truth: self.val_set.iter().map(|(_, l)| l.first().copied().unwrap_or(0)).collect(),
+            also: self.val_set.iter().map(|(_, l)| l.get(1..).unwrap_or_default().to_vec()).collect(),
             skipped: Vec::new(),
             conflicts: Vec::new(),
             unlisted: Vec::new(),
         }
+    }
+
+    pub fn set_multi_label(&mut self, m: crate::multi_metrics::MultiMetrics, thresholds: Vec<f32>) {
+        self.val_accuracy = m.subset_accuracy;
+        self.class_names = m.per_class.iter().map(|c| c.class.clone()).collect();
+        self.multi_label = Some(MultiLabelSummary { thresholds, metrics: m });
     }
 
     pub fn set_val_metrics(&mut self, m: Metrics) {

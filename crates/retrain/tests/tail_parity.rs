@@ -24,7 +24,11 @@ fn tail_vs_ort_with(model: &str, first: isize, batchnorm_nodes: bool) -> Result<
     let backbone = retrain_zoo::find(model).unwrap();
     let (sd, _) = common::fixture_state_dict(model);
     let d = backbone.feature_dim;
-    let head = LinearHead { weight: synthetic("head.weight", &[5, d]).data, bias: synthetic("head.bias", &[5]).data };
+    let head = LinearHead {
+        weight: synthetic("head.weight", &[5, d]).data,
+        bias: synthetic("head.bias", &[5]).data,
+        thresholds: None,
+    };
     let built = retrain_zoo::build_with_blocks(
         backbone,
         &sd,

@@ -44,14 +44,24 @@ pub async fn metadata(State(app): State<Shared>, Path(name): Path<String>) -> Re
         .iter()
         .map(|(o, w)| json!({ "name": o, "datatype": "FP32", "shape": shape(o, -1, *w as i64) }))
         .collect();
-    Json(json!({
+    let mut body = json!({
         "name": m.name,
         "versions": ["1"],
         "platform": "onnxruntime_onnx",
         "inputs": [{ "name": "image", "datatype": "UINT8", "shape": [-1, c, c, 3] }],
         "outputs": outputs,
-    }))
-    .into_response()
+    });
+    // A several-labels model's outputs mean something else than a softmax's: say so.
+    if let Some(ml) = &m.info.multi_label {
+        body["parameters"] = json!({
+            "task": "multi-label",
+            "probabilities": "an independent sigmoid per class; a photo has every label whose probability reaches its threshold",
+            "labels": "1 where the label applies, else 0",
+            "class_names": m.info.class_names,
+            "thresholds": ml.thresholds,
+        });
+    }
+    Json(body).into_response()
 }
 
 /// An output's shape for `n` images of `width` values: `ood_score` has one value per image

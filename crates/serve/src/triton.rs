@@ -74,6 +74,13 @@ pub fn export(model: &Path, dir: &Path, opts: &TritonOptions) -> Result<Exported
         "# normalisation is inside the model. `tritonserver --model-repository {}`",
         dir.display().to_string().escape_debug()
     );
+    if let Some(ml) = &info.multi_label {
+        let _ = writeln!(
+            c,
+            "# Several labels per photo: `probabilities` are independent sigmoids; `labels` is 1 where a\n# class's probability reaches its threshold (in the graph): {:?}",
+            ml.thresholds
+        );
+    }
     let _ = writeln!(c, "name: \"{}\"", quoted(&name));
     let _ = writeln!(c, "platform: \"onnxruntime_onnx\"");
     let _ = writeln!(c, "max_batch_size: {}", opts.max_batch);
@@ -90,7 +97,10 @@ pub fn export(model: &Path, dir: &Path, opts: &TritonOptions) -> Result<Exported
         } else {
             (dims.iter().map(i64::to_string).collect(), "")
         };
-        let label = if o == "probabilities" { "\n    label_filename: \"labels.txt\"" } else { reshape };
+        let label = match o.as_str() {
+            "probabilities" | retrain::LABELS_OUTPUT => "\n    label_filename: \"labels.txt\"",
+            _ => reshape,
+        };
         let sep = if i + 1 < outputs.len() { "," } else { "" };
         let _ = writeln!(
             c,

@@ -28,6 +28,8 @@ pub async fn models(State(app): State<Shared>) -> Json<serde_json::Value> {
                 "backbone": m.info.backbone,
                 "classes": m.info.class_names,
                 "reject": m.threshold,
+                // Several labels per photo: each class's threshold, in class order (else null).
+                "thresholds": m.info.multi_label.as_ref().map(|ml| &ml.thresholds),
                 "input": { "size": [m.crop(), m.crop()], "resize": m.info.preprocess.resize },
             })
         })
@@ -45,6 +47,9 @@ struct FileResult {
     filename: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     predictions: Option<Vec<retrain::predict::Ranked>>,
+    /// A several-labels model: the labels the graph's `labels` output gives, highest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<Vec<retrain::predict::Label>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     known: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,6 +191,9 @@ async fn answer(app: &App, name: &str, top: Option<usize>, req: Request) -> Resu
     if let Some(k) = known {
         answer["known"] = json!(k);
     }
+    if let Some(l) = labels(model, &rows[0]) {
+        answer["labels"] = json!(l);
+    }
     Ok(answer)
 }
 
@@ -243,11 +251,19 @@ async fn files(app: &App, model: &Model, mut form: Multipart, k: usize) -> Resul
         match app.prepare(model, bytes, filename.clone()).await {
             Ok(px) => {
                 pending.push((slot, px));
-                results.push(FileResult { filename, predictions: None, known: None, ood_score: None, error: None });
+                results.push(FileResult {
+                    filename,
+                    predictions: None,
+                    labels: None,
+                    known: None,
+                    ood_score: None,
+                    error: None,
+                });
             }
             Err(e) => results.push(FileResult {
                 filename,
                 predictions: None,
+                labels: None,
                 known: None,
                 ood_score: None,
                 error: Some(e.message),
@@ -280,6 +296,7 @@ async fn run_pending(
         let (known, ood_score) = known(model, &row);
         let r = &mut results[slot];
         (r.predictions, r.known, r.ood_score) = (Some(ranked(model, &row, k)), known, ood_score);
+        r.labels = labels(model, &row);
     }
     Ok(())
 }
@@ -288,6 +305,16 @@ async fn run_pending(
 fn known(model: &Model, row: &crate::batcher::Row) -> (Option<bool>, Option<f32>) {
     let score = row.get(retrain::open_set::OUTPUT).and_then(|v| v.first().copied());
     (retrain::open_set::OpenSet::verdict(score, model.threshold), score)
+}
+
+/// The labels the graph gave (its `labels` output), with their probabilities and thresholds.
+fn labels(model: &Model, row: &crate::batcher::Row) -> Option<Vec<retrain::predict::Label>> {
+    let on = row.get(retrain::LABELS_OUTPUT)?;
+    let p = row.get("probabilities")?;
+    let (_, all) = retrain::predict::labels(&model.info, p)?;
+    let mut l: Vec<_> = all.into_iter().zip(on).filter(|(_, &on)| on > 0.5).map(|(l, _)| l).collect();
+    l.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    Some(l)
 }
 
 fn ranked(model: &Model, row: &crate::batcher::Row, k: usize) -> Vec<retrain::predict::Ranked> {

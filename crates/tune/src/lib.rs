@@ -14,7 +14,7 @@ mod trainer;
 pub use kernels::{clip, depthwise_conv2d, pointwise_conv2d, Geometry};
 pub use schedule::learning_rate;
 pub use tail::{BatchStat, ParamSpec, Tail, TailParams};
-pub use trainer::{BatchNormMode, Checkpoint, EpochStats, OptimizerKind, Progress, Trainer, TuneConfig};
+pub use trainer::{BatchNormMode, Checkpoint, EpochStats, OptimizerKind, Progress, Targets, Trainer, TuneConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TuneError {

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 use retrain_onnx::proto::GraphProto;
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,19 @@ use std::path::{Path, PathBuf};
 pub enum OptimizerKind {
     AdamW,
     Sgd,
+}
+
+/// What a batch's photos are: one class each (softmax cross-entropy, with label smoothing), or
+/// any number of classes each (binary cross-entropy per class, a class's positives weighed by
+/// its `positive_weight`, as PyTorch's `BCEWithLogitsLoss(pos_weight=...)`).
+#[derive(Clone, Copy)]
+pub enum Targets<'a> {
+    Classes(&'a [usize]),
+    /// Row-major `[photos, classes]`: 1 where the photo has the class, else 0.
+    Sets {
+        on: &'a [f32],
+        positive_weight: &'a [f32],
+    },
 }
 
 /// What BatchNorm does in the trained blocks.
@@ -171,14 +184,14 @@ impl Trainer {
     }
 
     /// One optimiser step on a batch of cut activations; returns the mean loss and how many
-    /// of the batch were classified right (before the step). `key` draws the dropout mask:
-    /// the same key, the same mask.
+    /// of the batch were answered right (before the step: the class, or every label at 0.5).
+    /// `key` draws the dropout mask: the same key, the same mask.
     pub fn step(
         &mut self,
         key: u64,
         x: Vec<f32>,
         shape: &[usize],
-        labels: &[usize],
+        targets: Targets,
         lr_head: f64,
         lr_body: f64,
     ) -> Result<(f32, usize), TuneError> {
@@ -187,15 +200,35 @@ impl Trainer {
         let mut batch_stats = Vec::new();
         let logits = self.tail.forward(&self.params, x, shape, &self.device, dropout, Some(&mut batch_stats))?;
         let [n, k] = logits.dims();
-        let eps = self.cfg.label_smoothing;
-        let mut target = vec![eps / k as f32; n * k];
-        for (i, &l) in labels.iter().enumerate() {
-            target[i * k + l] += 1.0 - eps;
-        }
-        let target = Tensor::<2>::from_data(TensorData::new(target, [n, k]), &self.device);
-        let loss = (log_softmax(logits.clone(), 1) * target).sum().neg().div_scalar(n as f32);
-        let values = logits.detach().into_data().try_to_vec::<f32>().unwrap_or_default();
-        let correct = values.chunks_exact(k).zip(labels).filter(|(r, &l)| argmax(r) == l).count();
+        let (loss, correct) = match targets {
+            Targets::Classes(labels) => {
+                let eps = self.cfg.label_smoothing;
+                let mut target = vec![eps / k as f32; n * k];
+                for (i, &l) in labels.iter().enumerate() {
+                    target[i * k + l] += 1.0 - eps;
+                }
+                let target = Tensor::<2>::from_data(TensorData::new(target, [n, k]), &self.device);
+                let loss = (log_softmax(logits.clone(), 1) * target).sum().neg().div_scalar(n as f32);
+                let values = logits.detach().into_data().try_to_vec::<f32>().unwrap_or_default();
+                (loss, values.chunks_exact(k).zip(labels).filter(|(r, &l)| argmax(r) == l).count())
+            }
+            Targets::Sets { on, positive_weight } => {
+                let pos: Vec<f32> =
+                    on.iter().enumerate().map(|(j, &y)| y * positive_weight[j % k] / n as f32).collect();
+                let neg: Vec<f32> = on.iter().map(|&y| (1.0 - y) / n as f32).collect();
+                let pos = Tensor::<2>::from_data(TensorData::new(pos, [n, k]), &self.device);
+                let neg = Tensor::<2>::from_data(TensorData::new(neg, [n, k]), &self.device);
+                let loss =
+                    ((log_sigmoid(logits.clone()) * pos).sum() + (log_sigmoid(logits.clone().neg()) * neg).sum()).neg();
+                let values = logits.detach().into_data().try_to_vec::<f32>().unwrap_or_default();
+                let right = values
+                    .chunks_exact(k)
+                    .zip(on.chunks_exact(k))
+                    .filter(|(z, y)| z.iter().zip(*y).all(|(&z, &y)| (z >= 0.0) == (y > 0.5)))
+                    .count();
+                (loss, right)
+            }
+        };
         let loss_value = loss.clone().into_scalar();
         let mut grads = loss.backward();
         let gh = GradientsParams::from_module(&mut grads, &self.params.head);
@@ -540,11 +573,11 @@ mod tests {
         let (x, y) = data();
         let shape = [6, 2, 4, 4];
         let mut a = trainer(&m);
-        let first = a.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap().0;
+        let first = a.step(0, x.clone(), &shape, Targets::Classes(&y), 0.05, 0.01).unwrap().0;
         for _ in 0..30 {
-            a.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
+            a.step(0, x.clone(), &shape, Targets::Classes(&y), 0.05, 0.01).unwrap();
         }
-        let later = a.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap().0;
+        let later = a.step(0, x.clone(), &shape, Targets::Classes(&y), 0.05, 0.01).unwrap().0;
         assert!(later < first * 0.5, "{first} -> {later}");
 
         let dir = tempfile::tempdir().unwrap();
@@ -554,8 +587,8 @@ mod tests {
         assert_eq!(b.restore(dir.path()).unwrap().step, 32);
         assert_eq!(a.values(), b.values());
         for _ in 0..3 {
-            a.step(0, x.clone(), &shape, &y, 0.02, 0.01).unwrap();
-            b.step(0, x.clone(), &shape, &y, 0.02, 0.01).unwrap();
+            a.step(0, x.clone(), &shape, Targets::Classes(&y), 0.02, 0.01).unwrap();
+            b.step(0, x.clone(), &shape, Targets::Classes(&y), 0.02, 0.01).unwrap();
         }
         // Optimiser moments came back too: the continuations agree bit for bit.
         assert_eq!(a.values(), b.values());
@@ -565,6 +598,40 @@ mod tests {
         a.tail.write_values(&a.values(), &mut g).unwrap();
         let fw = retrain_onnx::initializer_f32(&g, &a.tail.params[2].name).unwrap().1;
         assert_eq!(fw, a.values()[2]);
+    }
+
+    #[test]
+    fn several_labels_train_with_binary_cross_entropy_and_count_whole_rows_right() {
+        let m = tiny();
+        let (x, y) = data();
+        let shape = [6, 2, 4, 4];
+        // Pooled, `data`'s photos tell class 2 from the others only: every photo has label 0,
+        // none label 1, and class 2's photos label 2 too.
+        let mut on = vec![0f32; 6 * 3];
+        for (i, &l) in y.iter().enumerate() {
+            on[i * 3] = 1.0;
+            if l == 2 {
+                on[i * 3 + 2] = 1.0;
+            }
+        }
+        let w = [1.0, 1.0, 2.0];
+        let targets = Targets::Sets { on: &on, positive_weight: &w };
+        let mut a = trainer(&m);
+        // From the untrained head every logit is near 0: the loss is about Σ over classes of
+        // ln 2 weighted by each class's share of positives.
+        let (first, _) = a.step(0, x.clone(), &shape, targets, 0.05, 0.01).unwrap();
+        let expected = (0..3)
+            .map(|c| (0..6).map(|i| if on[i * 3 + c] > 0.5 { w[c] } else { 1.0 }).sum::<f32>() / 6.0)
+            .sum::<f32>()
+            * std::f32::consts::LN_2;
+        assert!((first - expected).abs() < 0.2, "{first} vs {expected}");
+        let mut right = 0;
+        for _ in 0..300 {
+            right = a.step(0, x.clone(), &shape, targets, 0.05, 0.01).unwrap().1;
+        }
+        let later = a.step(0, x.clone(), &shape, targets, 0.05, 0.01).unwrap().0;
+        assert!(later < first * 0.5, "{first} -> {later}");
+        assert_eq!(right, 6, "every label of every photo right");
     }
 
     #[test]
@@ -581,7 +648,7 @@ mod tests {
         let cfg = TuneConfig { ema_epochs: 2.0, ..TuneConfig::default() };
         let mut a = avg(cfg.clone());
         let start = a.values();
-        a.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
+        a.step(0, x.clone(), &shape, Targets::Classes(&y), 0.05, 0.01).unwrap();
         let one = a.values();
         for ((s, o), v) in start.iter().zip(&one).zip(a.answering_values()) {
             for ((s, o), v) in s.iter().zip(o).zip(v) {
@@ -603,8 +670,8 @@ mod tests {
         let mut b = avg(cfg);
         b.restore(dir.path()).unwrap();
         for _ in 0..3 {
-            a.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
-            b.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
+            a.step(0, x.clone(), &shape, Targets::Classes(&y), 0.05, 0.01).unwrap();
+            b.step(0, x.clone(), &shape, Targets::Classes(&y), 0.05, 0.01).unwrap();
         }
         assert_eq!(a.answering_values(), b.answering_values());
     }
@@ -616,10 +683,10 @@ mod tests {
         let cfg =
             TuneConfig { optimizer: OptimizerKind::Sgd, label_smoothing: 0.1, dropout: 0.2, ..TuneConfig::default() };
         let mut t = trainer_with(&m, cfg);
-        let first = t.step(0, x.clone(), &[6, 2, 4, 4], &y, 0.5, 0.1).unwrap().0;
+        let first = t.step(0, x.clone(), &[6, 2, 4, 4], Targets::Classes(&y), 0.5, 0.1).unwrap().0;
         let mut last = first;
         for _ in 0..40 {
-            last = t.step(0, x.clone(), &[6, 2, 4, 4], &y, 0.5, 0.1).unwrap().0;
+            last = t.step(0, x.clone(), &[6, 2, 4, 4], Targets::Classes(&y), 0.5, 0.1).unwrap().0;
         }
         // With smoothing 0.1 over 3 classes the loss cannot go below its entropy (≈0.39).
         assert!(last < first * 0.8 && last > 0.3, "{first} -> {last}");
@@ -631,7 +698,9 @@ mod tests {
         let (x, y) = data();
         let shape = [6, 2, 4, 4];
         let make = |dropout: f32| trainer_with(&m, TuneConfig { dropout, ..TuneConfig::default() });
-        let loss = |dropout: f32, key: u64| make(dropout).step(key, x.clone(), &shape, &y, 0.0, 0.0).unwrap().0;
+        let loss = |dropout: f32, key: u64| {
+            make(dropout).step(key, x.clone(), &shape, Targets::Classes(&y), 0.0, 0.0).unwrap().0
+        };
         let none = loss(0.0, 1);
         assert_eq!(none, loss(0.0, 2), "no dropout: the key does not matter");
         assert_eq!(loss(0.5, 1), loss(0.5, 1));
@@ -696,7 +765,7 @@ mod tests {
         let n = conv_px.len() as f32;
         let mu = [0, 1].map(|c| conv_px.iter().map(|v| v[c]).sum::<f32>() / n);
         let var = [0, 1].map(|c| conv_px.iter().map(|v| (v[c] - mu[c]).powi(2)).sum::<f32>() / (n - 1.0));
-        t.step(0, x.clone(), &shape, &y, 0.0, 0.0).unwrap();
+        t.step(0, x.clone(), &shape, Targets::Classes(&y), 0.0, 0.0).unwrap();
         let v = t.values();
         for c in 0..2 {
             assert!((v[3][c] - (0.9 * [0.3, 0.2][c] + 0.1 * mu[c])).abs() < 1e-5, "mean {c}: {:?}", v[3]);
@@ -706,7 +775,7 @@ mod tests {
 
         // Trained, the statistics go into the checkpoint and a resumed run continues identically.
         for _ in 0..5 {
-            t.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
+            t.step(0, x.clone(), &shape, Targets::Classes(&y), 0.05, 0.01).unwrap();
         }
         let dir = tempfile::tempdir().unwrap();
         t.save(dir.path(), &Progress::default(), None).unwrap();
@@ -714,8 +783,8 @@ mod tests {
         r.restore(dir.path()).unwrap();
         assert_eq!(r.values(), t.values());
         for _ in 0..3 {
-            t.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
-            r.step(0, x.clone(), &shape, &y, 0.05, 0.01).unwrap();
+            t.step(0, x.clone(), &shape, Targets::Classes(&y), 0.05, 0.01).unwrap();
+            r.step(0, x.clone(), &shape, Targets::Classes(&y), 0.05, 0.01).unwrap();
         }
         assert_eq!(r.values(), t.values());
         assert_eq!(r.logits(x.clone(), &shape).unwrap(), t.logits(x, &shape).unwrap());
@@ -730,7 +799,7 @@ mod tests {
         let best = a.values();
         a.save(dir.path(), &Progress { step: 1, ..Progress::default() }, Some(&best)).unwrap();
         let first = a.values();
-        a.step(0, x.clone(), &[6, 2, 4, 4], &y, 0.05, 0.01).unwrap();
+        a.step(0, x.clone(), &[6, 2, 4, 4], Targets::Classes(&y), 0.05, 0.01).unwrap();
         // A save killed before its commit left a folder of the next generation, half written.
         let torn = dir.path().join("checkpoint-2");
         std::fs::create_dir(&torn).unwrap();

@@ -31,14 +31,30 @@
     if (answer.known === false) {
       box.append(el("div", "unknown", `Not one of: ${retrain.classes.join(", ")}`));
     }
-    answer.top.slice(0, 5).forEach((t, i) => {
-      const row = el("div", i === 0 ? "row first" : "row");
+    // Several labels per photo: the labels first, then each class's bar with its threshold marked.
+    const thresholds = retrain.info.thresholds;
+    const on = new Set((answer.labels || []).map((l) => l.class));
+    box.classList.toggle("multi", !!answer.labels);
+    if (answer.labels) {
+      const names = answer.labels.map((l) => l.class).join(", ");
+      box.append(el("div", on.size ? "labels" : "labels none", on.size ? `Labels: ${names}` : "No label reached its threshold"));
+    }
+    answer.top.slice(0, answer.labels ? answer.top.length : 5).forEach((t, i) => {
+      const row = el("div", (i === 0 ? "row first" : "row") + (on.has(t.class) ? " on" : ""));
       row.dataset.class = t.class;
       row.dataset.probability = String(t.probability);
       const track = el("div", "track");
       const fill = el("div", "fill");
       fill.style.width = `${Math.max(0, Math.min(100, 100 * t.probability))}%`;
       track.append(fill);
+      const c = retrain.classes.indexOf(t.class);
+      if (answer.labels && thresholds && c >= 0) {
+        const mark = el("div", "mark");
+        mark.style.left = `${100 * thresholds[c]}%`;
+        track.append(mark);
+        row.dataset.threshold = String(thresholds[c]);
+        row.title = `${t.class}: a label from ${pct(thresholds[c])}`;
+      }
       row.append(el("span", "label", t.class), track, el("span", "p", pct(t.probability)));
       box.append(row);
     });

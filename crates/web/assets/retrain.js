@@ -4,11 +4,14 @@
  *   await retrain.ready;                       // the model is loaded
  *   retrain.classes                            // ["ants", "bees"]
  *   await retrain.classify(fileOrBlobOrImage)  // {top: [{class, probability}, ...], known, ood_score}
+ *                                              // several labels: also {labels: [{class, probability, threshold}, ...]}
  *
  * The answer has the shape of an entry of `retrain predict --format json` (without `path`):
  * `top` holds every class, most likely first (`classify(x, {top: k})` for k of them); `known`
  * is there when the model has an open-set score and a threshold; `ood_score` when it has the
- * score. The photo is resized and cropped by preprocess.onnx (ONNX Resize with antialiasing,
+ * score. A several-labels model's probabilities are independent sigmoids: `labels` holds the
+ * classes its graph's `labels` output turns on (each at or above its threshold, as in
+ * `model.json`), most likely first. The photo is resized and cropped by preprocess.onnx (ONNX Resize with antialiasing,
  * as retrain resizes), not by a canvas; a canvas only holds the decoded pixels.
  */
 (function () {
@@ -125,6 +128,12 @@
     const p = Array.from(out.probabilities.data);
     const order = p.map((_, i) => i).sort((a, b) => p[b] - p[a] || a - b);
     const result = { top: order.slice(0, k).map((i) => ({ class: cfg.classes[i] !== undefined ? cfg.classes[i] : `#${i}`, probability: p[i] })) };
+    if (out.labels) {
+      const thresholds = cfg.thresholds || [];
+      result.labels = order.filter((i) => out.labels.data[i] > 0.5).map((i) => ({
+        class: cfg.classes[i] !== undefined ? cfg.classes[i] : `#${i}`, probability: p[i], threshold: thresholds[i] !== undefined ? thresholds[i] : null,
+      }));
+    }
     const ood = out.ood_score ? out.ood_score.data[0] : null;
     if (ood !== null && cfg.threshold !== null) result.known = ood <= cfg.threshold;
     if (ood !== null) result.ood_score = ood;

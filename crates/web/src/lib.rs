@@ -77,6 +77,8 @@ struct Config<'a> {
     /// The `ood_score` above which a photo is "unknown" (none: the model has no open-set score).
     threshold: Option<f32>,
     has_ood_score: bool,
+    /// Several labels per photo: each class's threshold for its label (none: one label a photo).
+    thresholds: Option<&'a [f32]>,
     max_pixels: u64,
     ort_web: &'a str,
     model: &'a str,
@@ -106,6 +108,7 @@ pub fn export(model: &Path, dir: &Path, opts: &WebOptions) -> Result<Exported, W
         filter: info.preprocess.interpolation,
         threshold,
         has_ood_score,
+        thresholds: info.multi_label.as_ref().map(|m| m.thresholds.as_slice()),
         max_pixels: MAX_PIXELS,
         ort_web: ort_web::VERSION,
         model: "model.onnx",

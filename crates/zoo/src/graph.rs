@@ -11,6 +11,9 @@ pub struct LinearHead {
     /// Row-major `[classes, feature_dim]`.
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
+    /// Photos with several labels: one sigmoid per class instead of a softmax, and a `labels`
+    /// output (1 where the probability reaches the class's threshold, else 0).
+    pub thresholds: Option<Vec<f32>>,
 }
 
 /// Which outputs the built graph has (any combination).
@@ -185,16 +188,50 @@ pub fn parameter_shapes(backbone: &Backbone) -> Vec<(String, Vec<usize>)> {
     w.wanted
 }
 
-/// The trained classifier on the features: `logits` and `probabilities` (softmax) outputs.
+/// The trained classifier on the features: `logits` and `probabilities` (softmax, or one
+/// sigmoid per class with a `labels` output when the head has thresholds).
 fn attach_head(g: &mut GraphBuilder, features: &str, head: &LinearHead, dim: usize) {
     let classes = head.bias.len();
     // A head trained on a cut backbone's features reads fewer than the backbone's `dim`.
     let dim = if classes > 0 && head.weight.len().is_multiple_of(classes) { head.weight.len() / classes } else { dim };
     let logits = gemm(g, features, &head.weight, &head.bias, classes, dim);
-    let probs = g.node("Softmax", &[&logits], vec![Attr::Int("axis", 1)]);
     let (batch, c) = (Dim::Named("batch"), Dim::Fixed(classes as i64));
+    let (probs, labels) = match &head.thresholds {
+        None => (g.node("Softmax", &[&logits], vec![Attr::Int("axis", 1)]), None),
+        Some(t) => {
+            let probs = g.node("Sigmoid", &[&logits], vec![]);
+            // probability >= threshold, as Not(Less) (GreaterOrEqual needs opset 12; an
+            // imported graph may declare less).
+            let t = g.constant_f32("thresholds", &[classes], t);
+            let below = g.node("Less", &[&probs, &t], vec![]);
+            let on = g.node("Not", &[&below], vec![]);
+            (probs, Some(g.node("Cast", &[&on], vec![Attr::Int("to", 1)])))
+        }
+    };
     g.output_f32(&logits, "logits", &[batch.clone(), c.clone()]);
-    g.output_f32(&probs, "probabilities", &[batch, c]);
+    g.output_f32(&probs, "probabilities", &[batch.clone(), c.clone()]);
+    if let Some(on) = labels {
+        g.output_f32(&on, LABELS_OUTPUT, &[batch, c]);
+    }
+}
+
+/// The output of a several-labels model: 1 for each label the photo has, else 0.
+pub const LABELS_OUTPUT: &str = "labels";
+
+/// Replaces the thresholds behind a several-labels graph's `labels` output (the constant its
+/// `Less` compares the probabilities with); false when the graph has no such output.
+pub fn set_thresholds(graph: &mut retrain_onnx::proto::GraphProto, thresholds: &[f32]) -> bool {
+    let mut value = LABELS_OUTPUT.to_string();
+    // Back from the output through Identity, Cast and Not to the comparison.
+    for _ in 0..4 {
+        let Some(n) = graph.node.iter().find(|n| n.output.first() == Some(&value)) else { return false };
+        if n.op_type == "Less" {
+            let name = n.input.get(1).cloned().unwrap_or_default();
+            return retrain_onnx::set_initializer_f32(graph, &name, thresholds);
+        }
+        value = n.input.first().cloned().unwrap_or_default();
+    }
+    false
 }
 
 fn gemm(g: &mut GraphBuilder, x: &str, weight: &[f32], bias: &[f32], out: usize, inp: usize) -> String {
@@ -249,7 +286,7 @@ fn build_imported(
         return Err(err(format!("no value named `{}` in the graph", imp.feature_output)));
     }
     // Names retrain's own inputs and outputs use are renamed inside the imported graph.
-    let reserved = ["image", "features", "logits", "probabilities", "imagenet_logits"];
+    let reserved = ["image", "features", "logits", "probabilities", "imagenet_logits", LABELS_OUTPUT];
     let renamed: Vec<(String, String)> = std::iter::once((input.clone(), IMPORTED_INPUT.to_string()))
         .chain(reserved.iter().filter(|r| **r != input).map(|r| (r.to_string(), format!("imported/{r}"))))
         .collect();

@@ -5,7 +5,8 @@ mod arch;
 mod graph;
 mod registry;
 
-pub use graph::{build, build_with_blocks, parameter_shapes, Built, GraphOutputs, LinearHead};
+pub use graph::set_thresholds;
+pub use graph::{build, build_with_blocks, parameter_shapes, Built, GraphOutputs, LinearHead, LABELS_OUTPUT};
 pub use registry::{find, registry, Backbone, Family, Imported, Layout, Preprocess};
 
 /// The 1000 ImageNet-1k class names, in the order of the classifiers' outputs (torchvision's).

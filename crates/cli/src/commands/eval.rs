@@ -37,9 +37,18 @@ pub fn run(a: EvalArgs, g: Global) -> Result<()> {
     }
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&ev)?),
-        Format::Csv => print!("{}", ev.metrics.to_csv()),
+        Format::Csv => match (&ev.metrics, &ev.multi_label) {
+            (Some(m), _) => print!("{}", m.to_csv()),
+            (None, Some(m)) => print!("{}", m.to_csv()),
+            (None, None) => {}
+        },
         Format::Text => {
-            print!("{} images in {}\n{}", ev.images, shown(&ev.data), ev.metrics.to_text());
+            println!("{} images in {}", ev.images, shown(&ev.data));
+            match (&ev.metrics, &ev.multi_label) {
+                (Some(m), _) => print!("{}", m.to_text()),
+                (None, Some(m)) => print!("{}", m.to_text()),
+                (None, None) => {}
+            }
             if let Some(o) = &ev.open_set {
                 print!("{}", o.to_text());
             }

@@ -14,7 +14,7 @@ pub fn run(a: TrainArgs, g: Global) -> Result<()> {
         (Some(dir), _) => RunFile::resume(dir, settings)?,
         (None, Some(data_dir)) => {
             let spec = TrainSpec {
-                data: a.input.data(data_dir, &a.split),
+                data: retrain::DataSpec { task: a.task.into(), ..a.input.data(data_dir, &a.split) },
                 backbone: backbone(&a)?,
                 recipe: a.recipe(),
                 out: a.out.clone(),
@@ -80,10 +80,17 @@ fn print_summary(r: &TrainReport) {
         r.features_computed,
         r.features_cached
     );
+    // Several labels: mAP and F1 at the tuned thresholds; `val_accuracy` is the subset accuracy.
+    let scored = match &r.multi_label {
+        Some(m) => format!(
+            "val mAP {:.4}, macro F1 {:.4}, micro F1 {:.4}, subset accuracy {:.4}",
+            m.metrics.mean_average_precision, m.metrics.macro_f1, m.metrics.micro_f1, r.val_accuracy
+        ),
+        None => format!("val accuracy {:.4}", r.val_accuracy),
+    };
     match &r.finetune {
         Some(f) => println!(
-            "val accuracy {:.4} (train {:.4}{}), best epoch {} of {} ({}: {} block(s) from {}); checkpoints in {}",
-            r.val_accuracy,
+            "{scored} (train {:.4}{}), best epoch {} of {} ({}: {} block(s) from {}); checkpoints in {}",
             r.train_accuracy,
             if f.best_epoch > 0 { ", augmented" } else { ", linear head" },
             f.best_epoch,
@@ -96,10 +103,10 @@ fn print_summary(r: &TrainReport) {
             f.first_trained_block,
             f.run_dir.display()
         ),
-        None => println!(
-            "val accuracy {:.4} (train {:.4}), best step {} of {}",
-            r.val_accuracy, r.train_accuracy, r.best_step, r.steps_run
-        ),
+        None => println!("{scored} (train {:.4}), best step {} of {}", r.train_accuracy, r.best_step, r.steps_run),
+    }
+    if r.multi_label.is_some() {
+        println!("labels at per-class thresholds tuned for F1 on the training split (in the model file)");
     }
     println!("wrote {} in {:.2}s", r.model.display(), r.timings.total);
 }

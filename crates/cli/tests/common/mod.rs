@@ -192,6 +192,18 @@ pub fn playwright() -> Option<PathBuf> {
     }
 }
 
+/// onnxruntime-web as `tests/setup.sh` leaves it: the unpacked package and its tarball; where
+/// setup could not get it (no npm), `None`, said why, as for the browser.
+pub fn ort_web() -> Option<(PathBuf, PathBuf)> {
+    let dir = root().join(".browser/onnxruntime-web");
+    let tgz = root().join(".browser/onnxruntime-web-1.31.1.tgz");
+    if dir.join("package/dist").is_dir() && tgz.is_file() {
+        return Some((dir, tgz));
+    }
+    browser_unavailable()?;
+    panic!("onnxruntime-web is not in .browser/: run `bash tests/setup.sh`")
+}
+
 /// The deploy tools' Python (`bash deploy/setup.sh`), if it has `module`. When PyPI could not be
 /// reached, the reason setup.sh wrote is printed (past the test harness's capture) and the test
 /// skips; when setup.sh was never run, the test fails saying so.

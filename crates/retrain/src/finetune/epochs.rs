@@ -1,13 +1,13 @@
 //! The epoch loop: the tail trained on the trunk's batches, evaluated after each epoch, the
 //! best epoch kept, early stopping, a checkpoint per epoch and on Ctrl-C.
 
-use super::trunk::{evaluate, Activations, CutBatch, Feed};
+use super::trunk::{evaluate, on_matrix, Activations, CutBatch, Feed};
 use crate::outputs::warn;
 use crate::spec::RunSettings;
 use crate::{progress_bar, Error, Result};
 use retrain_features::Session;
 use retrain_pixels::Rng;
-use retrain_tune::{learning_rate, EpochStats, Progress, Trainer};
+use retrain_tune::{learning_rate, EpochStats, Progress, Targets, Trainer};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -52,6 +52,8 @@ pub(super) struct Epochs<'a> {
     pub shape: &'a [usize],
     pub run_dir: &'a Path,
     pub run: &'a RunSettings,
+    /// Photos with several labels: each class's weight on its positives (binary cross-entropy).
+    pub positive_weight: Option<&'a [f32]>,
 }
 
 impl Epochs<'_> {
@@ -106,8 +108,12 @@ impl Epochs<'_> {
                         let lr_h = learning_rate(cfg.lr, progress.step, warmup, total_steps);
                         let lr_b = learning_rate(cfg.body_lr, progress.step, warmup, total_steps);
                         let dims: Vec<usize> = std::iter::once(n).chain(self.shape.iter().copied()).collect();
-                        let (loss, correct) =
-                            trainer.step(progress.step as u64, b.acts, &dims, &b.labels, lr_h, lr_b)?;
+                        let on = self.positive_weight.map(|w| on_matrix(&b.sets, w.len()));
+                        let targets = match (self.positive_weight, &on) {
+                            (Some(w), Some(on)) => Targets::Sets { on, positive_weight: w },
+                            _ => Targets::Classes(&b.labels),
+                        };
+                        let (loss, correct) = trainer.step(progress.step as u64, b.acts, &dims, targets, lr_h, lr_b)?;
                         progress.train_loss_sum += loss as f64 * n as f64;
                         progress.train_correct += correct;
                         progress.train_seen += n;
@@ -129,7 +135,7 @@ impl Epochs<'_> {
                 return Err(Error::Interrupted { run_dir: self.run_dir.to_path_buf() });
             }
             bar.finish_and_clear();
-            let (vl, va) = evaluate(self.trainer, self.val, self.shape)?;
+            let (vl, va) = evaluate(self.trainer, self.val, self.shape, self.positive_weight)?;
             let seen = progress.train_seen.max(1) as f64;
             let stats = EpochStats {
                 epoch,

@@ -55,7 +55,11 @@ impl Split {
         let backbone = &fit.backbone;
         let name = backbone.info.name;
         let not_tunable = |reason: String| Error::Finetune { model: name.to_string(), reason };
-        let linear = LinearHead { weight: fit.head.weight.clone(), bias: fit.head.bias.clone() };
+        let linear = LinearHead {
+            weight: fit.head.weight.clone(),
+            bias: fit.head.bias.clone(),
+            thresholds: fit.thresholds.clone(),
+        };
         let strategy = spec.recipe.strategy;
         let scratch = strategy == Strategy::Scratch;
         // From scratch there are no statistics to keep: BatchNorm learns them, in training mode.
@@ -125,6 +129,11 @@ pub fn finetune(spec: &TrainSpec, run: &RunSettings) -> Result<TrainReport> {
     check_writable(&spec.out)?;
     let run_dir = run.run_dir(&spec.out);
     let fit = linear::fit(spec, run)?;
+    // Photos with several labels: binary cross-entropy, positives weighed as the linear head's.
+    let positive_weight = fit
+        .multi_head
+        .as_ref()
+        .map(|h| retrain_head::positive_weights(&fit.targets(&fit.train), fit.ds.class_names.len(), h.balanced));
     let t_tune = Instant::now();
     let (train, val) = (&fit.train, &fit.val);
     let strategy = spec.recipe.strategy;
@@ -140,7 +149,7 @@ pub fn finetune(spec: &TrainSpec, run: &RunSettings) -> Result<TrainReport> {
     let val_acts = trunk::val_activations(&mut sessions, &cut, val, (g, limits), spec.recipe.batch, run.quiet)?;
     let mut session = sessions.into_whole().expect("session kept");
     if progress.curve.is_empty() {
-        let (vl, va) = trunk::evaluate(&trainer, &val_acts, &shape)?;
+        let (vl, va) = trunk::evaluate(&trainer, &val_acts, &shape, positive_weight.as_deref())?;
         progress.best_val_loss = vl;
         progress.curve.push(EpochStats {
             epoch: 0,
@@ -175,6 +184,7 @@ pub fn finetune(spec: &TrainSpec, run: &RunSettings) -> Result<TrainReport> {
         shape: &shape,
         run_dir: &run_dir,
         run,
+        positive_weight: positive_weight.as_deref(),
     }
     .run(&mut progress, &mut best)?;
     let finetune_seconds = t_tune.elapsed().as_secs_f64();
@@ -190,8 +200,21 @@ pub fn finetune(spec: &TrainSpec, run: &RunSettings) -> Result<TrainReport> {
     let curves = fit.curves().with_finetune(&progress.curve, progress.best_epoch);
     let head_steps = if fit.head.best_step > 0 { fit.head.best_step } else { spec.recipe.head.max_steps };
     let classes = fit.ds.class_names.len();
-    let exported = export::export(model, &trainer, &best, training, curves, train, g, classes, head_steps, spec, run)?;
-    let export::Rescored { metrics: val_metrics, images: val_images, open_set: open } =
+    let exported = export::export(
+        model,
+        &trainer,
+        &best,
+        training,
+        curves,
+        train,
+        g,
+        classes,
+        head_steps,
+        fit.multi_head.as_ref(),
+        spec,
+        run,
+    )?;
+    let export::Rescored { metrics: val_metrics, multi, images: val_images, open_set: open } =
         export::rescore(spec, run, val, &fit.ds.class_names)?;
 
     let best_stats = &progress.curve[progress.curve.iter().position(|c| c.epoch == progress.best_epoch).unwrap_or(0)];
@@ -222,7 +245,10 @@ pub fn finetune(spec: &TrainSpec, run: &RunSettings) -> Result<TrainReport> {
         run_dir,
         curve: progress.curve.clone(),
     });
-    report.set_val_metrics(val_metrics);
+    match (multi, exported.thresholds) {
+        (Some(m), Some(t)) => report.set_multi_label(m, t),
+        _ => report.set_val_metrics(val_metrics),
+    }
     Ok(report)
 }
 
