@@ -129,6 +129,52 @@ fn mosaics_train_a_model_whose_labels_predict_eval_and_serve_agree_on() {
         assert_eq!(c["support"].as_u64().unwrap() as usize, support, "{c}");
     }
 
+    // The HTML report on the same photos: eval's figures, which labels come together, and the
+    // photos with the most wrong labels, each explained for the label it got most wrong.
+    let page = t.join("ml.html");
+    let out = succeeds(
+        retrain(t)
+            .args(["report", "-q", "--format", "json"])
+            .arg(&model)
+            .arg(&data)
+            .args(["--labels", lp, "--out"])
+            .arg(&page),
+    );
+    let rep: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ml = &rep["multi_label"];
+    for key in ["mean_average_precision", "macro_f1", "micro_f1", "subset_accuracy"] {
+        let (a, b) = (ml["metrics"][key].as_f64().unwrap(), ev["multi_label"][key].as_f64().unwrap());
+        assert!((a - b).abs() < 0.01, "{key}: report {a}, eval {b}");
+    }
+    assert!(rep["confusion_matrix"].is_null() && rep["per_class"].is_null(), "no one-label metrics: {rep}");
+    let together = ml["co_occurrence"].as_array().unwrap();
+    for (a, sa) in SPECIES.iter().enumerate() {
+        for (b, sb) in SPECIES.iter().enumerate() {
+            let both = sets.iter().filter(|set| set.contains(*sa) && set.contains(*sb)).count();
+            assert_eq!(together[a][b].as_u64().unwrap() as usize, both, "{sa} with {sb}");
+        }
+    }
+    let wrong = ml["most_wrong"].as_array().unwrap();
+    assert_eq!(wrong.len(), 12, "{ml}");
+    let count = |w: &Value| w["missed"].as_array().unwrap().len() + w["added"].as_array().unwrap().len();
+    for (w, next) in wrong.iter().zip(wrong.iter().skip(1)) {
+        assert!(count(w) >= count(next) && count(w) > 0, "most wrong first: {w} {next}");
+    }
+    for w in wrong {
+        let name = Path::new(w["path"].as_str().unwrap()).file_name().unwrap().to_str().unwrap().to_string();
+        let i: usize = name.trim_end_matches(".jpg").parse().unwrap();
+        let labels: BTreeSet<String> =
+            w["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
+        assert_eq!(labels, sets[i], "{w}");
+        let explained = w["explained"].as_str().unwrap();
+        assert!(w["missed"].as_array().unwrap().iter().chain(w["added"].as_array().unwrap()).any(|l| l == explained));
+    }
+    let html = std::fs::read_to_string(&page).unwrap();
+    for needle in ["Mean average precision", "Per label", "Labels together", "Photos with the most wrong labels"] {
+        assert!(html.contains(needle), "{needle}");
+    }
+    assert_eq!(html.matches("alt=\"heatmap\"").count(), 12);
+
     // predict: every label at or above its threshold; CSV has a row per class.
     let got = predicted(t, &model, &data.join("m"));
     assert_eq!(got.len(), 160);
@@ -263,8 +309,15 @@ fn the_task_can_be_forced_either_way_and_what_reads_one_label_says_so() {
     std::fs::write(&foreign, retrain_onnx::encode(&proto)).unwrap();
     fails(retrain(t).arg("predict").arg(&foreign).arg(&photo), "disagree on the `labels` output");
 
-    // The HTML report does not read several labels yet: it says so instead of a wrong page.
-    fails(retrain(t).args(["report", "-q"]).arg(&m).arg(&folders).arg("--out").arg(t.join("r.html")), "several labels");
+    // train --html draws the several-labels page on the validation photos.
+    let page = t.join("mini.html");
+    succeeds(&mut train(
+        t,
+        &folders,
+        &t.join("mini2.onnx"),
+        &["--task", "multi-label", "--html", page.to_str().unwrap()],
+    ));
+    assert!(std::fs::read_to_string(&page).unwrap().contains("Labels together"));
 }
 
 /// Each card of a page (`serve`'s or an exported one) against `predict`: the labels line, and

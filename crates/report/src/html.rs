@@ -99,6 +99,91 @@ th{font-size:13px;color:var(--muted);font-weight:600}
 footer{color:var(--muted);font-size:13px;margin-top:24px}
 "#;
 
+/// The photos that could not be read, and the footer that closes the page.
+pub fn skipped_and_footer(h: &mut String, s: &Summary) {
+    if !s.skipped.is_empty() {
+        let _ = write!(h, "<section id=\"skipped\"><h2>Skipped photos ({})</h2><ul>", s.skipped.len());
+        for k in &s.skipped {
+            let _ = write!(h, "<li><code>{}</code>: {}</li>", escape(&k.path.display().to_string()), escape(&k.reason));
+        }
+        *h += "</ul></section>";
+    }
+    let _ = writeln!(
+        h,
+        "<footer>Written by retrain {} from <code>{}</code> in {:.1} s. Everything on this page is inside this file.</footer></main></body></html>",
+        env!("CARGO_PKG_VERSION"),
+        escape(&s.model.display().to_string()),
+        s.seconds
+    );
+}
+
+/// The training curves the model file carries.
+pub fn curves_section(h: &mut String, curves: Option<&Curves>) {
+    *h += "<section id=\"curves\"><h2>Training</h2>";
+    let Some(c) = curves else {
+        *h += "<p class=\"note\">This model file carries no training curves (it was written by an older retrain or another tool).</p></section>";
+        return;
+    };
+    let train: Vec<(f64, f64)> = c.head.iter().map(|s| (s.step as f64, s.train_loss as f64)).collect();
+    let val: Vec<(f64, f64)> = c.head.iter().filter_map(|s| s.val_loss.map(|v| (s.step as f64, v as f64))).collect();
+    let _ = write!(
+        h,
+        "<p class=\"note\">The linear head on the frozen backbone's features, step by step (full batch). The model keeps the \
+         step with the lowest validation loss.</p>{}",
+        svg::line_chart(
+            "step",
+            "cross-entropy",
+            &[
+                Series { name: "train loss".into(), colour: colour(0), dashed: false, points: train },
+                Series { name: "validation loss".into(), colour: colour(1), dashed: false, points: val },
+            ],
+            Some((c.best_step as f64, "kept")),
+        )
+    );
+    if !c.finetune.is_empty() {
+        let pts = |f: fn(&retrain::train_report::EpochPoint) -> Option<f64>| -> Vec<(f64, f64)> {
+            c.finetune.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect()
+        };
+        let losses = [
+            Series {
+                name: "train loss".into(),
+                colour: colour(0),
+                dashed: false,
+                points: pts(|e| e.train_loss.map(f64::from)),
+            },
+            Series {
+                name: "validation loss".into(),
+                colour: colour(1),
+                dashed: false,
+                points: pts(|e| e.val_loss.map(f64::from)),
+            },
+        ];
+        let accs = [
+            Series {
+                name: "train accuracy".into(),
+                colour: colour(0),
+                dashed: true,
+                points: pts(|e| e.train_accuracy),
+            },
+            Series {
+                name: "validation accuracy".into(),
+                colour: colour(1),
+                dashed: true,
+                points: pts(|e| e.val_accuracy),
+            },
+        ];
+        let mark = Some((c.best_epoch as f64, "kept"));
+        let _ = write!(
+            h,
+            "<h3>Fine-tuning</h3><p class=\"note\">Epoch 0 is the linear head it started from; then the upper blocks and the head \
+             trained together. The kept epoch has the lowest validation loss.</p><div class=\"two\">{}{}</div>",
+            svg::line_chart("epoch", "cross-entropy", &losses, mark),
+            svg::line_chart("epoch", "accuracy", &accs, mark)
+        );
+    }
+    *h += "</section>";
+}
+
 impl Page<'_> {
     pub fn render(&self) -> String {
         let s = self.summary;
@@ -114,7 +199,7 @@ impl Page<'_> {
             escape(&title),
             escape(&s.backbone),
             escape(&s.data.display().to_string()),
-            s.metrics.class_names.len(),
+            self.metrics().class_names.len(),
             s.images
         );
         h += "<nav><a href=\"#classes\">Per class</a><a href=\"#confusion\">Confusions</a><a href=\"#losses\">Top losses</a>\
@@ -128,21 +213,7 @@ impl Page<'_> {
         self.open_set(&mut h);
         self.layers(&mut h);
         self.map(&mut h);
-        if !s.skipped.is_empty() {
-            let _ = write!(h, "<section id=\"skipped\"><h2>Skipped photos ({})</h2><ul>", s.skipped.len());
-            for k in &s.skipped {
-                let _ =
-                    write!(h, "<li><code>{}</code>: {}</li>", escape(&k.path.display().to_string()), escape(&k.reason));
-            }
-            h += "</ul></section>";
-        }
-        let _ = writeln!(
-            h,
-            "<footer>Written by retrain {} from <code>{}</code> in {:.1} s. Everything on this page is inside this file.</footer></main></body></html>",
-            env!("CARGO_PKG_VERSION"),
-            escape(&s.model.display().to_string()),
-            s.seconds
-        );
+        skipped_and_footer(&mut h, s);
         h
     }
 
@@ -159,7 +230,7 @@ impl Page<'_> {
             &format!("{:.1}%", 100.0 * s.accuracy),
             &format!("95% interval {:.1}–{:.1}% on {} photos", 100.0 * lo, 100.0 * hi, s.images),
         );
-        let worst = s.metrics.per_class.iter().min_by(|a, b| a.f1.total_cmp(&b.f1));
+        let worst = self.metrics().per_class.iter().min_by(|a, b| a.f1.total_cmp(&b.f1));
         if let Some(w) = worst {
             card(h, "Hardest class", &escape(&w.class), &format!("F1 {:.3}, recall {:.3}", w.f1, w.recall));
         }
@@ -184,7 +255,7 @@ impl Page<'_> {
     }
 
     fn per_class(&self, h: &mut String) {
-        let m = &self.summary.metrics;
+        let m = self.metrics();
         *h += "<section id=\"classes\"><h2>Per class</h2><p class=\"note\">Precision: of the photos the model put in the class, \
                the share that belong there. Recall: of the class's photos, the share it found. F1 is their harmonic mean.</p>\
                <table><tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>photos</th></tr>";
@@ -209,7 +280,7 @@ impl Page<'_> {
             h,
             "<section id=\"confusion\"><h2>Confusion matrix</h2><p class=\"note\">Rows: the true class; columns: what the model said. \
              Blue is right, red is wrong, shaded by the share of the row.</p><div class=\"two\"><div>{}</div><div>",
-            svg::confusion(&s.metrics.confusion_matrix, &s.metrics.class_names)
+            svg::confusion(&self.metrics().confusion_matrix, &self.metrics().class_names)
         );
         if s.confused_pairs.is_empty() {
             *h += "<p>No photo was taken for another class.</p>";
@@ -333,70 +404,12 @@ impl Page<'_> {
     }
 
     fn curves(&self, h: &mut String) {
-        *h += "<section id=\"curves\"><h2>Training</h2>";
-        let Some(c) = &self.curves else {
-            *h += "<p class=\"note\">This model file carries no training curves (it was written by an older retrain or another tool).</p></section>";
-            return;
-        };
-        let train: Vec<(f64, f64)> = c.head.iter().map(|s| (s.step as f64, s.train_loss as f64)).collect();
-        let val: Vec<(f64, f64)> =
-            c.head.iter().filter_map(|s| s.val_loss.map(|v| (s.step as f64, v as f64))).collect();
-        let _ = write!(
-            h,
-            "<p class=\"note\">The linear head on the frozen backbone's features, step by step (full batch). The model keeps the \
-             step with the lowest validation loss.</p>{}",
-            svg::line_chart(
-                "step",
-                "cross-entropy",
-                &[
-                    Series { name: "train loss".into(), colour: colour(0), dashed: false, points: train },
-                    Series { name: "validation loss".into(), colour: colour(1), dashed: false, points: val },
-                ],
-                Some((c.best_step as f64, "kept")),
-            )
-        );
-        if !c.finetune.is_empty() {
-            let pts = |f: fn(&retrain::train_report::EpochPoint) -> Option<f64>| -> Vec<(f64, f64)> {
-                c.finetune.iter().filter_map(|e| f(e).map(|v| (e.epoch as f64, v))).collect()
-            };
-            let losses = [
-                Series {
-                    name: "train loss".into(),
-                    colour: colour(0),
-                    dashed: false,
-                    points: pts(|e| e.train_loss.map(f64::from)),
-                },
-                Series {
-                    name: "validation loss".into(),
-                    colour: colour(1),
-                    dashed: false,
-                    points: pts(|e| e.val_loss.map(f64::from)),
-                },
-            ];
-            let accs = [
-                Series {
-                    name: "train accuracy".into(),
-                    colour: colour(0),
-                    dashed: true,
-                    points: pts(|e| e.train_accuracy),
-                },
-                Series {
-                    name: "validation accuracy".into(),
-                    colour: colour(1),
-                    dashed: true,
-                    points: pts(|e| e.val_accuracy),
-                },
-            ];
-            let mark = Some((c.best_epoch as f64, "kept"));
-            let _ = write!(
-                h,
-                "<h3>Fine-tuning</h3><p class=\"note\">Epoch 0 is the linear head it started from; then the upper blocks and the head \
-                 trained together. The kept epoch has the lowest validation loss.</p><div class=\"two\">{}{}</div>",
-                svg::line_chart("epoch", "cross-entropy", &losses, mark),
-                svg::line_chart("epoch", "accuracy", &accs, mark)
-            );
-        }
-        *h += "</section>";
+        curves_section(h, self.curves.as_ref());
+    }
+
+    /// The one-label metrics this page is drawn for.
+    fn metrics(&self) -> &retrain::metrics::Metrics {
+        self.summary.metrics.as_ref().expect("a one-label summary")
     }
 
     fn layers(&self, h: &mut String) {
@@ -446,7 +459,7 @@ impl Page<'_> {
             100.0 * a,
             100.0 * b
         );
-        for (i, n) in self.summary.metrics.class_names.iter().enumerate() {
+        for (i, n) in self.metrics().class_names.iter().enumerate() {
             let _ = write!(h, "<span><i style=\"background:{}\"></i>{}</span>", colour(i), escape(n));
         }
         *h += "</div><div class=\"map\">";
@@ -502,7 +515,8 @@ mod tests {
             accuracy: metrics.accuracy,
             accuracy_interval: [0.7, 0.9],
             confused_pairs: crate::stats::confused_pairs(&metrics.confusion_matrix, &names, 40),
-            metrics,
+            metrics: Some(metrics),
+            multi_label: None,
             top_losses: Vec::new(),
             method: "grad-cam",
             feature_map_variance: Some([0.2, 0.1]),

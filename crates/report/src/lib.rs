@@ -6,10 +6,12 @@
 //! SVG, no script, no font, nothing fetched — it opens from disk and can be mailed.
 
 mod html;
+mod multi;
 mod stats;
 mod svg;
 
 pub use html::{escape, STYLE};
+pub use multi::{MultiSummary, WrongLabels};
 pub use stats::{confused_pairs, pca2, wilson, Confusion};
 
 use indicatif::ProgressBar;
@@ -88,11 +90,17 @@ pub struct Summary {
     #[serde(with = "retrain_files::names::json")]
     pub data: PathBuf,
     pub images: usize,
+    /// The share of photos the model got right: with several labels per photo, those given
+    /// exactly their labels (subset accuracy).
     pub accuracy: f64,
     /// Wilson's 95% interval.
     pub accuracy_interval: [f64; 2],
+    /// One label per photo: precision, recall, F1 and the confusion matrix.
     #[serde(flatten)]
-    pub metrics: Metrics,
+    pub metrics: Option<Metrics>,
+    /// Several labels per photo: mAP, F1, each label's AP, which labels come together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_label: Option<MultiSummary>,
     pub confused_pairs: Vec<Confusion>,
     pub top_losses: Vec<Loss>,
     /// How the heatmaps were made.
@@ -127,7 +135,7 @@ impl Row {
 }
 
 /// Photos explained per call, so memory stays flat on large folders.
-const CHUNK: usize = 128;
+pub(crate) const CHUNK: usize = 128;
 
 /// The page on the validation photos of a run just trained (`train --html`).
 pub fn build_after_training(
@@ -150,13 +158,6 @@ pub fn build(
     let started = Instant::now();
     let mut explainer = Explainer::open(model, opts.threads, false)?;
     explainer.limits = opts.limits;
-    if explainer.info.multi_label.is_some() {
-        return Err(retrain::Error::NotAModel {
-            path: model.to_path_buf(),
-            reason: "it gives photos several labels; the HTML report reads one label per photo so far (`retrain eval` has its metrics)".into(),
-        }
-        .into());
-    }
     let names = explainer.info.class_names.clone();
     let (bytes, _) = retrain::model::read(model)?;
     let proto = retrain_onnx::decode(&bytes, model).map_err(retrain::Error::from)?;
@@ -167,6 +168,10 @@ pub fn build(
         precision: meta("retrain.precision").map_or("fp32".into(), |_| "int8".into()),
     };
     drop((bytes, proto));
+    if explainer.info.multi_label.is_some() {
+        let parts = multi::Parts { about, curves, training, started };
+        return multi::build(model, &mut explainer, set, parts, opts, progress);
+    }
 
     progress.set_length(set.files.len() as u64);
     let stride = set.files.len().div_ceil(opts.map_thumbnails.max(1)).max(1);
@@ -291,7 +296,8 @@ pub fn build(
             &names,
             if names.len() > svg::SVG_CLASSES { 40 } else { 10 },
         ),
-        metrics: m,
+        metrics: Some(m),
+        multi_label: None,
         top_losses: losses.iter().map(|(l, _)| l.clone()).collect(),
         method: explainer.method.name(),
         feature_map_variance: (!points.is_empty()).then_some(variance),

@@ -100,12 +100,16 @@ fn write_report(
         eprintln!("warning: skipped {}: {}", s.path.display(), s.reason);
     }
     let [lo, hi] = summary.accuracy_interval;
+    let scores = match &summary.multi_label {
+        Some(m) => format!(
+            "mAP {:.4}, macro F1 {:.4}, every label right {:.4} (95% interval {lo:.3}–{hi:.3})",
+            m.metrics.mean_average_precision, m.metrics.macro_f1, summary.accuracy
+        ),
+        None => format!("accuracy {:.4} (95% interval {lo:.3}–{hi:.3})", summary.accuracy),
+    };
     let line = format!(
-        "{}: accuracy {:.4} (95% interval {:.3}–{:.3}) on {} photos; wrote {} ({} KB) in {:.1}s",
+        "{}: {scores} on {} photos; wrote {} ({} KB) in {:.1}s",
         summary.data.display(),
-        summary.accuracy,
-        lo,
-        hi,
         summary.images,
         out.display(),
         page.len() / 1024,
