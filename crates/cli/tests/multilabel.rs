@@ -184,6 +184,29 @@ fn mosaics_train_a_model_whose_labels_predict_eval_and_serve_agree_on() {
     assert!(csv.starts_with("path,class,probability,threshold,label\n"), "{csv}");
     assert_eq!(csv.lines().count(), 1 + 5);
 
+    // explain: one picture per label a photo is given, each named by its label.
+    let (name, labels) = got.iter().find(|(_, l)| l.len() > 1).unwrap();
+    let why = t.join("why");
+    let o = succeeds(
+        retrain(t)
+            .args(["explain", "--format", "json"])
+            .arg(&model)
+            .arg(data.join("m").join(name))
+            .arg("--out")
+            .arg(&why),
+    );
+    let rows: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let explained: BTreeSet<String> = rows.iter().map(|r| r["class"].as_str().unwrap().to_string()).collect();
+    assert_eq!(rows.len(), labels.len(), "{rows:?}");
+    assert_eq!(&explained, labels);
+    let pictures: BTreeSet<&str> = rows.iter().map(|r| r["picture"].as_str().unwrap()).collect();
+    assert_eq!(pictures.len(), rows.len());
+    for r in &rows {
+        let class = r["class"].as_str().unwrap();
+        assert!(r["picture"].as_str().unwrap().ends_with(&format!("-{class}.png")), "{r}");
+        assert!(Path::new(r["picture"].as_str().unwrap()).is_file());
+    }
+
     // serve answers from the graph's own `labels` output: the same labels as predict.
     let server = Server::start(t, &[&model], &[]);
     let u = &server.url;

@@ -71,19 +71,54 @@ fn explain(a: &ExplainArgs, g: Global) -> Result<()> {
     let mut taken = std::collections::HashSet::new();
     for ((path, explicit), r) in files.into_iter().zip(results) {
         match r {
-            Ok(mut e) => {
-                e.judge(threshold);
-                // Photos of the same name from different folders get -2, -3 …
+            Ok(e) => {
                 let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
-                let mut name = format!("{stem}.png");
-                let mut n = 1;
-                while !taken.insert(name.clone()) {
-                    n += 1;
-                    name = format!("{stem}-{n}.png");
+                // Several labels per photo: one picture per label the model gives (the top
+                // class when it gives none), unless --class chose one.
+                let given = match class {
+                    None => ex.info.labels_of(&e.probabilities).filter(|l| !l.is_empty()),
+                    Some(_) => None,
+                };
+                let mut each = Vec::new();
+                match given {
+                    None => each.push(e),
+                    Some(labels) => {
+                        let mut top = Some(e);
+                        for l in labels {
+                            if let Some(e) = top.take_if(|e| e.class_index == l) {
+                                each.push(e);
+                                continue;
+                            }
+                            let hidden = indicatif::ProgressBar::hidden();
+                            match ex.explain(std::slice::from_ref(&path), Some(l), &hidden)?.pop() {
+                                Some(Ok(e)) => each.push(e),
+                                Some(Err(err)) => fails.push(retrain::predict::Failure {
+                                    reason: err.reason(),
+                                    path: path.clone(),
+                                    explicit,
+                                }),
+                                None => {}
+                            }
+                        }
+                        let p = |e: &retrain_explain::Explanation| e.probabilities[e.class_index];
+                        each.sort_by(|a, b| p(b).total_cmp(&p(a)));
+                    }
                 }
-                let png = out.join(name);
-                write_png(&retrain_explain::render(&e), &png)?;
-                done.push((e, png));
+                let several = each.len() > 1;
+                for mut e in each {
+                    e.judge(threshold);
+                    let base = if several { format!("{stem}-{}", file_part(&e.class)) } else { stem.clone() };
+                    // Photos of the same name from different folders get -2, -3 …
+                    let mut name = format!("{base}.png");
+                    let mut n = 1;
+                    while !taken.insert(name.clone()) {
+                        n += 1;
+                        name = format!("{base}-{n}.png");
+                    }
+                    let png = out.join(name);
+                    write_png(&retrain_explain::render(&e), &png)?;
+                    done.push((e, png));
+                }
             }
             Err(err) => fails.push(retrain::predict::Failure { reason: err.reason(), path, explicit }),
         }
@@ -115,4 +150,31 @@ fn explain(a: &ExplainArgs, g: Global) -> Result<()> {
         }
     }
     failures(&fails, done.len(), &inputs[1..], g.quiet)
+}
+
+/// A class name as part of a file name: letters, digits, `-` and `_` kept, anything else (a
+/// separator, a dot, a space) as `_`, at most 40 characters.
+fn file_part(class: &str) -> String {
+    let part: String =
+        class.chars().take(40).map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    if part.is_empty() {
+        "class".into()
+    } else {
+        part
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_part;
+
+    #[test]
+    fn a_class_name_cannot_leave_the_folder_or_hide_a_picture() {
+        assert_eq!(file_part("rose"), "rose");
+        assert_eq!(file_part("../../etc/passwd"), "______etc_passwd");
+        assert_eq!(file_part(".hidden"), "_hidden");
+        assert_eq!(file_part("a b\\c:d"), "a_b_c_d");
+        assert_eq!(file_part(""), "class");
+        assert_eq!(file_part(&"x".repeat(300)).len(), 40);
+    }
 }
